@@ -1,0 +1,25 @@
+"""Public kernel API: thin autograd wrappers over Triton (CUDA), C++ (CPU) and PyTorch reference
+backends. Every op takes ``backend="auto"|"triton"|"cpp"|"torch"``; see ``_dispatch`` for the rule.
+
+Names are loaded lazily so that importing one op never pays for another's kernels.
+"""
+from importlib import import_module
+
+from ._dispatch import BACKENDS, BackendUnavailable
+
+_EXPORTS = {
+    "affine_coupling": "affine_coupling",
+    "affine_coupling_jvp": "affine_coupling",
+    "soft_clamp": "affine_coupling",
+    "gaussian_pair_logsumexp": "gaussian_pair_logsumexp",
+    "tc_decomposition": "tc_decomposition",
+    "marginal_entropy": "marginal_entropy",
+}
+
+__all__ = ["BACKENDS", "BackendUnavailable", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
