@@ -1,0 +1,120 @@
+"""GLOW-style two-sided affine coupling (FrEIA ``GLOWCouplingBlock`` semantics, spec §4.2).
+
+Split x = [x1, x2] along dim 1 (features, or channels of an image), sizes (c1, c2) = (c//2, c-c//2):
+
+    [s2_raw, t2] = subnet2(x2);  y1 = x1 * exp(s2) + t2
+    [s1_raw, t1] = subnet1(y1);  y2 = x2 * exp(s1) + t1
+    log_det[b] = sum(s1) + sum(s2),   s = soft_clamp(s_raw, clamp, clamp_fn)
+
+Inverse: x2 = (y2 - t1) * exp(-s1), then x1 = (y1 - t2) * exp(-s2). The elementwise affine part and
+its tangent run through ``eoflow_fast.ops.affine_coupling`` / ``affine_coupling_jvp`` (fused kernels).
+Subnet tangents (spec §6.2): linear/conv -> the same weight without bias, ReLU -> the primal mask;
+primal and tangent rows are stacked [h; dh] so each layer is one GEMM/convolution.
+The subnets' last layer is zero-initialised, so every block starts as the identity.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import ops
+from .base import InvertibleModule
+
+
+class Subnet(nn.Sequential):
+    """A Sequential of Linear / Conv2d / ReLU layers with a tangent pass ``(h, dh) -> (out, dout)``."""
+
+    def forward(self, h: torch.Tensor, dh: torch.Tensor | None = None):
+        if dh is None:
+            for layer in self:
+                h = layer(h)
+            return h, None
+        B = h.shape[0]
+        for layer in self:
+            if isinstance(layer, nn.ReLU):
+                mask = h > 0
+                h, dh = h * mask, dh * mask
+            elif isinstance(layer, (nn.Linear, nn.Conv2d)):
+                stacked = torch.cat([h, dh])
+                out = (F.linear(stacked, layer.weight) if isinstance(layer, nn.Linear)
+                       else F.conv2d(stacked, layer.weight, None, layer.stride, layer.padding))
+                h, dh = out[:B], out[B:]
+                if layer.bias is not None:
+                    h = h + (layer.bias if isinstance(layer, nn.Linear) else layer.bias[:, None, None])
+            else:
+                raise TypeError(f"Subnet: no tangent rule for layer {type(layer).__name__}")
+        return h, dh
+
+
+def mlp_subnet(c_in: int, c_out: int, hidden: int, n_hidden_layers: int = 2) -> Subnet:
+    """Linear -> ReLU (x n_hidden_layers) -> Linear(zero-init): (B, c_in) -> (B, c_out)."""
+    layers, width = [], c_in
+    for _ in range(n_hidden_layers):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    last = nn.Linear(width, c_out)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return Subnet(*layers, last)
+
+
+def conv_subnet(c_in: int, c_out: int, hidden: int) -> Subnet:
+    """Conv3x3 -> ReLU -> Conv1x1 -> ReLU -> Conv3x3(zero-init): (B, c_in, H, W) -> (B, c_out, H, W)."""
+    last = nn.Conv2d(hidden, c_out, 3, padding=1)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return Subnet(nn.Conv2d(c_in, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(), last)
+
+
+class AffineCoupling(InvertibleModule):
+    """Two-sided GLOW affine coupling over dim 1 of (B, c) or (B, c, H, W) inputs.
+
+    ``subnet="mlp"`` (flat inputs) or ``"conv"`` (images); ``clamp``/``clamp_fn`` as in
+    ``eoflow_fast.ops.soft_clamp`` (default atan with clamp 2, as B-EOFlow).
+    """
+
+    def __init__(self, channels: int, hidden: int, subnet: str = "mlp", clamp: float = 2.0,
+                 clamp_fn: str = "atan", n_hidden_layers: int = 2, backend: str = "auto"):
+        super().__init__()
+        if channels < 2:
+            raise ValueError(f"AffineCoupling: channels must be >= 2, got {channels}")
+        if subnet not in ("mlp", "conv"):
+            raise ValueError(f"AffineCoupling: subnet must be 'mlp' or 'conv', got {subnet!r}")
+        self.c1, self.c2 = channels // 2, channels - channels // 2
+        if subnet == "mlp":
+            self.subnet1 = mlp_subnet(self.c1, 2 * self.c2, hidden, n_hidden_layers)
+            self.subnet2 = mlp_subnet(self.c2, 2 * self.c1, hidden, n_hidden_layers)
+        else:
+            self.subnet1 = conv_subnet(self.c1, 2 * self.c2, hidden)
+            self.subnet2 = conv_subnet(self.c2, 2 * self.c1, hidden)
+        self.clamp, self.clamp_fn, self.backend = clamp, clamp_fn, backend
+
+    def _affine(self, x, st, dx, dst, rev):
+        """x -> x*exp(s)+t (or its inverse) with [s_raw, t] = st split along dim 1; tangent optional."""
+        s_raw, t = st.chunk(2, dim=1)
+        kw = dict(clamp=self.clamp, clamp_fn=self.clamp_fn, reverse=rev, backend=self.backend)
+        if dx is None:
+            y, log_det = ops.affine_coupling(x, s_raw, t, **kw)
+            return y, log_det, None
+        ds_raw, dt = dst.chunk(2, dim=1)
+        y, log_det, dy, _ = ops.affine_coupling_jvp(x, s_raw, t, dx, ds_raw, dt, **kw)
+        return y, log_det, dy
+
+    def _flow(self, x, dx, rev):
+        if x.shape[1] != self.c1 + self.c2:
+            raise ValueError(f"AffineCoupling: x has {x.shape[1]} channels on dim 1, expected {self.c1 + self.c2}")
+        a, b = x.split([self.c1, self.c2], dim=1)
+        da, db = (None, None) if dx is None else dx.split([self.c1, self.c2], dim=1)
+        if not rev:  # a = x1, b = x2
+            st2, dst2 = self.subnet2(b, db)
+            y1, ld1, dy1 = self._affine(a, st2, da, dst2, False)
+            st1, dst1 = self.subnet1(y1, dy1)
+            y2, ld2, dy2 = self._affine(b, st1, db, dst1, False)
+        else:  # a = y1, b = y2
+            st1, dst1 = self.subnet1(a, da)
+            y2, ld2, dy2 = self._affine(b, st1, db, dst1, True)
+            st2, dst2 = self.subnet2(y2, dy2)
+            y1, ld1, dy1 = self._affine(a, st2, da, dst2, True)
+        out = torch.cat([y1, y2], dim=1)
+        return out, ld1 + ld2, (None if dx is None else torch.cat([dy1, dy2], dim=1))
