@@ -1,0 +1,196 @@
+"""DEFT's annealing test and information freezing point (IFP) ([PAPER] §4.1, §5.3, §5.5).
+
+A beta-VAE, loss = recon + beta_t KL, is trained on a dataset X of N observations while beta_t
+anneals from ``beta_high`` to ``beta_low``. Tracked every step:
+- the KL proxy  KL_t = sum_k mean_b KL(q(z_k|x_b) || N(0, 1))  >= I(x; z) (the step's minibatch);
+- every ``mi_every`` steps, the exact dataset estimate (X encoded in chunks of ``batch_size``;
+  when N <= batch_size, one pass over all of X):
+      I(x; z) = (1/N) sum_n [ log q(z_n|x_n) - log (1/N) sum_m q(z_n|x_m) ],  z_n ~ q(z|x_n),
+  the "mi" output of ``ops.tc_decomposition(z, mu, logvar, dataset_size=N, estimator="mws")``.
+The IFP is the first beta at which I(x; z) exceeds ``threshold`` (0.1 nats), interpolated linearly
+in log beta between the two bracketing measurements.
+
+beta schedules (t in [0, T - 1], s = t / (T - 1)):
+    loglinear (default, [INFERRED] vae_deft.md §B.3): beta = exp((1 - s) log beta_high + s log beta_low)
+    linear    (authors' ``dlib_annealing``):          beta = max((1 - s) beta_high, beta_low)
+    exp       (authors' ``examples/IFP.py``, g = 10): beta = (beta_high - beta_low) exp(-g s) + beta_low
+
+Per-factor IFP distributions (§5.3): draw a random base factor vector, enumerate every value of
+factor i with the others fixed, run the test on those ``factor_sizes[i]`` images, record the IFP;
+repeat ``repeats`` times (50 in the paper).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from eoflow_fast import ops
+from eoflow_fast.vae.likelihoods import gaussian_kl_per_dim
+from eoflow_fast.vae.objectives import VAE
+
+SCHEDULES = ("loglinear", "linear", "exp")
+
+
+def beta_schedule(step: int, total_steps: int, beta_high: float = 200.0, beta_low: float = 1.0,
+                  kind: str = "loglinear", decay: float = 10.0) -> float:
+    if kind not in SCHEDULES:
+        raise ValueError(f"beta_schedule: kind={kind!r}; expected one of {SCHEDULES}")
+    if not beta_high >= beta_low > 0:
+        raise ValueError(f"beta_schedule: need beta_high >= beta_low > 0, got {beta_high}, {beta_low}")
+    s = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
+    if kind == "loglinear":
+        return math.exp((1 - s) * math.log(beta_high) + s * math.log(beta_low))
+    if kind == "linear":
+        return max((1 - s) * beta_high, beta_low)
+    return (beta_high - beta_low) * math.exp(-decay * s) + beta_low
+
+
+@dataclass
+class AnnealingResult:
+    betas: list[float] = field(default_factory=list)       # beta_t at every step
+    kl: list[float] = field(default_factory=list)          # KL proxy at every step
+    mi_steps: list[int] = field(default_factory=list)      # steps where I(x; z) was estimated
+    mi: list[float] = field(default_factory=list)          # exact-dataset I(x; z) at those steps
+    ifp: float | None = None                               # None: I(x; z) never exceeded the threshold
+    ifp_step: int | None = None
+
+
+@torch.no_grad()
+def dataset_mutual_information(model: VAE, data: torch.Tensor, batch_size: int = 256) -> float:
+    """I(x; z) over the whole of ``data`` (N, ...) by the MWS estimator with dataset_size = N
+    (exact-dataset aggregate posterior (1/N) sum_m q(z|x_m), one z sample per x_n)."""
+    mus, logvars = zip(*(model.encode(chunk) for chunk in data.split(batch_size)))
+    mu, logvar = torch.cat(mus), torch.cat(logvars)
+    z = model.sample(mu, logvar)
+    mi, _, _ = ops.tc_decomposition(z, mu, logvar, data.shape[0], estimator="mws")
+    return float(mi)
+
+
+def information_freezing_point(betas: list[float], mi: list[float], threshold: float = 0.1):
+    """First crossing of ``threshold`` by ``mi`` along ``betas``; returns (beta, index) with beta
+    interpolated linearly in log beta, or (None, None) if never crossed."""
+    for i, value in enumerate(mi):
+        if value > threshold:
+            if i == 0:
+                return float(betas[0]), 0
+            lo, hi = mi[i - 1], value
+            w = (threshold - lo) / (hi - lo) if hi > lo else 1.0
+            log_beta = (1 - w) * math.log(betas[i - 1]) + w * math.log(betas[i])
+            return math.exp(log_beta), i
+    return None, None
+
+
+def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: float = 200.0,
+                   beta_low: float = 1.0, schedule: str = "loglinear", lr: float = 5e-4,
+                   batch_size: int = 64, mi_every: int = 1, threshold: float = 0.1,
+                   stop_after_freeze: bool = False, generator: torch.Generator | None = None) -> AnnealingResult:
+    """Run the annealing test on ``data`` (N, ...), a tensor on the model's device.
+
+    Each step trains ``model`` (any ``VAE``: its encode/decode/reconstruction; its own
+    regulariser is not used) with Adam(lr) on a minibatch (all of ``data`` when N <= batch_size)
+    and loss recon + beta_t KL. With ``stop_after_freeze`` the run ends at the first crossing.
+    """
+    if steps < 2:
+        raise ValueError(f"annealing_test: steps must be >= 2, got {steps}")
+    if mi_every < 1:
+        raise ValueError(f"annealing_test: mi_every must be >= 1, got {mi_every}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    n = data.shape[0]
+    res = AnnealingResult()
+    for step in range(steps):
+        beta = beta_schedule(step, steps, beta_high, beta_low, schedule)
+        if n <= batch_size:
+            x = data
+        else:
+            x = data[torch.randint(n, (batch_size,), generator=generator).to(data.device)]
+        out, mu, logvar, _ = model(x)
+        kl = gaussian_kl_per_dim(mu, logvar).sum()
+        loss = model.reconstruction_loss(out, x) + beta * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        res.betas.append(beta)
+        res.kl.append(float(kl.detach()))
+        if step % mi_every == 0 or step == steps - 1:
+            res.mi_steps.append(step)
+            res.mi.append(dataset_mutual_information(model, data, batch_size))
+            if stop_after_freeze and res.mi[-1] > threshold:
+                break
+    ifp, idx = information_freezing_point([res.betas[s] for s in res.mi_steps], res.mi, threshold)
+    res.ifp, res.ifp_step = ifp, (res.mi_steps[idx] if idx is not None else None)
+    return res
+
+
+def enumerate_factor(ground_truth, factor_index: int, rng: np.random.RandomState) -> np.ndarray:
+    """Observations (factor_sizes[i], *observation_shape): one random base factor vector with
+    factor ``factor_index`` set to each of its values in turn."""
+    if not 0 <= factor_index < ground_truth.num_factors:
+        raise ValueError(f"enumerate_factor: factor_index={factor_index}, the data has "
+                         f"{ground_truth.num_factors} factors")
+    size = ground_truth.factor_sizes[factor_index]
+    factors = np.repeat(ground_truth.sample_factors(1, rng), size, axis=0)
+    factors[:, factor_index] = np.arange(size)
+    return ground_truth.sample_observations_from_factors(factors, rng)
+
+
+def factor_ifp_distributions(ground_truth, make_model: Callable[[], VAE], steps: int, repeats: int,
+                             rng: np.random.RandomState, factors: list[int] | None = None,
+                             device: str | torch.device = "cpu", **test_kw) -> dict[str, list]:
+    """{factor name: [IFP of each repeat]} (None entries where the test never froze). Each
+    repeat trains a fresh ``make_model()`` on one enumerated factor (``enumerate_factor``)."""
+    out: dict[str, list] = {}
+    for i in factors if factors is not None else range(ground_truth.num_factors):
+        name = ground_truth.factor_names[i]
+        out[name] = []
+        for _ in range(repeats):
+            data = torch.as_tensor(enumerate_factor(ground_truth, i, rng), dtype=torch.float32, device=device)
+            model = make_model().to(device)
+            out[name].append(annealing_test(model, data, steps, **test_kw).ifp)
+    return out
+
+
+def plot_annealing(result: AnnealingResult, path: str, threshold: float = 0.1) -> None:
+    """beta (log axis, decreasing left to right) against I(x; z) and the KL proxy, IFP marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(result.betas, result.kl, lw=0.8, alpha=0.6, label="KL proxy (minibatch)")
+    ax.plot([result.betas[s] for s in result.mi_steps], result.mi, lw=1.2, label="I(x; z) (MWS, dataset)")
+    ax.axhline(threshold, color="grey", ls=":", lw=0.8)
+    if result.ifp is not None:
+        ax.axvline(result.ifp, color="red", ls="--", lw=0.8, label=f"IFP = {result.ifp:.3g}")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("beta")
+    ax.set_ylabel("nats")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_ifp_histograms(distributions: dict[str, list], path: str) -> None:
+    """One histogram of log10 IFP per factor (repeats that never froze are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in distributions.items():
+        finite = [v for v in values if v is not None]
+        if finite:
+            ax.hist(np.log10(finite), bins=20, alpha=0.5, label=f"{name} ({len(finite)}/{len(values)})")
+    ax.set_xlabel("log10 IFP (beta)")
+    ax.set_ylabel("count")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

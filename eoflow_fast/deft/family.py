@@ -1,0 +1,74 @@
+"""The "deft" model family: ``eoflow-fast train deft --preset dsprites [--stage-steps N] ...``.
+
+A preset (``presets.PRESETS``, the paper's Table 2) sets the data, channels, G, K and the betas;
+steps per stage follow from the epochs per stage, the dataset length and the batch size unless
+``--stage-steps`` is given. Evaluation and plots are the vae family's (metrics on the mean codes of
+all G K latents; reconstructions, traversals, per-dimension KL over training).
+"""
+from __future__ import annotations
+
+from eoflow_fast.train.registry import ModelSpec, register
+from eoflow_fast.vae import family as vae_family
+
+from .model import DEFT
+from .presets import PRESETS, get_preset
+
+
+def add_args(parser) -> None:
+    g = parser.add_argument_group("deft")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="dsprites", help="DEFT Table 2 setting")
+    g.add_argument("--data", default=None, help="dataset spec (default: the preset's)")
+    g.add_argument("--groups", type=int, default=None, help="G (default: the preset's)")
+    g.add_argument("--latents-per-group", type=int, default=None, help="K (default: the preset's)")
+    g.add_argument("--betas", type=float, nargs="+", default=None, help="beta per stage (default: the preset's)")
+    g.add_argument("--stage-steps", type=int, default=None,
+                   help="steps per stage (default: epochs per stage * steps per epoch)")
+    g.add_argument("--deft-gamma", type=float, default=0.1, help="backward scale of the inactive encoders")
+    g.add_argument("--gamma-mode", choices=["lr", "grad"], default="lr",
+                   help="lr: per-encoder learning rates (Algorithm 1); grad: gradient scaling (authors' code)")
+    g.add_argument("--recon", choices=["bernoulli", "l2"], default="bernoulli")
+    g.add_argument("--kl-log-every", type=int, default=100)
+
+
+def preset_data(config: dict) -> str:
+    """--data, else the preset's dataset spec."""
+    preset = get_preset(config.get("preset", "dsprites"))
+    data = config.get("data") or preset.data
+    if data is None:
+        raise ValueError(f"--preset {config.get('preset')} has no built-in data; pass --data ({preset.note})")
+    return data
+
+
+def resolve(config: dict, dataset_len: int | None = None) -> dict:
+    """DEFT constructor arguments (and "data") from the preset and the overriding flags."""
+    preset = get_preset(config.get("preset", "dsprites"))
+    data = preset_data(config)
+    groups = config.get("groups") or preset.groups
+    betas = config.get("betas") or list(preset.betas)
+    if len(betas) != groups:
+        raise ValueError(f"--betas has {len(betas)} values, expected G = {groups}")
+    stage_steps = config.get("stage_steps")
+    if stage_steps is None:
+        if dataset_len is None:
+            raise ValueError("resolve: pass dataset_len or --stage-steps")
+        stage_steps = preset.stage_steps(dataset_len, config.get("batch_size", 256))
+    return {"data": data, "groups": groups, "latents_per_group": config.get("latents_per_group") or preset.latents_per_group,
+            "betas": betas, "stage_steps": stage_steps, "channels": preset.channels,
+            "gamma": config.get("deft_gamma", 0.1), "gamma_mode": config.get("gamma_mode", "lr"),
+            "reconstruction": config.get("recon", "bernoulli"), "kl_log_every": config.get("kl_log_every", 100)}
+
+
+def build(config: dict):
+    from eoflow_fast.data import get_dataset
+
+    config["data"] = preset_data(config)
+    dataset = get_dataset(config["data"], split="train")
+    kw = resolve(config, len(dataset))
+    del kw["data"]
+    kw["channels"] = vae_family.observation_shape(dataset)[0]
+    return DEFT(**kw), dataset, None
+
+
+SPEC = register(ModelSpec(name="deft", help="DEFT: multi-group encoders trained stage by stage (Table 2 presets)",
+                          add_args=add_args, build=build, evaluate=vae_family.evaluate, plot=vae_family.plot,
+                          add_eval_args=vae_family.add_eval_args))

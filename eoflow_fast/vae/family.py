@@ -1,0 +1,240 @@
+"""The "vae" model family: ``eoflow-fast train vae --model beta|betatcvae|factorvae|dipvae1|dipvae2|
+annealed|cascade|bfvae|vanilla --data SPEC ...``.
+
+Per-model defaults of the shared flags (used when the flag is not given, after a Table 3 preset):
+    --beta   beta 4, betatcvae 6, cascade 10 (beta_max), bfvae 4
+    --gamma  factorvae / bfvae 10 (TC weight), annealed 1000 (capacity weight)
+Evaluation: disentanglement metrics through ``eoflow_fast.metrics.evaluate`` on the data's ground
+truth, plus the per-dimension KL of the mean encoder over ``--num-points`` observations and the
+dimensions flagged informative (KL_k > ``--kl-threshold``, vae_deft.md §A.4 [INFERRED]).
+Plots: reconstructions, latent traversals, per-dimension KL over training.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from eoflow_fast.train.registry import ModelSpec, register
+
+from .architectures import build_encoder_decoder
+from .likelihoods import gaussian_kl_per_dim
+from .objectives import MODELS, batch_x, make_objective
+from .presets import TABLE3, table3
+
+BETA_DEFAULT = {"beta": 4.0, "betatcvae": 6.0, "cascade": 10.0, "bfvae": 4.0}
+GAMMA_DEFAULT = {"factorvae": 10.0, "bfvae": 10.0, "annealed": 1000.0}
+ABLATIONS = {"vanilla": "vanilla", "beta": "beta", "factor": "factorvae", "bfvae": "bfvae"}
+
+
+def add_args(parser) -> None:
+    g = parser.add_argument_group("vae")
+    g.add_argument("--model", choices=sorted(MODELS), default="beta", help="objective")
+    g.add_argument("--data", default="dsprites", help="dataset spec for eoflow_fast.data.get_dataset")
+    g.add_argument("--latent-dim", type=int, default=10)
+    g.add_argument("--encoder", choices=["standard", "lite", "mlp"], default="standard",
+                   help="images: standard or lite (DEFT Table 1); tabular: mlp")
+    g.add_argument("--recon", choices=["bernoulli", "l2", "gaussian"], default=None,
+                   help="reconstruction loss (default: bernoulli for images, gaussian for tabular)")
+    g.add_argument("--preset", choices=sorted(TABLE3), default=None,
+                   help="DEFT Table 3 baseline setting for --model on this dataset")
+    g.add_argument("--ablation", choices=sorted(ABLATIONS), default=None,
+                   help="bfVAE ablation: vanilla (beta 1, gamma 0), beta (gamma 0), factor (beta 1), bfvae")
+    g.add_argument("--beta", type=float, default=None, help="KL weight (beta-TCVAE: TC weight; cascade: beta_max)")
+    g.add_argument("--gamma", type=float, default=None, help="FactorVAE/bfVAE TC weight; AnnealedVAE capacity weight")
+    g.add_argument("--tc-estimator", choices=["mws", "mss"], default="mws")
+    g.add_argument("--capacity", type=float, default=25.0, help="AnnealedVAE C_max (nats)")
+    g.add_argument("--capacity-steps", type=int, default=100_000, help="AnnealedVAE iteration_threshold")
+    g.add_argument("--cascade-stage-steps", type=int, default=6000)
+    g.add_argument("--lambda-od", type=float, default=10.0, help="DIP-VAE off-diagonal weight")
+    g.add_argument("--lambda-d", type=float, default=None, help="DIP-VAE diagonal weight (default 10 l_od for I, l_od for II)")
+    g.add_argument("--disc-lr", type=float, default=1e-4, help="FactorVAE discriminator Adam lr")
+    g.add_argument("--kl-log-every", type=int, default=100)
+
+
+def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
+    """(model name, keyword arguments of its class) from the family flags in ``config``."""
+    model = config.get("model", "beta")
+    hp: dict = {}
+    if config.get("ablation"):
+        if model != "bfvae":
+            raise ValueError(f"--ablation applies to --model bfvae, got --model {model}")
+        model = ABLATIONS[config["ablation"]]
+    if config.get("preset"):
+        hp.update(table3(config["preset"], model))
+    beta, gamma = config.get("beta"), config.get("gamma")
+    if model in ("beta", "betatcvae", "bfvae"):
+        hp["beta"] = beta if beta is not None else hp.get("beta", BETA_DEFAULT[model])
+    if model == "cascade":
+        hp["beta_max"] = beta if beta is not None else hp.get("beta_max", BETA_DEFAULT[model])
+        hp["stage_steps"] = config.get("cascade_stage_steps", 6000)
+    if model in ("factorvae", "bfvae", "annealed"):
+        hp["gamma"] = gamma if gamma is not None else GAMMA_DEFAULT[model]
+    if model in ("factorvae", "bfvae"):
+        hp["disc_lr"] = config.get("disc_lr", 1e-4)
+    if model == "betatcvae":
+        hp["dataset_size"], hp["estimator"] = dataset_size, config.get("tc_estimator", "mws")
+    if model == "annealed":
+        hp.setdefault("capacity", config.get("capacity", 25.0))
+        hp["iteration_threshold"] = config.get("capacity_steps", 100_000)
+    if model in ("dipvae1", "dipvae2"):
+        hp["lambda_od"], hp["lambda_d"] = config.get("lambda_od", 10.0), config.get("lambda_d")
+    return model, hp
+
+
+def observation_shape(dataset) -> tuple[int, ...]:
+    return tuple(batch_x(dataset[0]).shape)
+
+
+def default_reconstruction(shape: tuple[int, ...]) -> str:
+    return "bernoulli" if len(shape) == 3 else "gaussian"
+
+
+def build(config: dict):
+    from eoflow_fast.data import get_dataset
+
+    dataset = get_dataset(config["data"], split="train")
+    shape = observation_shape(dataset)
+    encoder_kind = config.get("encoder", "standard")
+    if len(shape) == 1 and encoder_kind == "mlp":
+        encoder_kind = "standard"
+    encoder, decoder = build_encoder_decoder(shape, config.get("latent_dim", 10), encoder_kind)
+    name, hp = resolve_hparams(config, len(dataset))
+    model = make_objective(name, encoder, decoder, reconstruction=config.get("recon") or default_reconstruction(shape),
+                           kl_log_every=config.get("kl_log_every", 100), **hp)
+    return model, dataset, None
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+def representation_fn(model, batch_size: int = 256):
+    """observations ndarray (n, *shape) -> mean codes ndarray (n, d) (the encoder's mu)."""
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def fn(observations: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
+        return torch.cat([model.encode(c.to(device))[0].cpu() for c in x.split(batch_size)]).numpy()
+
+    return fn
+
+
+@torch.no_grad()
+def per_dimension_kl(model, dataset, num_points: int, batch_size: int = 256) -> np.ndarray:
+    """KL_k = mean_n KL(q(z_k|x_n) || N(0, 1)) over the first ``num_points`` items, shape (d,)."""
+    device = next(model.parameters()).device
+    n = min(num_points, len(dataset))
+    total = None
+    for start in range(0, n, batch_size):
+        x = torch.stack([batch_x(dataset[i]) for i in range(start, min(start + batch_size, n))]).to(device)
+        mu, logvar = model.encode(x)
+        part = gaussian_kl_per_dim(mu, logvar) * x.shape[0]
+        total = part if total is None else total + part
+    return (total / n).cpu().numpy()
+
+
+def add_eval_args(parser) -> None:
+    parser.add_argument("--metrics", nargs="*", default=["mig"], help="names for eoflow_fast.metrics.evaluate")
+    parser.add_argument("--num-points", type=int, default=10_000, help="observations for the per-dimension KL")
+    parser.add_argument("--kl-threshold", type=float, default=0.1, help="informative if KL_k > this (nats)")
+    parser.add_argument("--eval-seed", type=int, default=0)
+
+
+def evaluate(run_dir, model, config, args) -> dict:
+    from eoflow_fast import metrics
+    from eoflow_fast.data import get_dataset, get_ground_truth
+
+    model.eval()
+    threshold = getattr(args, "kl_threshold", 0.1)
+    dataset = get_dataset(config["data"], split="train")
+    kl = per_dimension_kl(model, dataset, getattr(args, "num_points", 10_000))
+    result: dict = {"kl_per_dim": kl.tolist(), "informative_dims": [int(k) for k in np.nonzero(kl > threshold)[0]]}
+    names = list(getattr(args, "metrics", ["mig"]) or [])
+    if names:
+        ground_truth = get_ground_truth(config["data"])
+        rng = np.random.RandomState(getattr(args, "eval_seed", 0))
+        result.update(metrics.evaluate(names, ground_truth, representation_fn(model), rng, out_dir=run_dir))
+    return result
+
+
+# ---- plots -----------------------------------------------------------------------------------
+def _grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(rows*cols, c, h, w) -> (rows*h, cols*w, c) image grid."""
+    n, c, h, w = images.shape
+    return images.reshape(rows, cols, c, h, w).transpose(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
+
+
+def _show(ax, grid: np.ndarray) -> None:
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+    ax.axis("off")
+
+
+@torch.no_grad()
+def plot(run_dir, model, config, step) -> None:
+    """Writes reconstructions, latent traversals and per-dimension KL over training to
+    ``run_dir/plots/*_{step}.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eoflow_fast.data import get_dataset
+
+    out_dir = os.path.join(run_dir, "plots")
+    os.makedirs(out_dir, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    dataset = get_dataset(config["data"], split="train")
+    x = torch.stack([batch_x(dataset[i]) for i in range(min(8, len(dataset)))]).to(device)
+    mu, _ = model.encode(x)
+    recon = model.mean_output(mu)
+    values = torch.linspace(-2.5, 2.5, 9, device=device)
+    d = mu.shape[1]
+    traversal = mu[:1].repeat(d * len(values), 1)
+    traversal[torch.arange(d * len(values)), torch.arange(d).repeat_interleave(len(values))] = values.repeat(d)
+    decoded = model.mean_output(traversal)
+    if x.dim() == 4:
+        pair = torch.cat([x, recon]).clamp(0, 1).cpu().numpy()
+        fig, ax = plt.subplots(figsize=(8, 2.2))
+        _show(ax, _grid(pair, 2, x.shape[0]))
+        ax.set_title(f"data (top) / reconstruction (bottom), step {step}")
+        fig.savefig(os.path.join(out_dir, f"reconstructions_{step}.png"), dpi=100)
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(6, 0.7 * d))
+        _show(ax, _grid(decoded.clamp(0, 1).cpu().numpy(), d, len(values)))
+        ax.set_title("latent traversals (row k: z_k from -2.5 to 2.5)")
+        fig.savefig(os.path.join(out_dir, f"traversals_{step}.png"), dpi=100)
+        plt.close(fig)
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        axes[0].plot(x.cpu().numpy().T, "o", ms=3)
+        axes[0].plot(recon.cpu().numpy().T, "-", lw=0.8)
+        axes[0].set_title("features: data (dots) / reconstruction (lines)")
+        variance = decoded.reshape(d, len(values), -1).var(1).cpu().numpy()
+        im = axes[1].imshow(variance, aspect="auto", cmap="viridis")
+        axes[1].set_xlabel("feature")
+        axes[1].set_ylabel("latent dim")
+        axes[1].set_title("feature variance along each latent traversal")
+        fig.colorbar(im, ax=axes[1])
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, f"traversals_{step}.png"), dpi=100)
+        plt.close(fig)
+    if model.kl_history:
+        steps = [s for s, _ in model.kl_history]
+        kl = np.asarray([v for _, v in model.kl_history])
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in range(kl.shape[1]):
+            ax.plot(steps, kl[:, k], label=f"z{k}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("KL_k (nats)")
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, f"kl_per_dim_{step}.png"), dpi=100)
+        plt.close(fig)
+    model.train(was_training)
+
+
+SPEC = register(ModelSpec(name="vae", help="disentangling VAEs (beta, beta-TC, Factor, DIP, Annealed, Cascade, bfVAE)",
+                          add_args=add_args, build=build, evaluate=evaluate, plot=plot, add_eval_args=add_eval_args))
