@@ -20,6 +20,12 @@ __all__ = ["BACKENDS", "BackendUnavailable", *_EXPORTS]
 
 
 def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = import_module(f"{__name__}.{_EXPORTS[name]}")
+    # Loading a submodule binds its name on this package (``ops.affine_coupling`` would become the
+    # module); rebind every export of that module to the function it names.
+    for export, owner in _EXPORTS.items():
+        if owner == _EXPORTS[name]:
+            globals()[export] = getattr(module, export)
+    return globals()[name]

@@ -1,0 +1,195 @@
+"""Autograd wrappers and dispatch for the fused affine coupling (kernels in ``kernels/`` and
+``csrc/affine_coupling.cpp``; the math in ``eoflow_fast/reference/affine_coupling.py``).
+
+Public functions
+----------------
+``affine_coupling(x, s_raw, t, *, clamp=2.0, clamp_fn="atan", reverse=False, backend="auto")``
+    -> ``(y, log_det)``; x, s_raw, t share one shape (B, *), log_det has shape (B,).
+    s = soft_clamp(s_raw); forward y = x e^s + t, log_det = sum s; reverse y = (x - t) e^-s,
+    log_det = -sum s (sums over all non-batch dims).
+``affine_coupling_jvp(x, s_raw, t, dx, ds_raw, dt, *, ...)`` -> ``(y, log_det, dy, dlog_det)``:
+    the primal and its tangent in one fused pass; its backward takes gradients for all four
+    outputs (reverse-over-forward), which EOFlow's Jacobian term needs.
+``soft_clamp(s_raw, clamp, clamp_fn)``: the clamp alone (reference math).
+
+How the pieces fit
+------------------
+The fused kernels are wrapped as ``torch.library`` custom ops (``eoflow_fast::affine_coupling_*``)
+with fake (meta) implementations, so ``torch.compile`` keeps each one as a single opaque node.
+An ``autograd.Function`` around them supplies reverse mode (one fused backward that recomputes
+e^s from the inputs; the gradient of t in the forward direction is the incoming gradient itself)
+and forward mode (``jvp``), so the op also works under ``torch.autograd.forward_ad`` and
+``torch.func.jvp``; the tangent it returns is itself differentiable. The "torch" backend
+calls the reference, which autograd differentiates directly.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..reference import affine_coupling as ref
+from ._checks import check_choice, check_same
+from ._dispatch import cpp_ops, resolve, triton_kernels
+
+OP = "affine_coupling"
+CLAMP_IDS = {"atan": 0, "tanh": 1, "none": 2}
+soft_clamp = ref.soft_clamp
+
+
+# ---------------------------------------------------------------- custom ops (one kernel each)
+@torch.library.custom_op("eoflow_fast::affine_coupling_fwd", mutates_args=())
+def _fwd_op(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, clamp: float, clamp_fn: str,
+            reverse: bool, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if backend == "triton":
+        return triton_kernels(OP).coupling_fwd(x, s_raw, t, clamp, clamp_fn, reverse)
+    return cpp_ops().affine_coupling_fwd(x, s_raw, t, clamp, CLAMP_IDS[clamp_fn], reverse)
+
+
+@_fwd_op.register_fake
+def _(x, s_raw, t, clamp, clamp_fn, reverse, backend):
+    return torch.empty_like(x), x.new_empty(x.shape[0])
+
+
+@torch.library.custom_op("eoflow_fast::affine_coupling_bwd", mutates_args=())
+def _bwd_op(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, gy: torch.Tensor, gld: torch.Tensor,
+            clamp: float, clamp_fn: str, reverse: bool, backend: str) -> list[torch.Tensor]:
+    """[gx, gs_raw] (+ [gt] in reverse; in forward gt is gy itself, returned by the caller)."""
+    if backend == "triton":
+        gx, gs, gt = triton_kernels(OP).coupling_bwd(x, s_raw, t, gy, gld, clamp, clamp_fn, reverse)
+        return [gx, gs, gt] if reverse else [gx, gs]
+    return list(cpp_ops().affine_coupling_bwd(x, s_raw, t, gy, gld, clamp, CLAMP_IDS[clamp_fn], reverse))
+
+
+@_bwd_op.register_fake
+def _(x, s_raw, t, gy, gld, clamp, clamp_fn, reverse, backend):
+    return [torch.empty_like(x) for _ in range(3 if reverse else 2)]
+
+
+@torch.library.custom_op("eoflow_fast::affine_coupling_jvp_fwd", mutates_args=())
+def _jvp_fwd_op(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, dx: torch.Tensor, ds_raw: torch.Tensor,
+                dt: torch.Tensor, clamp: float, clamp_fn: str, reverse: bool,
+                backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    if backend == "triton":
+        return triton_kernels(OP).coupling_jvp_fwd(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse)
+    return cpp_ops().affine_coupling_jvp_fwd(x, s_raw, t, dx, ds_raw, dt, clamp, CLAMP_IDS[clamp_fn], reverse)
+
+
+@_jvp_fwd_op.register_fake
+def _(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse, backend):
+    b = x.shape[0]
+    return torch.empty_like(x), x.new_empty(b), torch.empty_like(x), x.new_empty(b)
+
+
+@torch.library.custom_op("eoflow_fast::affine_coupling_jvp_bwd", mutates_args=())
+def _jvp_bwd_op(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, dx: torch.Tensor, ds_raw: torch.Tensor,
+                dt: torch.Tensor, gy: torch.Tensor, gld: torch.Tensor, gdy: torch.Tensor, gdld: torch.Tensor,
+                clamp: float, clamp_fn: str, reverse: bool, backend: str) -> list[torch.Tensor]:
+    """[gx, gs_raw, gdx, gds_raw] (+ [gt, gdt] in reverse; in forward they are gy and gdy)."""
+    if backend == "triton":
+        gx, ga, gt, gdx, gda, gdt = triton_kernels(OP).coupling_jvp_bwd(
+            x, s_raw, t, dx, ds_raw, dt, gy, gld, gdy, gdld, clamp, clamp_fn, reverse)
+        return [gx, ga, gdx, gda, gt, gdt] if reverse else [gx, ga, gdx, gda]
+    return list(cpp_ops().affine_coupling_jvp_bwd(x, s_raw, t, dx, ds_raw, dt, gy, gld, gdy, gdld, clamp,
+                                                  CLAMP_IDS[clamp_fn], reverse))
+
+
+@_jvp_bwd_op.register_fake
+def _(x, s_raw, t, dx, ds_raw, dt, gy, gld, gdy, gdld, clamp, clamp_fn, reverse, backend):
+    return [torch.empty_like(x) for _ in range(6 if reverse else 4)]
+
+
+# ---------------------------------------------------------------- autograd
+def _grad_or_zeros(g, like):
+    return torch.zeros_like(like) if g is None else g.contiguous()
+
+
+class _CouplingJvpFn(torch.autograd.Function):
+    """(x, s_raw, t, dx, ds_raw, dt) -> (y, log_det, dy, dlog_det) on (B, N) tensors."""
+
+    @staticmethod
+    def forward(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse, backend):
+        return _jvp_fwd_op(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse, backend)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:6])
+        ctx.cfg = inputs[6:]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy, gld, gdy, gdld):
+        x, s_raw, t, dx, ds_raw, dt = ctx.saved_tensors
+        gy, gdy = _grad_or_zeros(gy, x), _grad_or_zeros(gdy, x)
+        gld, gdld = _grad_or_zeros(gld, x[:, 0]), _grad_or_zeros(gdld, x[:, 0])
+        g = _jvp_bwd_op(x, s_raw, t, dx, ds_raw, dt, gy, gld, gdy, gdld, *ctx.cfg)
+        reverse = ctx.cfg[2]
+        gt, gdt = (g[4], g[5]) if reverse else (gy, gdy)
+        return g[0], g[1], gt, g[2], g[3], gdt, None, None, None, None
+
+
+class _CouplingFn(torch.autograd.Function):
+    """(x, s_raw, t) -> (y, log_det) on (B, N) tensors, with fused backward and a jvp rule."""
+
+    @staticmethod
+    def forward(x, s_raw, t, clamp, clamp_fn, reverse, backend):
+        return _fwd_op(x, s_raw, t, clamp, clamp_fn, reverse, backend)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:3])
+        ctx.save_for_forward(*inputs[:3])
+        ctx.cfg = inputs[3:]
+
+    @staticmethod
+    def backward(ctx, gy, gld):
+        x, s_raw, t = ctx.saved_tensors
+        gy, gld = _grad_or_zeros(gy, x), _grad_or_zeros(gld, x[:, 0])
+        g = _bwd_op(x, s_raw, t, gy, gld, *ctx.cfg)
+        gt = g[2] if ctx.cfg[2] else gy
+        return g[0], g[1], gt, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, dx, ds_raw, dt, *_):
+        x, s_raw, t = ctx.saved_tensors
+        tangents = [torch.zeros_like(x) if d is None else d.contiguous() for d in (dx, ds_raw, dt)]
+        _, _, dy, dld = _CouplingJvpFn.apply(x, s_raw, t, *tangents, *ctx.cfg)
+        return dy, dld
+
+
+# ---------------------------------------------------------------- public API
+def _validate(named: dict, clamp: float, clamp_fn: str) -> torch.Tensor:
+    check_same(OP, named)
+    x = next(iter(named.values()))
+    if x.dim() < 2:
+        raise ValueError(f"{OP}: x must have a batch dim and at least one feature dim, got shape {tuple(x.shape)}")
+    check_choice(OP, "clamp_fn", clamp_fn, CLAMP_IDS)
+    if not clamp > 0:
+        raise ValueError(f"{OP}: clamp must be > 0, got {clamp}")
+    return x
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).contiguous()
+
+
+def affine_coupling(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, *, clamp: float = 2.0,
+                    clamp_fn: str = "atan", reverse: bool = False, backend: str = "auto"):
+    """Affine coupling ``(y, log_det)``; see the module docstring for the math and shapes."""
+    x = _validate({"x": x, "s_raw": s_raw, "t": t}, clamp, clamp_fn)
+    which = resolve(OP, backend, x.device, x.dtype)
+    if which == "torch" or x.numel() == 0:
+        return ref.affine_coupling(x, s_raw, t, clamp, clamp_fn, reverse)
+    y, log_det = _CouplingFn.apply(_flat(x), _flat(s_raw), _flat(t), float(clamp), clamp_fn, bool(reverse), which)
+    return y.view(x.shape), log_det
+
+
+def affine_coupling_jvp(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, dx: torch.Tensor,
+                        ds_raw: torch.Tensor, dt: torch.Tensor, *, clamp: float = 2.0, clamp_fn: str = "atan",
+                        reverse: bool = False, backend: str = "auto"):
+    """Primal and tangent ``(y, log_det, dy, dlog_det)`` in one pass (module docstring)."""
+    x = _validate({"x": x, "s_raw": s_raw, "t": t, "dx": dx, "ds_raw": ds_raw, "dt": dt}, clamp, clamp_fn)
+    which = resolve(OP, backend, x.device, x.dtype)
+    if which == "torch" or x.numel() == 0:
+        return ref.affine_coupling_jvp(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse)
+    flat = [_flat(v) for v in (x, s_raw, t, dx, ds_raw, dt)]
+    y, ld, dy, dld = _CouplingJvpFn.apply(*flat, float(clamp), clamp_fn, bool(reverse), which)
+    return y.view(x.shape), ld, dy.view(x.shape), dld
