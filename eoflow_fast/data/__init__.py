@@ -1,0 +1,13 @@
+"""Datasets for eoflow_fast: ground-truth factor data generated from its definition, shipped real data,
+and the user's own images and tables. Nothing is downloaded.
+
+- ``ground_truth``: disentanglement_lib's ``GroundTruthData`` interface, index bijection, torch view.
+- ``dsprites``: procedural dSprites, Color / Noisy / Scream variants, loader for the original npz.
+- ``triangle``: DEFT's correlated-triangle toy.   ``factor_analysis``: FA15 / FA24 / FA100.
+- ``tabular``: scikit-learn digits and wine, CSV tables.   ``images``: CelebA layout, image folders.
+- ``packed``: uint8 memory-mapped shards (``eoflow-fast data pack``).   ``registry``: spec strings.
+"""
+from .ground_truth import GroundTruthData, GroundTruthDataset
+from .registry import get_dataset, get_ground_truth
+
+__all__ = ["GroundTruthData", "GroundTruthDataset", "get_dataset", "get_ground_truth"]

@@ -1,0 +1,91 @@
+"""One entry point for every dataset: ``get_dataset(spec, split, **kw)`` and ``get_ground_truth(spec, **kw)``.
+
+Specs and their keyword arguments:
+
+    dsprites | dsprites_color | dsprites_noisy | dsprites_scream   (procedural; GroundTruthData)
+        npz=PATH        read the original dSprites file instead of rendering
+        background=PATH scream background image (default: procedural texture)
+        with_factors, seed (torch view: (x, factors); per-item variant randomness)
+    triangle                                                        (DEFT §5.4; GroundTruthData)
+    fa15 | fa24 | fa100      seed, communality, n_train, n_test, with_factors (FactorAnalysisData)
+    digits                   dequantize, with_labels, test_fraction, seed
+    wine                     test_fraction, seed
+    csv:PATH                 columns, drop, delimiter, test_fraction, seed
+    celeba:ROOT              size (64), crop (148), dequantize, with_attributes
+    folder:ROOT              size (64), crop (largest square), dequantize
+    packed:DIR               dequantize (a directory from `eoflow-fast data pack`)
+
+Splits: tables "train" | "test" | "all"; CelebA and CelebA packs "train" | "valid" | "test" | "all";
+folders "train" (= "all"). Ground-truth image data has no held-out split (disentanglement_lib
+evaluates on freshly sampled factors): "train", "test" and "all" all give the full factor product.
+"""
+from __future__ import annotations
+
+from .dsprites import VARIANTS, DSprites, DSpritesNpz, DSpritesVariant
+from .factor_analysis import FA_CONFIGS, factor_analysis
+from .ground_truth import GroundTruthData
+from .images import celeba, image_folder
+from .packed import PackedImages
+from .tabular import csv_table, digits, wine
+from .triangle import CorrelatedTriangle
+
+GROUND_TRUTH_SPECS = ("dsprites", *(f"dsprites_{v}" for v in VARIANTS), "triangle")
+PLAIN_SPECS = (*GROUND_TRUTH_SPECS, *FA_CONFIGS, "digits", "wine")
+PATH_SPECS = ("csv", "celeba", "folder", "packed")
+
+
+def _unknown(spec: str) -> ValueError:
+    return ValueError(f"unknown dataset spec {spec!r}; expected one of {PLAIN_SPECS} or "
+                      f"{tuple(p + ':PATH' for p in PATH_SPECS)}")
+
+
+def get_ground_truth(spec: str, **kw):
+    """GroundTruthData for ``dsprites*`` / ``triangle`` (kw: npz, background), or
+    FactorAnalysisData for ``fa15`` / ``fa24`` / ``fa100`` (kw as FactorAnalysisData)."""
+    if spec in FA_CONFIGS:
+        return factor_analysis(spec, **kw)
+    if spec == "triangle":
+        if kw:
+            raise TypeError(f"get_ground_truth('triangle'): unexpected arguments {sorted(kw)}")
+        return CorrelatedTriangle()
+    if spec in GROUND_TRUTH_SPECS:
+        npz = kw.pop("npz", None)
+        background = kw.pop("background", None)
+        if kw:
+            raise TypeError(f"get_ground_truth({spec!r}): unexpected arguments {sorted(kw)}")
+        base = DSpritesNpz(npz) if npz is not None else DSprites()
+        if spec == "dsprites":
+            if background is not None:
+                raise ValueError("get_ground_truth('dsprites'): background is only used by 'dsprites_scream'")
+            return base
+        return DSpritesVariant(spec.split("_", 1)[1], base, background)
+    raise _unknown(spec)
+
+
+def get_dataset(spec: str, split: str = "train", **kw):
+    """torch Dataset for ``spec`` (see module docstring): items float32 images (C, H, W) in [0, 1] or
+    standardised rows (p,), or tuples ``(x, factors)`` when asked (with_factors / with_labels /
+    with_attributes)."""
+    if spec in GROUND_TRUTH_SPECS:
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"get_dataset({spec!r}): split={split!r}, expected 'train', 'test' or 'all'")
+        view = {k: kw.pop(k) for k in ("with_factors", "seed") if k in kw}
+        data: GroundTruthData = get_ground_truth(spec, **kw)
+        return data.torch_dataset(**view)
+    if spec in FA_CONFIGS:
+        with_factors = kw.pop("with_factors", False)
+        return factor_analysis(spec, **kw).torch_dataset(split, with_factors=with_factors)
+    if spec == "digits":
+        return digits(split, **kw)
+    if spec == "wine":
+        return wine(split, **kw)
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in PATH_SPECS or not path:
+        raise _unknown(spec)
+    if kind == "csv":
+        return csv_table(path, split, **kw)
+    if kind == "celeba":
+        return celeba(path, split, **kw)
+    if kind == "folder":
+        return image_folder(path, split, **kw)
+    return PackedImages(path, split, **kw)
