@@ -1,0 +1,278 @@
+// Pairwise Gaussian log-sum-exp on the CPU, streaming over m (never a B' x B x D tensor).
+//
+// z (B', D), mu and logvar (B, D), optional log-weights w (B', B); with c_md = -0.5 (log 2pi +
+// logvar_md), h_md = 0.5 exp(-logvar_md), u_nmd = z_nd - mu_md:
+//   x_nmd = w_nm + c_md - u_nmd^2 h_md                 (w_nm + log N(z_nd; mu_md, exp(logvar_md)))
+//   s_nm  = w_nm + sum_d (c_md - u_nmd^2 h_md)
+//   log_joint[n] = logsumexp_m s_nm,   log_marginal[n, d] = logsumexp_m x_nmd.
+// exclude_self (B' == B) drops m == n; entries with w_nm = -inf are skipped.
+// Forward: rows n in parallel; per row one pass for the maxima (no exp), one for the sums.
+// Backward, with p_nm = exp(s_nm - log_joint_n), q_nmd = exp(x_nmd - log_marginal_nd) and
+// k_nmd = g_joint_n p_nm + g_marginal_nd q_nmd:
+//   dz_nd = -sum_m k_nmd u_nmd 2 h_md          (pass over n, rows in parallel)
+//   dmu_md = sum_n k_nmd u_nmd 2 h_md,  dlogvar_md = sum_n k_nmd (u_nmd^2 h_md - 0.5)   (pass over m)
+//   dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd   (only when asked).
+// Both passes recompute x from the inputs; memory stays O((B' + B) D) plus O(D) per thread.
+// The same math is in kernels/gaussian_pair_logsumexp.py and eoflow_fast/reference/.
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+using at::vec::Vectorized;
+constexpr double kLog2Pi = 1.8378770664093453;
+
+template <typename T>
+inline Vectorized<T> vload(const T* p, int64_t n) {
+  return n == Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, n);
+}
+
+template <typename T>
+inline T hsum(const Vectorized<T>& v) {
+  return at::vec::vec_reduce_all<T>([](Vectorized<T>& a, Vectorized<T>& b) { return a + b; }, v);
+}
+
+// Per-call constants and pointers shared by the three loops.
+template <typename T>
+struct Pairs {
+  int64_t Bp, B, D;
+  const T *z, *mu, *c, *h, *w;  // w may be null
+  bool exclude_self;
+  // log-weight of the pair (n, m); -inf when the pair is dropped.
+  T weight(int64_t n, int64_t m) const {
+    if (exclude_self && n == m) return -std::numeric_limits<T>::infinity();
+    return w ? w[n * B + m] : T(0);
+  }
+  // Writes u_nmd into u and log N_nmd into ln (length D, padded to the vector width);
+  // returns sum_d log N_nmd. Tail lanes are zero-filled, so they add 0.
+  T densities(int64_t n, int64_t m, T* u, T* ln) const {
+    using V = Vectorized<T>;
+    const T *zn = z + n * D, *mum = mu + m * D, *cm = c + m * D, *hm = h + m * D;
+    V acc(0);
+    for (int64_t d = 0; d < D; d += V::size()) {
+      const int64_t k = std::min<int64_t>(V::size(), D - d);
+      V ud = vload(zn + d, k) - vload(mum + d, k);
+      V lnd = vload(cm + d, k) - ud * ud * vload(hm + d, k);
+      ud.store(u + d);
+      lnd.store(ln + d);
+      acc = acc + lnd;
+    }
+    return hsum(acc);
+  }
+};
+
+template <typename T>
+int64_t padded(int64_t D) {
+  const int64_t W = Vectorized<T>::size();
+  return (D + W - 1) / W * W;
+}
+
+template <typename T>
+void forward_impl(const Pairs<T>& P, T* log_joint, T* log_marginal) {
+  using V = Vectorized<T>;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  const int64_t Dp = padded<T>(P.D);
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(P.B * P.D, 1));
+  at::parallel_for(0, P.Bp, grain, [&](int64_t n0, int64_t n1) {
+    std::vector<T> u(Dp), ln(Dp), mx(Dp), sum(Dp), s(P.B);
+    for (int64_t n = n0; n < n1; ++n) {
+      std::fill(mx.begin(), mx.end(), ninf);
+      T smax = ninf;
+      for (int64_t m = 0; m < P.B; ++m) {  // pass 1: maxima
+        const T wm = P.weight(n, m);
+        if (wm == ninf) { s[m] = ninf; continue; }
+        s[m] = wm + P.densities(n, m, u.data(), ln.data());
+        smax = std::max(smax, s[m]);
+        for (int64_t d = 0; d < Dp; d += V::size())
+          at::vec::maximum(V::loadu(mx.data() + d), V(wm) + V::loadu(ln.data() + d)).store(mx.data() + d);
+      }
+      for (auto& v : mx) v = v == ninf ? T(0) : v;  // all pairs dropped: sums stay 0, log gives -inf
+      std::fill(sum.begin(), sum.end(), T(0));
+      T ssum = 0;
+      const T sshift = smax == ninf ? T(0) : smax;
+      for (int64_t m = 0; m < P.B; ++m) {  // pass 2: sums
+        const T wm = P.weight(n, m);
+        if (wm == ninf) continue;
+        ssum += std::exp(s[m] - sshift);
+        P.densities(n, m, u.data(), ln.data());
+        for (int64_t d = 0; d < Dp; d += V::size()) {
+          V e = (V(wm) + V::loadu(ln.data() + d) - V::loadu(mx.data() + d)).exp_u20();
+          (V::loadu(sum.data() + d) + e).store(sum.data() + d);
+        }
+      }
+      log_joint[n] = sshift + std::log(ssum);
+      for (int64_t d = 0; d < P.D; ++d) log_marginal[n * P.D + d] = mx[d] + std::log(sum[d]);
+    }
+  });
+}
+
+// k_nmd for one pair into k (length Dp); returns dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd.
+template <typename T>
+T pair_coefficients(const Pairs<T>& P, int64_t n, int64_t m, T wm, const T* ln, const T* lj, const T* lm,
+                    const T* gj, const T* gm, T s, T* k) {
+  using V = Vectorized<T>;
+  const T jp = gj[n] * std::exp(s - lj[n]);
+  V dw(0);
+  const T *lmn = lm + n * P.D, *gmn = gm + n * P.D;
+  for (int64_t d = 0; d < P.D; d += V::size()) {
+    const int64_t c = std::min<int64_t>(V::size(), P.D - d);
+    V mq = vload(gmn + d, c) * (V(wm) + V::loadu(ln + d) - vload(lmn + d, c)).exp_u20();
+    if (c < V::size()) mq = V::set(V(0), mq, c);
+    dw = dw + mq;
+    (V(jp) + mq).store(k + d);
+  }
+  return jp + hsum(dw);
+}
+
+template <typename T>
+void backward_impl(const Pairs<T>& P, const T* lj, const T* lm, const T* gj, const T* gm, T* dz, T* dmu,
+                   T* dlogvar, T* dw) {
+  using V = Vectorized<T>;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  const int64_t Dp = padded<T>(P.D);
+  // pass over n: dz (and dw)
+  const int64_t grain_n = std::max<int64_t>(1, 4096 / std::max<int64_t>(P.B * P.D, 1));
+  at::parallel_for(0, P.Bp, grain_n, [&](int64_t n0, int64_t n1) {
+    std::vector<T> u(Dp), ln(Dp), k(Dp), acc(Dp);
+    for (int64_t n = n0; n < n1; ++n) {
+      std::fill(acc.begin(), acc.end(), T(0));
+      for (int64_t m = 0; m < P.B; ++m) {
+        const T wm = P.weight(n, m);
+        if (wm == ninf || lj[n] == ninf) {
+          if (dw) dw[n * P.B + m] = 0;
+          continue;
+        }
+        const T s = wm + P.densities(n, m, u.data(), ln.data());
+        const T dwnm = pair_coefficients(P, n, m, wm, ln.data(), lj, lm, gj, gm, s, k.data());
+        if (dw) dw[n * P.B + m] = dwnm;
+        const T* hm = P.h + m * P.D;
+        for (int64_t d = 0; d < P.D; d += V::size()) {
+          const int64_t c = std::min<int64_t>(V::size(), P.D - d);
+          V g = V::loadu(k.data() + d) * V::loadu(u.data() + d) * vload(hm + d, c);
+          (V::loadu(acc.data() + d) - g - g).store(acc.data() + d);
+        }
+      }
+      std::copy(acc.begin(), acc.begin() + P.D, dz + n * P.D);
+    }
+  });
+  // pass over m: dmu, dlogvar
+  const int64_t grain_m = std::max<int64_t>(1, 4096 / std::max<int64_t>(P.Bp * P.D, 1));
+  at::parallel_for(0, P.B, grain_m, [&](int64_t m0, int64_t m1) {
+    std::vector<T> u(Dp), ln(Dp), k(Dp), amu(Dp), alv(Dp);
+    for (int64_t m = m0; m < m1; ++m) {
+      std::fill(amu.begin(), amu.end(), T(0));
+      std::fill(alv.begin(), alv.end(), T(0));
+      const T *hm = P.h + m * P.D, *cm = P.c + m * P.D;
+      for (int64_t n = 0; n < P.Bp; ++n) {
+        const T wm = P.weight(n, m);
+        if (wm == ninf || lj[n] == ninf) continue;
+        const T s = wm + P.densities(n, m, u.data(), ln.data());
+        pair_coefficients(P, n, m, wm, ln.data(), lj, lm, gj, gm, s, k.data());
+        for (int64_t d = 0; d < P.D; d += V::size()) {
+          const int64_t c = std::min<int64_t>(V::size(), P.D - d);
+          V kd = V::loadu(k.data() + d), ud = V::loadu(u.data() + d);
+          V g = kd * ud * vload(hm + d, c);
+          (V::loadu(amu.data() + d) + g + g).store(amu.data() + d);
+          // u^2 h = c - log N
+          V q = vload(cm + d, c) - V::loadu(ln.data() + d);
+          (V::loadu(alv.data() + d) + kd * (q - V(T(0.5)))).store(alv.data() + d);
+        }
+      }
+      std::copy(amu.begin(), amu.begin() + P.D, dmu + m * P.D);
+      std::copy(alv.begin(), alv.begin() + P.D, dlogvar + m * P.D);
+    }
+  });
+}
+
+void check(const Tensor& z, const Tensor& mu, const Tensor& logvar, const std::optional<Tensor>& weights,
+           bool exclude_self) {
+  TORCH_CHECK(z.dim() == 2 && mu.dim() == 2 && mu.sizes() == logvar.sizes() && z.size(1) == mu.size(1),
+              "gaussian_pair_logsumexp (cpp): expected z (B', D), mu and logvar (B, D); got ", z.sizes(), ", ",
+              mu.sizes(), ", ", logvar.sizes());
+  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
+              "gaussian_pair_logsumexp (cpp): float32/float64 only, got ", z.scalar_type());
+  std::vector<Tensor> ts{z, mu, logvar};
+  if (weights) {
+    TORCH_CHECK(weights->dim() == 2 && weights->size(0) == z.size(0) && weights->size(1) == mu.size(0),
+                "gaussian_pair_logsumexp (cpp): weights must be (B', B), got ", weights->sizes());
+    ts.push_back(*weights);
+  }
+  for (const auto& t : ts)
+    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == z.scalar_type(),
+                "gaussian_pair_logsumexp (cpp): inputs must be contiguous CPU tensors of one dtype");
+  TORCH_CHECK(!exclude_self || z.size(0) == mu.size(0),
+              "gaussian_pair_logsumexp (cpp): exclude_self needs as many rows in z as in mu");
+}
+
+// c = -0.5 (log 2pi + logvar), h = 0.5 exp(-logvar), both (B, D).
+std::pair<Tensor, Tensor> gaussian_constants(const Tensor& logvar) {
+  return {(logvar + kLog2Pi) * -0.5, (-logvar).exp() * 0.5};
+}
+
+template <typename T>
+Pairs<T> make_pairs(const Tensor& z, const Tensor& mu, const Tensor& c, const Tensor& h,
+                    const std::optional<Tensor>& weights, bool exclude_self) {
+  return {z.size(0), mu.size(0), z.size(1), z.data_ptr<T>(), mu.data_ptr<T>(), c.data_ptr<T>(), h.data_ptr<T>(),
+          weights ? weights->data_ptr<T>() : nullptr, exclude_self};
+}
+
+std::tuple<Tensor, Tensor> gaussian_pair_logsumexp_fwd(const Tensor& z, const Tensor& mu, const Tensor& logvar,
+                                                       const std::optional<Tensor>& weights, bool exclude_self) {
+  check(z, mu, logvar, weights, exclude_self);
+  Tensor c, h;
+  std::tie(c, h) = gaussian_constants(logvar);
+  Tensor log_joint = at::empty({z.size(0)}, z.options());
+  Tensor log_marginal = at::empty_like(z);
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "gaussian_pair_logsumexp_fwd", [&] {
+    forward_impl<scalar_t>(make_pairs<scalar_t>(z, mu, c, h, weights, exclude_self), log_joint.data_ptr<scalar_t>(),
+                           log_marginal.data_ptr<scalar_t>());
+  });
+  return {log_joint, log_marginal};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> gaussian_pair_logsumexp_bwd(
+    const Tensor& z, const Tensor& mu, const Tensor& logvar, const std::optional<Tensor>& weights,
+    bool exclude_self, const Tensor& log_joint, const Tensor& log_marginal, const Tensor& grad_joint,
+    const Tensor& grad_marginal, bool weights_grad) {
+  check(z, mu, logvar, weights, exclude_self);
+  for (const auto& t : {log_joint, log_marginal, grad_joint, grad_marginal})
+    TORCH_CHECK(t.is_contiguous() && t.scalar_type() == z.scalar_type() && t.size(0) == z.size(0),
+                "gaussian_pair_logsumexp (cpp): outputs and their grads must be contiguous, of z's dtype and rows");
+  Tensor c, h;
+  std::tie(c, h) = gaussian_constants(logvar);
+  Tensor dz = at::empty_like(z), dmu = at::empty_like(mu), dlogvar = at::empty_like(logvar);
+  Tensor dw = weights_grad ? at::empty({z.size(0), mu.size(0)}, z.options()) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "gaussian_pair_logsumexp_bwd", [&] {
+    backward_impl<scalar_t>(make_pairs<scalar_t>(z, mu, c, h, weights, exclude_self),
+                            log_joint.data_ptr<scalar_t>(), log_marginal.data_ptr<scalar_t>(),
+                            grad_joint.data_ptr<scalar_t>(), grad_marginal.data_ptr<scalar_t>(),
+                            dz.data_ptr<scalar_t>(), dmu.data_ptr<scalar_t>(), dlogvar.data_ptr<scalar_t>(),
+                            weights_grad ? dw.data_ptr<scalar_t>() : nullptr);
+  });
+  return {dz, dmu, dlogvar, dw};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(eoflow_fast_cpp, m) {
+  m.def("gaussian_pair_logsumexp_fwd(Tensor z, Tensor mu, Tensor logvar, Tensor? weights, bool exclude_self)"
+        " -> (Tensor, Tensor)");
+  m.def("gaussian_pair_logsumexp_bwd(Tensor z, Tensor mu, Tensor logvar, Tensor? weights, bool exclude_self,"
+        " Tensor log_joint, Tensor log_marginal, Tensor grad_joint, Tensor grad_marginal, bool weights_grad)"
+        " -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(eoflow_fast_cpp, CPU, m) {
+  m.impl("gaussian_pair_logsumexp_fwd", &gaussian_pair_logsumexp_fwd);
+  m.impl("gaussian_pair_logsumexp_bwd", &gaussian_pair_logsumexp_bwd);
+}
