@@ -6,7 +6,8 @@ anneals from ``beta_high`` to ``beta_low``. Tracked every step:
 - every ``mi_every`` steps, the exact dataset estimate (X encoded in chunks of ``batch_size``;
   when N <= batch_size, one pass over all of X):
       I(x; z) = (1/N) sum_n [ log q(z_n|x_n) - log (1/N) sum_m q(z_n|x_m) ],  z_n ~ q(z|x_n),
-  the "mi" output of ``ops.tc_decomposition(z, mu, logvar, dataset_size=N, estimator="mws")``.
+  from ``ops.tc_decomposition(z, mu, logvar, dataset_size=N, estimator="mws")``: MWS weighs the
+  batch mixture by 1/(B N) instead of 1/N, so with B = N the exact value is its mi - log N.
 The IFP is the first beta at which I(x; z) exceeds ``threshold`` (0.1 nats), interpolated linearly
 in log beta between the two bracketing measurements.
 
@@ -61,13 +62,13 @@ class AnnealingResult:
 
 @torch.no_grad()
 def dataset_mutual_information(model: VAE, data: torch.Tensor, batch_size: int = 256) -> float:
-    """I(x; z) over the whole of ``data`` (N, ...) by the MWS estimator with dataset_size = N
-    (exact-dataset aggregate posterior (1/N) sum_m q(z|x_m), one z sample per x_n)."""
+    """I(x; z) over the whole of ``data`` (N, ...) with the exact aggregate posterior
+    (1/N) sum_m q(z|x_m) and one z sample per x_n: MWS mi at dataset_size N, minus log N."""
     mus, logvars = zip(*(model.encode(chunk) for chunk in data.split(batch_size)))
     mu, logvar = torch.cat(mus), torch.cat(logvars)
     z = model.sample(mu, logvar)
     mi, _, _ = ops.tc_decomposition(z, mu, logvar, data.shape[0], estimator="mws")
-    return float(mi)
+    return float(mi) - math.log(data.shape[0])
 
 
 def information_freezing_point(betas: list[float], mi: list[float], threshold: float = 0.1):
