@@ -90,10 +90,12 @@ def _cpp_problem(device: torch.device, dtype: torch.dtype) -> str | None:
     return _cpp_error()
 
 
+@torch.compiler.assume_constant_result
 def resolve(op: str, backend: str, device: torch.device, dtype: torch.dtype, kernel: str | None = None) -> str:
     """Pick ``"triton" | "cpp" | "torch"`` for one call of ``op`` on tensors of ``device``/``dtype``.
 
-    ``kernel`` names the module in ``kernels/`` (defaults to ``op``).
+    ``kernel`` names the module in ``kernels/`` (defaults to ``op``). Under ``torch.compile`` the
+    choice is made once at trace time and baked into the graph as a constant.
     """
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")

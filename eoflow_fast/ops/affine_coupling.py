@@ -127,7 +127,7 @@ class _CouplingJvpFn(torch.autograd.Function):
 
 
 class _CouplingFn(torch.autograd.Function):
-    """(x, s_raw, t) -> (y, log_det) on (B, N) tensors, with fused backward and a jvp rule."""
+    """(x, s_raw, t) -> (y, log_det) on (B, N) tensors with a fused backward (compile path)."""
 
     @staticmethod
     def forward(x, s_raw, t, clamp, clamp_fn, reverse, backend):
@@ -146,6 +146,12 @@ class _CouplingFn(torch.autograd.Function):
         g = _bwd_op(x, s_raw, t, gy, gld, *ctx.cfg)
         gt = g[2] if ctx.cfg[2] else gy
         return g[0], g[1], gt, None, None, None, None
+
+
+class _CouplingFnJvp(_CouplingFn):
+    """``_CouplingFn`` plus a forward-mode rule. Dynamo cannot trace an autograd.Function that
+    defines ``jvp`` (it graph-breaks), so compiled code uses ``_CouplingFn``: forward-mode AD
+    through this op is an eager-mode feature."""
 
     @staticmethod
     def jvp(ctx, dx, ds_raw, dt, *_):
@@ -178,7 +184,8 @@ def affine_coupling(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, *, cl
     which = resolve(OP, backend, x.device, x.dtype)
     if which == "torch" or x.numel() == 0:
         return ref.affine_coupling(x, s_raw, t, clamp, clamp_fn, reverse)
-    y, log_det = _CouplingFn.apply(_flat(x), _flat(s_raw), _flat(t), float(clamp), clamp_fn, bool(reverse), which)
+    fn = _CouplingFn if torch.compiler.is_compiling() else _CouplingFnJvp
+    y, log_det = fn.apply(_flat(x), _flat(s_raw), _flat(t), float(clamp), clamp_fn, bool(reverse), which)
     return y.view(x.shape), log_det
 
 
