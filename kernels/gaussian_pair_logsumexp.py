@@ -1,0 +1,202 @@
+"""Pairwise Gaussian log-sum-exp in Triton, streamed over m (flash-attention style).
+
+Self-contained: imports only torch and triton, so the file can be copied into another project.
+Inputs: z (B', D), mu and logvar (B, D), optional log-weights w (B', B), all contiguous.
+
+Math, with c_md = -0.5 (log 2pi + logvar_md), h_md = 0.5 exp(-logvar_md), u_nmd = z_nd - mu_md:
+    x_nmd = w_nm + c_md - u_nmd^2 h_md        (= w_nm + log N(z_nd; mu_md, exp(logvar_md)))
+    s_nm  = w_nm + sum_d (c_md - u_nmd^2 h_md)
+    log_joint[n] = logsumexp_m s_nm           (B',)
+    log_marginal[n, d] = logsumexp_m x_nmd    (B', D)
+``exclude_self`` (B' == B) drops m == n. Gradients, with p_nm = exp(s_nm - log_joint_n),
+q_nmd = exp(x_nmd - log_marginal_nd) and k_nmd = g_joint_n p_nm + g_marginal_nd q_nmd:
+    dz_nd = -sum_m 2 k_nmd u_nmd h_md
+    dmu_md = sum_n 2 k_nmd u_nmd h_md,   dlogvar_md = sum_n k_nmd (u_nmd^2 h_md - 0.5)
+    dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd
+
+Kernels work on (BLOCK_N, BLOCK_M, BLOCK_D) tiles with BLOCK_D >= D (all of d in one tile):
+the forward walks the m blocks for one n block keeping running maxima and sums for the joint
+(BLOCK_N,) and for each marginal (BLOCK_N, BLOCK_D); the backward recomputes the tiles, once
+per n block (dz, dw) and once per m block (dmu, dlogvar), so nothing of size B' x B x D is
+stored and the results are deterministic (no atomics). Maxima are guarded so that a fully
+masked row never computes -inf - -inf. Arithmetic runs in float32 (float64 for float64 inputs);
+results come back in z's dtype.
+"""
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_TILE = 8192  # elements per (BLOCK_N, BLOCK_M, BLOCK_D) tile
+_BLOCK_N = 16
+
+
+@triton.jit
+def _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D,
+               HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr):
+    """Returns u (BN, BM, BD), log N (BN, BM, BD; 0 on padded d) and w (BN, BM; -inf where dropped)."""
+    mask_n = offs_n < BP
+    mask_m = offs_m < B
+    mask_d = offs_d < D
+    z = tl.load(Z + offs_n[:, None].to(tl.int64) * D + offs_d[None, :],
+                mask=mask_n[:, None] & mask_d[None, :], other=0.0)
+    md = offs_m[:, None].to(tl.int64) * D + offs_d[None, :]
+    mmask = mask_m[:, None] & mask_d[None, :]
+    mu = tl.load(MU + md, mask=mmask, other=0.0)
+    c = tl.load(C + md, mask=mmask, other=0.0)
+    h = tl.load(H + md, mask=mmask, other=0.0)
+    if mu.dtype != tl.float64:
+        z = z.to(tl.float32)
+        mu = mu.to(tl.float32)
+    u = z[:, None, :] - mu[None, :, :]
+    log_density = c[None, :, :] - u * u * h[None, :, :]
+    valid = mask_n[:, None] & mask_m[None, :]
+    if EXCLUDE_SELF:
+        valid = valid & (offs_n[:, None] != offs_m[None, :])
+    if HAS_W:
+        w = tl.load(W + offs_n[:, None].to(tl.int64) * B + offs_m[None, :], mask=valid, other=0.0).to(c.dtype)
+    else:
+        w = tl.zeros(valid.shape, dtype=c.dtype)
+    w = tl.where(valid, w, float("-inf"))
+    return u, log_density, w
+
+
+@triton.jit
+def _fwd_kernel(Z, MU, C, H, W, LJ, LM, BP, B, D,
+                HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
+                BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    acc = C.dtype.element_ty
+    j_max = tl.full((BLOCK_N,), float("-inf"), acc)
+    j_sum = tl.zeros((BLOCK_N,), acc)
+    m_max = tl.full((BLOCK_N, BLOCK_D), float("-inf"), acc)
+    m_sum = tl.zeros((BLOCK_N, BLOCK_D), acc)
+    for m0 in range(0, B, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        u, log_density, w = _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D, HAS_W, EXCLUDE_SELF)
+        s = w + tl.sum(log_density, axis=2)
+        new_max = tl.maximum(j_max, tl.max(s, axis=1))
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+        j_sum = j_sum * tl.exp(j_max - shift) + tl.sum(tl.exp(s - shift[:, None]), axis=1)
+        j_max = new_max
+        x = w[:, :, None] + log_density
+        new_max_d = tl.maximum(m_max, tl.max(x, axis=1))
+        shift_d = tl.where(new_max_d == float("-inf"), 0.0, new_max_d)
+        m_sum = m_sum * tl.exp(m_max - shift_d) + tl.sum(tl.exp(x - shift_d[:, None, :]), axis=1)
+        m_max = new_max_d
+    mask_n = offs_n < BP
+    # padded rows (n >= B') are never stored; give them sum 1 so that no log(0) is evaluated
+    log_joint = tl.where(j_max == float("-inf"), 0.0, j_max) + tl.log(tl.where(mask_n, j_sum, 1.0))
+    log_marginal = tl.where(m_max == float("-inf"), 0.0, m_max) + tl.log(tl.where(mask_n[:, None], m_sum, 1.0))
+    tl.store(LJ + offs_n, log_joint.to(LJ.dtype.element_ty), mask=mask_n)
+    tl.store(LM + offs_n[:, None].to(tl.int64) * D + offs_d[None, :], log_marginal.to(LM.dtype.element_ty),
+             mask=mask_n[:, None] & (offs_d[None, :] < D))
+
+
+@triton.jit
+def _coefficients(log_density, w, offs_n, offs_d, LJ, LM, GJ, GM, BP, D):
+    """Returns k (BN, BM, BD; 0 on padded d) and dw (BN, BM) of one tile (module doc)."""
+    acc = log_density.dtype
+    mask_n = offs_n < BP
+    nd = offs_n[:, None].to(tl.int64) * D + offs_d[None, :]
+    ndmask = mask_n[:, None] & (offs_d[None, :] < D)
+    lj = tl.load(LJ + offs_n, mask=mask_n, other=0.0).to(acc)
+    gj = tl.load(GJ + offs_n, mask=mask_n, other=0.0).to(acc)
+    lm = tl.load(LM + nd, mask=ndmask, other=0.0).to(acc)
+    gm = tl.load(GM + nd, mask=ndmask, other=0.0).to(acc)
+    lj = tl.where(lj == float("-inf"), 0.0, lj)
+    lm = tl.where(lm == float("-inf"), 0.0, lm)
+    p = tl.exp(w + tl.sum(log_density, axis=2) - lj[:, None])
+    q = tl.exp(w[:, :, None] + log_density - lm[:, None, :])
+    gq = tl.where(ndmask[:, None, :], gm[:, None, :] * q, 0.0)
+    gp = gj[:, None] * p
+    return gp[:, :, None] + gq, gp + tl.sum(gq, axis=2)
+
+
+@triton.jit
+def _bwd_n_kernel(Z, MU, C, H, W, LJ, LM, GJ, GM, DZ, DW, BP, B, D,
+                  HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr, WEIGHTS_GRAD: tl.constexpr,
+                  BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """dz (and dw) for one n block: dz_nd = -sum_m 2 k_nmd u_nmd h_md."""
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    dz = tl.zeros((BLOCK_N, BLOCK_D), C.dtype.element_ty)
+    for m0 in range(0, B, BLOCK_M):
+        offs_m = m0 + tl.arange(0, BLOCK_M)
+        u, log_density, w = _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D, HAS_W, EXCLUDE_SELF)
+        k, dw = _coefficients(log_density, w, offs_n, offs_d, LJ, LM, GJ, GM, BP, D)
+        h = tl.load(H + offs_m[:, None].to(tl.int64) * D + offs_d[None, :],
+                    mask=(offs_m[:, None] < B) & (offs_d[None, :] < D), other=0.0)
+        dz -= 2.0 * tl.sum(k * u * h[None, :, :], axis=1)
+        if WEIGHTS_GRAD:
+            tl.store(DW + offs_n[:, None].to(tl.int64) * B + offs_m[None, :], dw.to(DW.dtype.element_ty),
+                     mask=(offs_n[:, None] < BP) & (offs_m[None, :] < B))
+    tl.store(DZ + offs_n[:, None].to(tl.int64) * D + offs_d[None, :], dz.to(DZ.dtype.element_ty),
+             mask=(offs_n[:, None] < BP) & (offs_d[None, :] < D))
+
+
+@triton.jit
+def _bwd_m_kernel(Z, MU, C, H, W, LJ, LM, GJ, GM, DMU, DLV, BP, B, D,
+                  HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
+                  BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """dmu, dlogvar for one m block: sums over n of 2 k u h and k (u^2 h - 0.5)."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    md = offs_m[:, None].to(tl.int64) * D + offs_d[None, :]
+    mmask = (offs_m[:, None] < B) & (offs_d[None, :] < D)
+    h = tl.load(H + md, mask=mmask, other=0.0)
+    dmu = tl.zeros((BLOCK_M, BLOCK_D), C.dtype.element_ty)
+    dlv = tl.zeros((BLOCK_M, BLOCK_D), C.dtype.element_ty)
+    for n0 in range(0, BP, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        u, log_density, w = _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D, HAS_W, EXCLUDE_SELF)
+        k, dw = _coefficients(log_density, w, offs_n, offs_d, LJ, LM, GJ, GM, BP, D)
+        dmu += 2.0 * tl.sum(k * u, axis=0) * h
+        dlv += tl.sum(k * (u * u * h[None, :, :] - 0.5), axis=0)
+    tl.store(DMU + md, dmu.to(DMU.dtype.element_ty), mask=mmask)
+    tl.store(DLV + md, dlv.to(DLV.dtype.element_ty), mask=mmask)
+
+
+def _blocks(D):
+    block_d = triton.next_power_of_2(D)
+    block_m = max(1, min(64, _TILE // (_BLOCK_N * block_d)))
+    return dict(BLOCK_N=_BLOCK_N, BLOCK_M=block_m, BLOCK_D=block_d)
+
+
+def _constants(logvar):
+    """c = -0.5 (log 2pi + logvar), h = 0.5 exp(-logvar) in the arithmetic dtype, both (B, D)."""
+    lv = logvar.to(torch.float64 if logvar.dtype == torch.float64 else torch.float32)
+    return (-0.5 * (lv + _LOG_2PI)).contiguous(), (0.5 * torch.exp(-lv)).contiguous()
+
+
+def pair_logsumexp_fwd(z, mu, logvar, weights, exclude_self):
+    """-> (log_joint (B',), log_marginal (B', D)) in z's dtype."""
+    bp, d = z.shape
+    c, h = _constants(logvar)
+    log_joint = torch.empty(bp, device=z.device, dtype=z.dtype)
+    log_marginal = torch.empty_like(z)
+    blocks = _blocks(d)
+    _fwd_kernel[(triton.cdiv(bp, blocks["BLOCK_N"]),)](
+        z, mu, c, h, z if weights is None else weights, log_joint, log_marginal, bp, mu.shape[0], d,
+        HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), **blocks)
+    return log_joint, log_marginal
+
+
+def pair_logsumexp_bwd(z, mu, logvar, weights, exclude_self, log_joint, log_marginal, grad_joint, grad_marginal,
+                       weights_grad):
+    """-> (dz, dmu, dlogvar, dweights or None)."""
+    (bp, d), b = z.shape, mu.shape[0]
+    c, h = _constants(logvar)
+    dz, dmu, dlogvar = torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar)
+    dw = torch.empty((bp, b), device=z.device, dtype=z.dtype) if weights_grad else None
+    w = z if weights is None else weights
+    blocks = _blocks(d)
+    flags = dict(HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), **blocks)
+    args = (z, mu, c, h, w, log_joint, log_marginal, grad_joint, grad_marginal)
+    _bwd_n_kernel[(triton.cdiv(bp, blocks["BLOCK_N"]),)](
+        *args, dz, z if dw is None else dw, bp, b, d, WEIGHTS_GRAD=bool(weights_grad), **flags)
+    _bwd_m_kernel[(triton.cdiv(b, blocks["BLOCK_M"]),)](*args, dmu, dlogvar, bp, b, d, **flags)
+    return dz, dmu, dlogvar, dw
