@@ -45,7 +45,7 @@ def load_image(path: str, size: int, crop: int | None = None) -> np.ndarray:
                 raise ValueError(f"crop={side} exceeds the image size {w}x{h}")
             left, top = (w - side) // 2, (h - side) // 2
             im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
-            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+            return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
     except (OSError, ValueError, SyntaxError) as err:  # PIL raises these for truncated/garbled files
         raise OSError(f"unreadable image {path}: {err}") from err
 

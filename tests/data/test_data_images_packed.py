@@ -1,0 +1,162 @@
+"""CelebA reader, image folders and `data pack` on a small folder in the published CelebA layout."""
+import argparse
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, DistributedSampler
+
+from eoflow_fast.cli import data as data_cli
+from eoflow_fast.data import get_dataset, packed
+from eoflow_fast.data.images import load_image
+
+NAMES = [f"{i:06d}.jpg" for i in range(1, 10)]
+PARTITION = [0, 0, 0, 0, 0, 1, 1, 2, 2]
+CORRUPT = "000004.jpg"
+ATTRS = ["Smiling", "Male", "Young"]
+
+
+@pytest.fixture
+def celeba_root(tmp_path):
+    """9 aligned-size (178x218) JPEGs, one of them garbage, with partition and attribute lists."""
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    yy, xx = np.mgrid[0:218, 0:178]
+    for i, name in enumerate(NAMES):
+        if name == CORRUPT:
+            (root / "img_align_celeba" / name).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + rng.bytes(200))
+            continue
+        img = np.stack([(xx * (i + 1)) % 256, (yy * 3 + 40 * i) % 256, rng.randint(0, 256, (218, 178))], -1)
+        Image.fromarray(img.astype(np.uint8)).save(root / "img_align_celeba" / name, quality=90)
+    (root / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for n, p in zip(NAMES, PARTITION)))
+    attrs = rng.choice([-1, 1], size=(len(NAMES), len(ATTRS)))
+    (root / "list_attr_celeba.txt").write_text(
+        f"{len(NAMES)}\n{' '.join(ATTRS)}\n" + "".join(f"{n} {' '.join(f'{a:2d}' for a in row)}\n"
+                                                      for n, row in zip(NAMES, attrs)))
+    return root, (attrs > 0).astype(np.int64)
+
+
+def reference(path, size, crop):
+    """PIL reference of the transform: centre crop, Lanczos resize, CHW uint8."""
+    with Image.open(path) as im:
+        w, h = im.size
+        left, top = (w - crop) // 2, (h - crop) // 2
+        im = im.convert("RGB").crop((left, top, left + crop, top + crop)).resize((size, size), Image.LANCZOS)
+        return np.asarray(im).transpose(2, 0, 1)
+
+
+def run_cli(*argv):
+    parser = argparse.ArgumentParser(prog="eoflow-fast")
+    data_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+def test_celeba_reader_splits_transform_and_attributes(celeba_root):
+    root, attrs = celeba_root
+    train = get_dataset(f"celeba:{root}", split="train", size=64)
+    valid = get_dataset(f"celeba:{root}", split="valid", size=128, crop=160, with_attributes=True)
+    assert len(train) == 5 and len(valid) == 2 and len(get_dataset(f"celeba:{root}", "all")) == 9
+    x = train[0]
+    assert x.dtype == torch.float32 and x.shape == (3, 64, 64)
+    ref = reference(root / "img_align_celeba" / NAMES[0], 64, 148).astype(np.float64)
+    np.testing.assert_allclose(x.numpy(), ref / 255.0, atol=1e-6)
+    xv, av = valid[1]
+    assert xv.shape == (3, 128, 128) and valid.attribute_names == ATTRS
+    np.testing.assert_array_equal(av.numpy(), attrs[6])
+    np.testing.assert_allclose(xv.numpy(), reference(root / "img_align_celeba" / NAMES[6], 128, 160) / 255.0, atol=1e-6)
+    deq = get_dataset(f"celeba:{root}", dequantize=True)[0].numpy()
+    assert (deq >= ref / 256.0).all() and (deq < (ref + 1) / 256.0).all()
+    with pytest.raises(OSError, match=f"unreadable image .*{CORRUPT}"):
+        train[3]
+
+
+def test_missing_paths_say_which_layout_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"img_align_celeba.*list_eval_partition\.txt"):
+        get_dataset(f"celeba:{tmp_path}")
+    with pytest.raises(FileNotFoundError, match=r"index\.json.*eoflow-fast data pack"):
+        get_dataset(f"packed:{tmp_path}")
+    with pytest.raises(FileNotFoundError, match="image files"):
+        get_dataset(f"folder:{tmp_path}")
+    assert run_cli("data", "pack", str(tmp_path / "nope"), str(tmp_path / "out")) == 1
+
+
+def test_pack_skips_corrupt_files_by_name_and_matches_the_reader(celeba_root, tmp_path, capsys):
+    root, _ = celeba_root
+    dst = tmp_path / "packed"
+    assert run_cli("data", "pack", str(root), str(dst), "--size", "32", "--shard-size", "4", "--no-progress") == 0
+    assert CORRUPT in capsys.readouterr().err
+    index = json.loads((dst / "index.json").read_text())
+    assert [s["name"] for s in index["skipped"]] == [CORRUPT]
+    assert [s["count"] for s in index["shards"]] == [3, 4, 1]
+    assert index["names"] == [n for n in NAMES if n != CORRUPT]
+    ds = get_dataset(f"packed:{dst}", split="all")
+    for i, name in enumerate(index["names"]):
+        np.testing.assert_array_equal(ds.read_uint8([i])[0], load_image(str(root / "img_align_celeba" / name), 32, 148))
+    assert ds[0].dtype == torch.float32 and ds[0].shape == (3, 32, 32)
+    np.testing.assert_array_equal(ds[2].numpy(), ds.read_uint8([2])[0] / np.float32(255))
+    assert get_dataset(f"packed:{dst}", split="train").names == ["000001.jpg", "000002.jpg", "000003.jpg", "000005.jpg"]
+    assert len(get_dataset(f"packed:{dst}", split="test")) == 2
+    with pytest.raises(ValueError, match="split='nope'"):
+        get_dataset(f"packed:{dst}", split="nope")
+
+
+def test_interrupted_pack_resumes_without_rewriting_finished_shards(celeba_root, tmp_path, monkeypatch):
+    root, _ = celeba_root
+    dst = tmp_path / "resumed"
+    decode, calls = packed._decode, []
+
+    def crash_on_sixth(job):
+        calls.append(job)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return decode(job)
+
+    monkeypatch.setattr(packed, "_decode", crash_on_sixth)
+    with pytest.raises(KeyboardInterrupt):
+        packed.pack_images(str(root), str(dst), size=16, shard_size=4, progress=False)
+    assert sorted(os.listdir(dst)) == ["pack.json", "shard_00000.json", "shard_00000.npy"]
+    with pytest.raises(FileNotFoundError, match="interrupted"):
+        get_dataset(f"packed:{dst}")
+    first = os.stat(dst / "shard_00000.npy")
+    (dst / "shard_00001.npy.tmp").write_bytes(b"partial write from the crash")
+
+    monkeypatch.setattr(packed, "_decode", decode)
+    calls.clear()
+    index = packed.pack_images(str(root), str(dst), size=16, shard_size=4, progress=False)
+    again = os.stat(dst / "shard_00000.npy")
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    fresh = packed.pack_images(str(root), str(tmp_path / "fresh"), size=16, shard_size=4, progress=False)
+    assert index == fresh
+    for k in range(3):
+        np.testing.assert_array_equal(np.load(dst / f"shard_{k:05d}.npy"), np.load(tmp_path / "fresh" / f"shard_{k:05d}.npy"))
+    with pytest.raises(ValueError, match=r"different \['size'\]"):
+        packed.pack_images(str(root), str(dst), size=24, shard_size=4, progress=False)
+
+
+def test_packed_folder_loads_with_workers_and_distributed_sampler(tmp_path):
+    src = tmp_path / "imgs" / "nested"
+    src.mkdir(parents=True)
+    rng = np.random.RandomState(1)
+    for i in range(10):
+        Image.fromarray(rng.randint(0, 256, (40, 30, 3), dtype=np.uint8)).save(src / f"im{i}.png")
+    folder = get_dataset(f"folder:{tmp_path / 'imgs'}", size=16)
+    assert len(folder) == 10 and folder[0].shape == (3, 16, 16)
+    packed.pack_images(str(tmp_path / "imgs"), str(tmp_path / "p"), size=16, shard_size=3, progress=False)
+    ds = get_dataset(f"packed:{tmp_path / 'p'}")
+    assert len(ds) == 10
+    np.testing.assert_allclose(ds[4].numpy(), folder[4].numpy(), atol=1e-6)
+    seen = []
+    for rank in range(2):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2)
+        batches = list(loader)
+        got = torch.cat(batches)
+        want = torch.stack([ds[i] for i in sampler])
+        assert torch.equal(got, want)
+        seen += list(sampler)
+    assert sorted(seen) == list(range(10))
