@@ -1,0 +1,20 @@
+"""DEFT's failure rate over runs ([PAPER] arXiv 2102.03986 §5.3).
+
+    failure_rate = 100 * #{runs r : MIG_r < threshold} / #runs        (percent; threshold 0.1)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+THRESHOLD = 0.1
+
+
+def failure_rate(mig_scores, threshold: float = THRESHOLD) -> dict:
+    """Percentage of runs whose MIG is below ``threshold``; mig_scores is a 1-D sequence (R,)."""
+    scores = np.asarray(mig_scores, dtype=np.float64).reshape(-1)
+    if scores.size == 0:
+        raise ValueError("failure_rate: mig_scores is empty")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("failure_rate: mig_scores contains NaN or infinite values")
+    failed = scores < threshold
+    return {"failure_rate": float(100.0 * failed.mean()), "num_failed": int(failed.sum()), "num_runs": int(scores.size)}
