@@ -11,15 +11,18 @@ a ``representation_fn`` can hand them to a PyTorch model as they are), and ``rng
 ``np.random.RandomState`` as there.
 
 Random renderers (the coloured / noisy / scream dSprites) split their randomness into ``_draw(n,
-rng)`` (one block of draws per image) and ``_observe(factors, draws)`` (deterministic), so the torch
-view can give every item its own seeded draws: item ``i`` of a view with ``seed`` is always the same
-image, and batches are still rendered in one vectorized call.
+rng)`` (row k of every draw belongs to image k) and ``_observe(factors, draws)`` (deterministic).
+``sample_observations_from_factors`` passes its ``RandomState``; the torch view passes an
+``ItemRandom`` whose row k depends only on ``(seed, item)``, so item ``i`` of a view with ``seed`` is
+always the same image while batches are still drawn and rendered in single vectorized calls.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from ._random import ItemRandom
 
 
 class GroundTruthData:
@@ -97,8 +100,9 @@ class GroundTruthData:
     # ---- rendering hooks ------------------------------------------------------------------------
     is_random = False
 
-    def _draw(self, n: int, rng: np.random.RandomState):
-        """Per-image random draws, a dict of arrays with leading dim n (None for deterministic data)."""
+    def _draw(self, n: int, rng):
+        """Per-image random draws from ``rng`` (RandomState or ItemRandom: ``uniform``, ``randint``),
+        a dict of arrays with leading dim n; None for deterministic data."""
         return None
 
     def _observe(self, factors: np.ndarray, draws) -> np.ndarray:
@@ -108,14 +112,10 @@ class GroundTruthData:
         return GroundTruthDataset(self, with_factors=with_factors, seed=seed)
 
 
-def _concat_draws(draws: list):
-    return {k: np.concatenate([d[k] for d in draws]) for k in draws[0]}
-
-
 class GroundTruthDataset(Dataset):
     """Map-style torch view: item ``i`` -> float32 tensor ``(C, H, W)``, or ``(x, factors int64 (F,))``
     with ``with_factors=True``. Random variants draw item ``i``'s randomness from
-    ``RandomState([seed, i])``, so an item is the same image every epoch and in every worker.
+    ``ItemRandom(seed, [i])``, so an item is the same image every epoch and in every worker.
     ``__getitems__`` renders a whole batch in one vectorized call (used by ``DataLoader``)."""
 
     def __init__(self, data: GroundTruthData, with_factors: bool = False, seed: int = 0):
@@ -135,9 +135,7 @@ class GroundTruthDataset(Dataset):
             raise IndexError(f"{type(self.data).__name__}: index out of range for {len(self)} items")
         items = items % len(self)
         factors = self.data.item_factors(items)
-        draws = None
-        if self.data.is_random:
-            draws = _concat_draws([self.data._draw(1, np.random.RandomState([self.seed, int(i)])) for i in items])
+        draws = self.data._draw(len(items), ItemRandom(self.seed, items)) if self.data.is_random else None
         x = torch.from_numpy(self.data._observe(factors, draws))
         if not self.with_factors:
             return list(x.unbind(0))

@@ -25,7 +25,6 @@ import os
 import sys
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from .images import (CELEBA_LAYOUT, CELEBA_SPLITS, FOLDER_LAYOUT, is_celeba, list_image_folder, load_image,
@@ -107,7 +106,7 @@ def pack_images(src: str, dst: str, size: int = 64, crop: int | None = None, sha
     if workers > 1:
         import multiprocessing
 
-        pool = multiprocessing.get_context("spawn").Pool(workers)
+        pool = multiprocessing.Pool(workers)  # the platform default start method, as DataLoader workers
     try:
         for k in range(num_shards):
             if done[k]:
@@ -174,7 +173,7 @@ class PackedImages(Dataset):
         self.path, self.dequantize = path, dequantize
         self.size = index["size"]
         self.files = [s["file"] for s in index["shards"]]
-        counts = np.asarray([s["count"] for s in index["shards"]], dtype=np.int64)
+        self.counts = counts = np.asarray([s["count"] for s in index["shards"]], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(counts)])
         total = int(self.starts[-1])
         partition = index["partition"]
@@ -195,7 +194,9 @@ class PackedImages(Dataset):
 
     def _shards(self):
         if self._maps is None:
-            self._maps = [np.load(os.path.join(self.path, f), mmap_mode="r") for f in self.files]
+            # a shard whose images were all unreadable is empty and cannot be memory-mapped
+            self._maps = [np.load(os.path.join(self.path, f), mmap_mode="r") if n else None
+                          for f, n in zip(self.files, self.counts)]
         return self._maps
 
     def __len__(self) -> int:
@@ -218,4 +219,4 @@ class PackedImages(Dataset):
         return self.__getitems__([i])[0]
 
     def __getitems__(self, items):
-        return list(to_float(torch.from_numpy(self.read_uint8(items)), self.dequantize).unbind(0))
+        return list(to_float(self.read_uint8(items), self.dequantize).unbind(0))

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._random import uniform_noise
+
 SPLITS = ("train", "test", "all")
 
 
@@ -38,7 +40,7 @@ class TabularDataset(Dataset):
         if self.dequantize_levels is not None:
             # values are k / (L - 1), k in {0..L-1}: uniform dequantisation (k + u) / L, u ~ U(0, 1)
             levels = self.dequantize_levels
-            x = (x * (levels - 1) + torch.rand_like(x)) / levels
+            x = (x * (levels - 1) + torch.from_numpy(uniform_noise(tuple(x.shape)))) / levels
         return (x, self.factors[i]) if self.factors is not None else x
 
 

@@ -63,3 +63,22 @@ def test_random_variant_items_are_deterministic_per_seed_and_item():
     assert torch.equal(batch[1], ds[1000])
     other = get_ground_truth("dsprites_noisy").torch_dataset(seed=6)
     assert not torch.equal(other[7], batch[0])
+
+
+def test_item_random_rows_depend_only_on_seed_and_item_and_are_uniform():
+    from scipy import stats
+
+    from eoflow_fast.data._random import ItemRandom
+
+    a = ItemRandom(4, [3, 7, 11])
+    ua, ia = a.uniform(0.5, 1.0, size=(3, 2000)), a.randint(0, 10, size=(3, 500))
+    b = ItemRandom(4, [7])
+    np.testing.assert_array_equal(b.uniform(0.5, 1.0, size=(1, 2000))[0], ua[1])
+    np.testing.assert_array_equal(b.randint(0, 10, size=(1, 500))[0], ia[1])
+    assert not np.array_equal(ItemRandom(5, [7]).uniform(0.5, 1.0, size=(1, 2000))[0], ua[1])
+    assert ua.min() >= 0.5 and ua.max() < 1.0 and ia.min() == 0 and ia.max() == 9
+    assert stats.kstest(ua.ravel(), stats.uniform(0.5, 0.5).cdf).pvalue > 1e-4
+    counts = np.bincount(ia.ravel(), minlength=10)
+    assert stats.chisquare(counts).pvalue > 1e-4
+    # rows of different items are uncorrelated
+    assert abs(np.corrcoef(ua[0], ua[2])[0, 1]) < 0.1

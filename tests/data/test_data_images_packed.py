@@ -146,9 +146,10 @@ def test_packed_folder_loads_with_workers_and_distributed_sampler(tmp_path):
         Image.fromarray(rng.randint(0, 256, (40, 30, 3), dtype=np.uint8)).save(src / f"im{i}.png")
     folder = get_dataset(f"folder:{tmp_path / 'imgs'}", size=16)
     assert len(folder) == 10 and folder[0].shape == (3, 16, 16)
-    packed.pack_images(str(tmp_path / "imgs"), str(tmp_path / "p"), size=16, shard_size=3, progress=False)
+    (src / "zz_broken.png").write_bytes(b"\x89PNG garbage")  # alone in the last shard: an empty shard
+    packed.pack_images(str(tmp_path / "imgs"), str(tmp_path / "p"), size=16, shard_size=5, workers=2, progress=False)
     ds = get_dataset(f"packed:{tmp_path / 'p'}")
-    assert len(ds) == 10
+    assert len(ds) == 10 and list(ds.counts) == [5, 5, 0] and ds.names == folder.names
     np.testing.assert_allclose(ds[4].numpy(), folder[4].numpy(), atol=1e-6)
     seen = []
     for rank in range(2):
