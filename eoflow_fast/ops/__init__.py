@@ -3,7 +3,9 @@ backends. Every op takes ``backend="auto"|"triton"|"cpp"|"torch"``; see ``_dispa
 
 Names are loaded lazily so that importing one op never pays for another's kernels.
 """
+import sys
 from importlib import import_module
+from types import ModuleType
 
 from ._dispatch import BACKENDS, BackendUnavailable
 
@@ -29,3 +31,17 @@ def __getattr__(name):
         if owner == _EXPORTS[name]:
             globals()[export] = getattr(module, export)
     return globals()[name]
+
+
+class _Namespace(ModuleType):
+    """Keeps ``ops.<name>`` the function when a submodule of the same name is imported directly
+    (``from .gaussian_pair_logsumexp import ...`` inside another op), which would otherwise bind
+    the submodule over the export."""
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Namespace
