@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ._random import uniform_noise
+from ._splits import split_by_name
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
@@ -157,10 +158,14 @@ def celeba(root: str, split: str = "train", size: int = 64, crop: int | None = 1
     return ds
 
 
+FOLDER_TEST_FRACTION = 0.05  # [INFERRED] held-out share of a folder without a published split
+
+
 def image_folder(root: str, split: str = "train", size: int = 64, crop: int | None = None,
-                 dequantize: bool = False) -> ImageFiles:
-    """Every image under ``root``; a plain folder has no published split, so "train" and "all" are
-    the same set and other splits are an error."""
-    if split not in ("train", "all"):
-        raise ValueError(f"image folder: split={split!r}; a plain folder has no held-out split, use 'train' or 'all'")
-    return ImageFiles(root, list_image_folder(root), size, crop, dequantize)
+                 dequantize: bool = False, test_fraction: float = FOLDER_TEST_FRACTION, seed: int = 0) -> ImageFiles:
+    """Images under ``root`` (sorted); a plain folder has no published split, so "test" holds the
+    files whose seeded name hash falls below ``test_fraction``, "train" the rest, "all" everything
+    (:func:`split_by_name`)."""
+    names = list_image_folder(root)
+    return ImageFiles(root, [names[i] for i in split_by_name(names, split, test_fraction, seed)], size, crop,
+                      dequantize)

@@ -27,8 +27,9 @@ import sys
 import numpy as np
 from torch.utils.data import Dataset
 
-from .images import (CELEBA_LAYOUT, CELEBA_SPLITS, FOLDER_LAYOUT, is_celeba, list_image_folder, load_image,
-                     read_celeba_partition, to_float)
+from ._splits import SPLITS, split_by_name
+from .images import (CELEBA_LAYOUT, CELEBA_SPLITS, FOLDER_LAYOUT, FOLDER_TEST_FRACTION, is_celeba, list_image_folder,
+                     load_image, read_celeba_partition, to_float)
 
 FORMAT = "eoflow_fast.packed/1"
 PACKED_LAYOUT = ("a directory written by `eoflow-fast data pack SRC DST`: index.json, pack.json and "
@@ -165,8 +166,8 @@ def read_index(path: str) -> dict:
 class PackedImages(Dataset):
     """Item ``i`` -> float32 (3, size, size) in [0, 1] (``k/255``, or ``(k+u)/256`` if dequantize).
 
-    ``split``: "all", or for CelebA packs "train" | "valid" | "test"; a folder pack has no split, so
-    "train" means all of it. ``__getitems__`` reads a batch with one fancy index per shard."""
+    ``split``: "all", or for CelebA packs "train" | "valid" | "test" (the published partition); a
+    folder pack splits by name like ``image_folder`` (about 5% "test"). ``__getitems__`` reads a batch with one fancy index per shard."""
 
     def __init__(self, path: str, split: str = "train", dequantize: bool = False):
         index = read_index(path)
@@ -177,12 +178,15 @@ class PackedImages(Dataset):
         self.starts = np.concatenate([[0], np.cumsum(counts)])
         total = int(self.starts[-1])
         partition = index["partition"]
-        if split == "all" or (split == "train" and partition is None):
-            self.items = np.arange(total)
-        elif partition is not None and split in CELEBA_SPLITS:
-            self.items = np.nonzero(np.asarray(partition) == CELEBA_SPLITS[split])[0]
+        if partition is None:  # a folder pack: the same split by name as image_folder
+            self.items = split_by_name(index["names"], split, FOLDER_TEST_FRACTION) if split in SPLITS else None
+        elif split == "all" or split in CELEBA_SPLITS:
+            self.items = (np.arange(total) if split == "all"
+                          else np.nonzero(np.asarray(partition) == CELEBA_SPLITS[split])[0])
         else:
-            allowed = ("all", *CELEBA_SPLITS) if partition is not None else ("all", "train")
+            self.items = None
+        if self.items is None:
+            allowed = ("all", *CELEBA_SPLITS) if partition is not None else SPLITS
             raise ValueError(f"packed: split={split!r}, expected one of {allowed} for {path!r}")
         self.names = [index["names"][i] for i in self.items]
         self._maps = None

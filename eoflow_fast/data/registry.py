@@ -12,12 +12,12 @@ Specs and their keyword arguments:
     wine                     test_fraction, seed
     csv:PATH                 columns, drop, delimiter, test_fraction, seed
     celeba:ROOT              size (64), crop (148), dequantize, with_attributes
-    folder:ROOT              size (64), crop (largest square), dequantize
+    folder:ROOT              size (64), crop (largest square), dequantize, test_fraction (0.05), seed
     packed:DIR               dequantize (a directory from `eoflow-fast data pack`)
 
-Splits: tables "train" | "test" | "all"; CelebA and CelebA packs "train" | "valid" | "test" | "all";
-folders "train" (= "all"). Ground-truth image data has no held-out split (disentanglement_lib
-evaluates on freshly sampled factors): "train", "test" and "all" all give the full factor product.
+Splits: tables, folders and folder packs "train" | "test" | "all" (seeded held-out fraction);
+CelebA and CelebA packs "train" | "valid" | "test" | "all" (the published partition). Ground-truth
+image data has no held-out split (disentanglement_lib evaluates on freshly sampled factors): "train", "test" and "all" all give the full factor product.
 """
 from __future__ import annotations
 

@@ -15,9 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ._random import uniform_noise
-
-SPLITS = ("train", "test", "all")
-
+from ._splits import split_rows
 
 class TabularDataset(Dataset):
     """Item ``i`` -> float32 tensor of shape ``values.shape[1:]`` (``(p,)`` for a table), or
@@ -42,19 +40,6 @@ class TabularDataset(Dataset):
             levels = self.dequantize_levels
             x = (x * (levels - 1) + torch.from_numpy(uniform_noise(tuple(x.shape)))) / levels
         return (x, self.factors[i]) if self.factors is not None else x
-
-
-def split_rows(n: int, split: str, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
-    """Row indices of ``split``: a seeded permutation, the first ``round(n*test_fraction)`` rows test."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}, expected one of {SPLITS}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction={test_fraction}, expected a value in (0, 1)")
-    if split == "all":
-        return np.arange(n)
-    perm = np.random.RandomState(seed).permutation(n)
-    n_test = int(round(n * test_fraction))
-    return np.sort(perm[:n_test] if split == "test" else perm[n_test:])
 
 
 def standardise(values: np.ndarray, train_rows: np.ndarray, columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -138,26 +138,36 @@ def test_interrupted_pack_resumes_without_rewriting_finished_shards(celeba_root,
         packed.pack_images(str(root), str(dst), size=24, shard_size=4, progress=False)
 
 
-def test_packed_folder_loads_with_workers_and_distributed_sampler(tmp_path):
+def test_packed_folder_splits_and_loads_with_workers_and_distributed_sampler(tmp_path):
     src = tmp_path / "imgs" / "nested"
     src.mkdir(parents=True)
     rng = np.random.RandomState(1)
-    for i in range(10):
-        Image.fromarray(rng.randint(0, 256, (40, 30, 3), dtype=np.uint8)).save(src / f"im{i}.png")
-    folder = get_dataset(f"folder:{tmp_path / 'imgs'}", size=16)
-    assert len(folder) == 10 and folder[0].shape == (3, 16, 16)
+    for i in range(20):
+        Image.fromarray(rng.randint(0, 256, (40, 30, 3), dtype=np.uint8)).save(src / f"im{i:02d}.png")
+    folder = get_dataset(f"folder:{tmp_path / 'imgs'}", split="all", size=16)
+    assert len(folder) == 20 and folder[0].shape == (3, 16, 16)
+    train = get_dataset(f"folder:{tmp_path / 'imgs'}", split="train", test_fraction=0.3)
+    test = get_dataset(f"folder:{tmp_path / 'imgs'}", split="test", test_fraction=0.3)
+    assert len(test) > 0 and len(train) > 0 and sorted(train.names + test.names) == folder.names
     (src / "zz_broken.png").write_bytes(b"\x89PNG garbage")  # alone in the last shard: an empty shard
-    packed.pack_images(str(tmp_path / "imgs"), str(tmp_path / "p"), size=16, shard_size=5, workers=2, progress=False)
-    ds = get_dataset(f"packed:{tmp_path / 'p'}")
-    assert len(ds) == 10 and list(ds.counts) == [5, 5, 0] and ds.names == folder.names
+    packed.pack_images(str(tmp_path / "imgs"), str(tmp_path / "p"), size=16, shard_size=10, workers=2, progress=False)
+    ds = get_dataset(f"packed:{tmp_path / 'p'}", split="all")
+    assert len(ds) == 20 and list(ds.counts) == [10, 10, 0] and ds.names == folder.names
     np.testing.assert_allclose(ds[4].numpy(), folder[4].numpy(), atol=1e-6)
+    # default folder split (5% test) is the same whether read from files or from the pack
+    # the split is by name: the pack (which skipped the broken file) and the folder agree, and the
+    # extra file moved no other file between splits
+    for split in ("train", "test"):
+        from_pack = get_dataset(f"packed:{tmp_path / 'p'}", split=split).names
+        from_files = get_dataset(f"folder:{tmp_path / 'imgs'}", split=split).names
+        assert from_pack == [n for n in from_files if n != "nested/zz_broken.png"]
+    assert get_dataset(f"folder:{tmp_path / 'imgs'}", split="test", test_fraction=0.3).names == test.names
     seen = []
     for rank in range(2):
         sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=0)
-        loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2)
-        batches = list(loader)
-        got = torch.cat(batches)
+        loader = DataLoader(ds, batch_size=3, sampler=sampler, num_workers=2)
+        got = torch.cat(list(loader))
         want = torch.stack([ds[i] for i in sampler])
         assert torch.equal(got, want)
         seen += list(sampler)
-    assert sorted(seen) == list(range(10))
+    assert sorted(seen) == list(range(20))

@@ -5,7 +5,7 @@ import torch
 
 from eoflow_fast.data import get_dataset, get_ground_truth
 from eoflow_fast.data.factor_analysis import factor_analysis
-from eoflow_fast.data.tabular import split_rows
+from eoflow_fast.data._splits import split_rows
 
 
 def test_triangle_points_at_the_canvas_centre():
