@@ -171,3 +171,16 @@ def test_packed_folder_splits_and_loads_with_workers_and_distributed_sampler(tmp
         assert torch.equal(got, want)
         seen += list(sampler)
     assert sorted(seen) == list(range(20))
+
+
+def test_cli_main_runs_data_pack_and_info(celeba_root, tmp_path, capsys):
+    from eoflow_fast.cli.main import main
+
+    root, _ = celeba_root
+    assert main(["data", "pack", str(root), str(tmp_path / "pk"), "--size", "16", "--no-progress"]) == 0
+    assert main(["data", "info", f"packed:{tmp_path / 'pk'}", "--split", "valid"]) == 0
+    info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert info["items"] == 2 and info["item_shape"] == [3, 16, 16]
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "pack", str(root), str(tmp_path / "pk"), "--size", "0"])
+    assert exc.value.code == 2
