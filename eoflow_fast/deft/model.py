@@ -27,6 +27,8 @@ def scale_grad(t: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 class DEFT(VAE):
+    ddp_find_unused_parameters = True  # encoders after the active stage get no gradient
+
     def __init__(self, groups: int, latents_per_group: int, betas, stage_steps: int, channels: int = 1,
                  gamma: float = 0.1, gamma_mode: str = "lr", reconstruction: str = "bernoulli",
                  kl_log_every: int = 100):
@@ -97,4 +99,4 @@ class DEFT(VAE):
 
     def regularizer(self, mu, logvar, z, kl_per_dim, step):
         stage = int(self.stage)
-        return {"kl": self.betas[stage] * kl_per_dim.sum(), "_stage": torch.tensor(float(stage))}
+        return {"kl": self.betas[stage] * kl_per_dim.sum(), "_stage": kl_per_dim.new_tensor(float(stage))}

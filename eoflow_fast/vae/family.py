@@ -30,7 +30,8 @@ ABLATIONS = {"vanilla": "vanilla", "beta": "beta", "factor": "factorvae", "bfvae
 
 def add_args(parser) -> None:
     g = parser.add_argument_group("vae")
-    g.add_argument("--model", choices=sorted(MODELS), default="beta", help="objective")
+    g.add_argument("--model", dest="objective", choices=sorted(MODELS), default="beta",
+                   help="objective (config key 'objective': the engine's 'model' key names the family)")
     g.add_argument("--data", default="dsprites", help="dataset spec for eoflow_fast.data.get_dataset")
     g.add_argument("--latent-dim", type=int, default=10)
     g.add_argument("--encoder", choices=["standard", "lite", "mlp"], default="standard",
@@ -55,7 +56,7 @@ def add_args(parser) -> None:
 
 def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
     """(model name, keyword arguments of its class) from the family flags in ``config``."""
-    model = config.get("model", "beta")
+    model = config.get("objective", "beta")
     hp: dict = {}
     if config.get("ablation"):
         if model != "bfvae":

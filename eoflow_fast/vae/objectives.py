@@ -145,7 +145,7 @@ class AnnealedVAE(VAE):
 
     def regularizer(self, mu, logvar, z, kl_per_dim, step):
         c = self.capacity_at(step)
-        return {"kl": self.gamma * (kl_per_dim.sum() - c).abs(), "_capacity": torch.tensor(c)}
+        return {"kl": self.gamma * (kl_per_dim.sum() - c).abs(), "_capacity": kl_per_dim.new_tensor(c)}
 
 
 class CascadeVAE(VAE):
@@ -220,10 +220,10 @@ class BfVAE(VAE):
     """
 
     def __init__(self, encoder, decoder, beta: float = 4.0, gamma: float = 10.0,
-                 disc_lr: float = 1e-4, disc_betas=(0.5, 0.9), **kw):
+                 disc_lr: float = 1e-4, disc_betas=(0.5, 0.9), disc_width: int = 1000, disc_depth: int = 6, **kw):
         super().__init__(encoder, decoder, **kw)
         self.beta, self.gamma = float(beta), float(gamma)
-        self.discriminator = Discriminator(encoder.latent_dim)
+        self.discriminator = Discriminator(encoder.latent_dim, disc_width, disc_depth)
         self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=disc_lr, betas=tuple(disc_betas))
         self._codes: tuple[int, torch.Tensor] | None = None
 

@@ -218,7 +218,7 @@ def test_dip_vae_loss(kind):
 @pytest.mark.parametrize("beta,gamma", [(1.0, 10.0), (4.0, 3.0)])
 def test_factor_and_bfvae_losses(beta, gamma):
     x = fixed_batch()
-    model = O.BfVAE(*nets(), beta=beta, gamma=gamma, reconstruction="gaussian").double()
+    model = O.BfVAE(*nets(), beta=beta, gamma=gamma, disc_width=16, disc_depth=2, reconstruction="gaussian").double()
     out, mu, logvar, z = forward_ref(model, x, 7)
     logits = model.discriminator(z)
     tc = sum(logits[b, 0] - logits[b, 1] for b in range(B)) / B
@@ -228,7 +228,7 @@ def test_factor_and_bfvae_losses(beta, gamma):
 
 
 def test_discriminator_loss_and_update():
-    model = O.BfVAE(*nets(), beta=1.0, gamma=10.0, reconstruction="gaussian").double()
+    model = O.BfVAE(*nets(), beta=1.0, gamma=10.0, disc_width=16, disc_depth=2, reconstruction="gaussian").double()
     main_params = {id(p) for g in model.param_groups(1e-3) for p in g["params"]}
     assert not main_params & {id(p) for p in model.discriminator.parameters()}
     assert len(main_params) == len(list(model.encoder.parameters())) + len(list(model.decoder.parameters()))
