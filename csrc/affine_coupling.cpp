@@ -1,7 +1,8 @@
 // Affine coupling on the CPU: forward/reverse with log-det, its fused backward, and the
 // primal+tangent (JVP) pass with its reverse-over-forward backward.
 //
-// Inputs are contiguous (B, N) tensors of float32 or float64. Rows run in parallel
+// Inputs are (B, N) tensors of float32 or float64 whose rows may be strided (stride(1) == 1, any
+// stride(0): e.g. the halves of a subnet output split with chunk); outputs are contiguous. Rows run in parallel
 // (at::parallel_for); each row is one vectorised pass (at::vec::Vectorized) that also reduces
 // log_det. The math, with c = clamp and u = s_raw / c, k = 2/pi:
 //   atan: s = c k atan(u), s' = k / (1 + u^2),  s'' = -2 u s' / (c (1 + u^2))
@@ -50,26 +51,37 @@ void check_inputs(const std::vector<at::Tensor>& ts) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "affine_coupling (cpp): float32/float64 only, got ", x.scalar_type());
   for (const auto& t : ts) {
-    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == x.scalar_type(),
-                "affine_coupling (cpp): inputs must be contiguous CPU tensors of one dtype");
+    TORCH_CHECK(t.device().is_cpu() && t.dim() == 2 && t.sizes() == x.sizes() && t.stride(1) == 1 &&
+                    t.scalar_type() == x.scalar_type(),
+                "affine_coupling (cpp): inputs must be (B, N) CPU tensors of one dtype with stride(1) == 1");
   }
 }
+
+// Pointer to element (r, 0) of a (B, N) tensor with unit column stride.
+template <typename T>
+struct RowPtr {
+  T* p;
+  int64_t stride;
+  explicit RowPtr(const at::Tensor& t) : p(t.data_ptr<T>()), stride(t.stride(0)) {}
+  T* operator[](int64_t r) const { return p + r * stride; }
+};
+
+inline int64_t row_grain(int64_t N) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(N, 1)); }
 
 // Runs body(row, col, count) over vector-sized chunks of every row, rows in parallel.
 // count < Vec::size() only on a row's tail; loadu(ptr, count) zero-fills the remainder.
 template <typename T, typename F>
 void for_each_chunk(int64_t B, int64_t N, F body) {
   constexpr int64_t W = Vectorized<T>::size();
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(N, 1));
-  at::parallel_for(0, B, grain, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, B, row_grain(N), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t j = 0; j < N; j += W) body(r, r * N + j, std::min(W, N - j));
+      for (int64_t j = 0; j < N; j += W) body(r, j, std::min(W, N - j));
     }
   });
 }
 
 template <typename T>
-inline Vectorized<T> vload(const T* p, int64_t off, int64_t n) {
+inline Vectorized<T> vload(const T* p, int64_t off, int64_t n) {  // p[off : off + n], zero-filled
   return n == Vectorized<T>::size() ? Vectorized<T>::loadu(p + off) : Vectorized<T>::loadu(p + off, n);
 }
 
@@ -86,30 +98,29 @@ inline T hsum(const Vectorized<T>& v) {
 std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& x, const at::Tensor& s_raw, const at::Tensor& t,
                                        double clamp, int64_t fn, bool reverse) {
   check_inputs({x, s_raw, t});
-  auto y = at::empty_like(x);
   const int64_t B = x.size(0), N = x.size(1);
-  auto ld_acc = at::zeros({B}, x.options());
+  auto y = at::empty({B, N}, x.options());
+  auto log_det = at::empty({B}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_coupling_fwd", [&] {
     using V = Vectorized<scalar_t>;
-    const scalar_t *px = x.data_ptr<scalar_t>(), *pa = s_raw.data_ptr<scalar_t>(), *pt = t.data_ptr<scalar_t>();
-    scalar_t *py = y.data_ptr<scalar_t>(), *pld = ld_acc.data_ptr<scalar_t>();
+    const RowPtr<scalar_t> X(x), A(s_raw), T(t), Y(y);
+    scalar_t* pld = log_det.data_ptr<scalar_t>();
     const scalar_t c = static_cast<scalar_t>(clamp);
-    at::parallel_for(0, B, std::max<int64_t>(1, 32768 / std::max<int64_t>(N, 1)), [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, B, row_grain(N), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         V acc(0);
         for (int64_t j = 0; j < N; j += V::size()) {
-          const int64_t o = r * N + j, n = std::min<int64_t>(V::size(), N - j);
-          V xv = vload(px, o, n), tv = vload(pt, o, n);
-          auto cl = soft_clamp<scalar_t>(vload(pa, o, n), c, fn);
-          V yv = reverse ? (xv - tv) * cl.s.neg().exp() : xv * cl.s.exp() + tv;
-          vstore(yv, py, o, n);
+          const int64_t n = std::min<int64_t>(V::size(), N - j);
+          V xv = vload(X[r], j, n), tv = vload(T[r], j, n);
+          auto cl = soft_clamp<scalar_t>(vload(A[r], j, n), c, fn);
+          vstore(reverse ? (xv - tv) * cl.s.neg().exp() : xv * cl.s.exp() + tv, Y[r], j, n);
           acc = acc + cl.s;  // tail lanes hold s(0) = 0
         }
         pld[r] = reverse ? -hsum(acc) : hsum(acc);
       }
     });
   });
-  return {y, ld_acc};
+  return {y, log_det};
 }
 
 // forward: gx = gy e, gs_raw = (gy x e + gld) s'          (gt = gy: returned by the caller)
@@ -117,30 +128,28 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& x, const at::Tensor& s_
 std::vector<at::Tensor> bwd(const at::Tensor& x, const at::Tensor& s_raw, const at::Tensor& t, const at::Tensor& gy,
                             const at::Tensor& gld, double clamp, int64_t fn, bool reverse) {
   check_inputs({x, s_raw, t, gy});
-  auto gx = at::empty_like(x), gs = at::empty_like(x);
-  auto gt = reverse ? at::empty_like(x) : at::Tensor();
-  auto gldc = gld.contiguous();
   const int64_t B = x.size(0), N = x.size(1);
+  auto gx = at::empty({B, N}, x.options()), gs = at::empty({B, N}, x.options());
+  auto gt = reverse ? at::empty({B, N}, x.options()) : at::Tensor();
+  auto gldc = gld.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_coupling_bwd", [&] {
     using V = Vectorized<scalar_t>;
-    const scalar_t *px = x.data_ptr<scalar_t>(), *pa = s_raw.data_ptr<scalar_t>(), *pt = t.data_ptr<scalar_t>();
-    const scalar_t *pgy = gy.data_ptr<scalar_t>(), *pgld = gldc.data_ptr<scalar_t>();
-    scalar_t *pgx = gx.data_ptr<scalar_t>(), *pgs = gs.data_ptr<scalar_t>();
-    scalar_t* pgt = reverse ? gt.data_ptr<scalar_t>() : nullptr;
+    const RowPtr<scalar_t> X(x), A(s_raw), T(t), GY(gy), GX(gx), GS(gs);
+    const scalar_t* pgld = gldc.data_ptr<scalar_t>();
     const scalar_t c = static_cast<scalar_t>(clamp);
-    for_each_chunk<scalar_t>(B, N, [&](int64_t r, int64_t o, int64_t n) {
-      V xv = vload(px, o, n), g = vload(pgy, o, n), gl(pgld[r]);
-      auto cl = soft_clamp<scalar_t>(vload(pa, o, n), c, fn);
+    for_each_chunk<scalar_t>(B, N, [&](int64_t r, int64_t j, int64_t n) {
+      V xv = vload(X[r], j, n), g = vload(GY[r], j, n), gl(pgld[r]);
+      auto cl = soft_clamp<scalar_t>(vload(A[r], j, n), c, fn);
       if (reverse) {
         V e = cl.s.neg().exp();
         V gxv = g * e;
-        vstore(gxv, pgx, o, n);
-        vstore(gxv.neg(), pgt, o, n);
-        vstore(((g * (xv - vload(pt, o, n)) * e + gl) * cl.d1).neg(), pgs, o, n);
+        vstore(gxv, GX[r], j, n);
+        vstore(gxv.neg(), gt.data_ptr<scalar_t>() + r * N, j, n);
+        vstore(((g * (xv - vload(T[r], j, n)) * e + gl) * cl.d1).neg(), GS[r], j, n);
       } else {
         V gxv = g * cl.s.exp();
-        vstore(gxv, pgx, o, n);
-        vstore((gxv * xv + gl) * cl.d1, pgs, o, n);
+        vstore(gxv, GX[r], j, n);
+        vstore((gxv * xv + gl) * cl.d1, GS[r], j, n);
       }
     });
   });
@@ -154,33 +163,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> jvp_fwd(
     const at::Tensor& x, const at::Tensor& s_raw, const at::Tensor& t, const at::Tensor& dx,
     const at::Tensor& ds_raw, const at::Tensor& dt, double clamp, int64_t fn, bool reverse) {
   check_inputs({x, s_raw, t, dx, ds_raw, dt});
-  auto y = at::empty_like(x), dy = at::empty_like(x);
   const int64_t B = x.size(0), N = x.size(1);
-  auto ld = at::empty({B}, x.options()), dld = at::empty({B}, x.options());
+  auto y = at::empty({B, N}, x.options()), dy = at::empty({B, N}, x.options());
+  auto log_det = at::empty({B}, x.options()), dlog_det = at::empty({B}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_coupling_jvp_fwd", [&] {
     using V = Vectorized<scalar_t>;
-    const scalar_t *px = x.data_ptr<scalar_t>(), *pa = s_raw.data_ptr<scalar_t>(), *pt = t.data_ptr<scalar_t>();
-    const scalar_t *pdx = dx.data_ptr<scalar_t>(), *pda = ds_raw.data_ptr<scalar_t>(), *pdt = dt.data_ptr<scalar_t>();
-    scalar_t *py = y.data_ptr<scalar_t>(), *pdy = dy.data_ptr<scalar_t>();
-    scalar_t *pld = ld.data_ptr<scalar_t>(), *pdld = dld.data_ptr<scalar_t>();
+    const RowPtr<scalar_t> X(x), A(s_raw), T(t), DX(dx), DA(ds_raw), DT(dt), Y(y), DY(dy);
+    scalar_t *pld = log_det.data_ptr<scalar_t>(), *pdld = dlog_det.data_ptr<scalar_t>();
     const scalar_t c = static_cast<scalar_t>(clamp);
-    at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t r0, int64_t r1) {
+    at::parallel_for(0, B, row_grain(N), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         V acc(0), dacc(0);
         for (int64_t j = 0; j < N; j += V::size()) {
-          const int64_t o = r * N + j, n = std::min<int64_t>(V::size(), N - j);
-          V xv = vload(px, o, n), tv = vload(pt, o, n), dxv = vload(pdx, o, n), dtv = vload(pdt, o, n);
-          auto cl = soft_clamp<scalar_t>(vload(pa, o, n), c, fn);
-          V ds = cl.d1 * vload(pda, o, n);
+          const int64_t n = std::min<int64_t>(V::size(), N - j);
+          V xv = vload(X[r], j, n), tv = vload(T[r], j, n), dxv = vload(DX[r], j, n), dtv = vload(DT[r], j, n);
+          auto cl = soft_clamp<scalar_t>(vload(A[r], j, n), c, fn);
+          V ds = cl.d1 * vload(DA[r], j, n);
           if (reverse) {
             V e = cl.s.neg().exp();
             V yv = (xv - tv) * e;
-            vstore(yv, py, o, n);
-            vstore((dxv - dtv) * e - yv * ds, pdy, o, n);
+            vstore(yv, Y[r], j, n);
+            vstore((dxv - dtv) * e - yv * ds, DY[r], j, n);
           } else {
             V e = cl.s.exp();
-            vstore(xv * e + tv, py, o, n);
-            vstore(e * (dxv + xv * ds) + dtv, pdy, o, n);
+            vstore(xv * e + tv, Y[r], j, n);
+            vstore(e * (dxv + xv * ds) + dtv, DY[r], j, n);
           }
           acc = acc + cl.s;
           dacc = dacc + ds;
@@ -191,7 +198,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> jvp_fwd(
       }
     });
   });
-  return {y, ld, dy, dld};
+  return {y, log_det, dy, dlog_det};
 }
 
 // Reverse-over-forward; a = s_raw, ds = s' da, incoming (gy, gld, gdy, gdld):
@@ -204,36 +211,33 @@ std::vector<at::Tensor> jvp_bwd(const at::Tensor& x, const at::Tensor& s_raw, co
                                 const at::Tensor& gy, const at::Tensor& gld, const at::Tensor& gdy,
                                 const at::Tensor& gdld, double clamp, int64_t fn, bool reverse) {
   check_inputs({x, s_raw, t, dx, ds_raw, dt, gy, gdy});
-  auto gx = at::empty_like(x), ga = at::empty_like(x), gdx = at::empty_like(x), gda = at::empty_like(x);
-  auto gt = reverse ? at::empty_like(x) : at::Tensor(), gdt = reverse ? at::empty_like(x) : at::Tensor();
-  auto gldc = gld.contiguous(), gdldc = gdld.contiguous();
   const int64_t B = x.size(0), N = x.size(1);
+  auto opts = x.options();
+  auto gx = at::empty({B, N}, opts), ga = at::empty({B, N}, opts);
+  auto gdx = at::empty({B, N}, opts), gda = at::empty({B, N}, opts);
+  auto gt = reverse ? at::empty({B, N}, opts) : at::Tensor(), gdt = reverse ? at::empty({B, N}, opts) : at::Tensor();
+  auto gldc = gld.contiguous(), gdldc = gdld.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_coupling_jvp_bwd", [&] {
     using V = Vectorized<scalar_t>;
-    const scalar_t *px = x.data_ptr<scalar_t>(), *pa = s_raw.data_ptr<scalar_t>(), *pt = t.data_ptr<scalar_t>();
-    const scalar_t *pdx = dx.data_ptr<scalar_t>(), *pda = ds_raw.data_ptr<scalar_t>(), *pdt = dt.data_ptr<scalar_t>();
-    const scalar_t *pgy = gy.data_ptr<scalar_t>(), *pgdy = gdy.data_ptr<scalar_t>();
+    const RowPtr<scalar_t> X(x), A(s_raw), T(t), DX(dx), DA(ds_raw), DT(dt), GY(gy), GDY(gdy);
+    const RowPtr<scalar_t> GX(gx), GA(ga), GDX(gdx), GDA(gda);
     const scalar_t *pgld = gldc.data_ptr<scalar_t>(), *pgdld = gdldc.data_ptr<scalar_t>();
-    scalar_t *pgx = gx.data_ptr<scalar_t>(), *pga = ga.data_ptr<scalar_t>();
-    scalar_t *pgdx = gdx.data_ptr<scalar_t>(), *pgda = gda.data_ptr<scalar_t>();
-    scalar_t* pgt = reverse ? gt.data_ptr<scalar_t>() : nullptr;
-    scalar_t* pgdt = reverse ? gdt.data_ptr<scalar_t>() : nullptr;
     const scalar_t c = static_cast<scalar_t>(clamp);
-    for_each_chunk<scalar_t>(B, N, [&](int64_t r, int64_t o, int64_t n) {
-      V xv = vload(px, o, n), dxv = vload(pdx, o, n), da = vload(pda, o, n), g = vload(pgy, o, n), gd = vload(pgdy, o, n);
-      V gl(pgld[r]), gdl(pgdld[r]);
-      auto cl = soft_clamp<scalar_t>(vload(pa, o, n), c, fn);
+    for_each_chunk<scalar_t>(B, N, [&](int64_t r, int64_t j, int64_t n) {
+      V xv = vload(X[r], j, n), dxv = vload(DX[r], j, n), da = vload(DA[r], j, n);
+      V g = vload(GY[r], j, n), gd = vload(GDY[r], j, n), gl(pgld[r]), gdl(pgdld[r]);
+      auto cl = soft_clamp<scalar_t>(vload(A[r], j, n), c, fn);
       V ds = cl.d1 * da, gxv, gdxv, g_ds, g_s;
       if (reverse) {
         V e = cl.s.neg().exp();
-        V yv = (xv - vload(pt, o, n)) * e;
-        V dyv = (dxv - vload(pdt, o, n)) * e - yv * ds;
+        V yv = (xv - vload(T[r], j, n)) * e;
+        V dyv = (dxv - vload(DT[r], j, n)) * e - yv * ds;
         gxv = e * (g - gd * ds);
         gdxv = gd * e;
         g_ds = (gd * yv + gdl).neg();
         g_s = (g * yv + gl + gd * dyv).neg();
-        vstore(gxv.neg(), pgt, o, n);
-        vstore(gdxv.neg(), pgdt, o, n);
+        vstore(gxv.neg(), gt.data_ptr<scalar_t>() + r * N, j, n);
+        vstore(gdxv.neg(), gdt.data_ptr<scalar_t>() + r * N, j, n);
       } else {
         V e = cl.s.exp();
         gxv = e * (g + gd * ds);
@@ -241,10 +245,10 @@ std::vector<at::Tensor> jvp_bwd(const at::Tensor& x, const at::Tensor& s_raw, co
         g_ds = gdxv * xv + gdl;
         g_s = g * xv * e + gl + gdxv * (dxv + xv * ds);
       }
-      vstore(gxv, pgx, o, n);
-      vstore(gdxv, pgdx, o, n);
-      vstore(g_s * cl.d1 + g_ds * cl.d2 * da, pga, o, n);
-      vstore(g_ds * cl.d1, pgda, o, n);
+      vstore(gxv, GX[r], j, n);
+      vstore(gdxv, GDX[r], j, n);
+      vstore(g_s * cl.d1 + g_ds * cl.d2 * da, GA[r], j, n);
+      vstore(g_ds * cl.d1, GDA[r], j, n);
     });
   });
   if (reverse) return {gx, ga, gdx, gda, gt, gdt};

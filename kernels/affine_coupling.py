@@ -1,8 +1,9 @@
 """Fused Triton kernels for the affine coupling of RealNVP / Glow flows.
 
 Self-contained: imports only torch and triton, so the file can be copied into another project.
-Every launcher takes contiguous 2-D tensors of shape (B, N) (flatten the non-batch dims first)
-and returns new tensors; the row reduction for ``log_det`` is written as (B, cdiv(N, BLOCK))
+Every launcher takes 2-D tensors of shape (B, N) (flatten the non-batch dims first) whose rows
+may be strided (``stride(1) == 1``, any ``stride(0)``: e.g. the halves of a subnet output split
+with ``chunk``), and returns new contiguous tensors; the row reduction for ``log_det`` is written as (B, cdiv(N, BLOCK))
 partial sums and finished with one small ``sum(1)``, so results are deterministic.
 
 Math (c = clamp, u = s_raw / c, k = 2/pi):
@@ -72,16 +73,17 @@ def _soft_clamp(a, clamp, CLAMP_FN: tl.constexpr):
 
 
 @triton.jit
-def _fwd_kernel(X, S, T, Y, PART, N, n_blk, clamp,
+def _fwd_kernel(X, S, T, Y, PART, N, n_blk, clamp, sx, ss, st,
                 REVERSE: tl.constexpr, CLAMP_FN: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     blk = tl.program_id(1)
     cols = blk * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
-    off = row.to(tl.int64) * N + cols
-    x = _up(tl.load(X + off, mask=mask, other=0.0))
-    a = _up(tl.load(S + off, mask=mask, other=0.0))
-    t = _up(tl.load(T + off, mask=mask, other=0.0))
+    r = row.to(tl.int64)
+    off = r * N + cols
+    x = _up(tl.load(X + r * sx + cols, mask=mask, other=0.0))
+    a = _up(tl.load(S + r * ss + cols, mask=mask, other=0.0))
+    t = _up(tl.load(T + r * st + cols, mask=mask, other=0.0))
     s, d1, d2 = _soft_clamp(a, clamp, CLAMP_FN)
     if REVERSE:
         y = (x - t) * tl.exp(-s)
@@ -94,21 +96,22 @@ def _fwd_kernel(X, S, T, Y, PART, N, n_blk, clamp,
 
 
 @triton.jit
-def _bwd_kernel(X, S, T, GY, GLD, GX, GS, GT, N, clamp,
+def _bwd_kernel(X, S, T, GY, GLD, GX, GS, GT, N, clamp, sx, ss, st,
                 REVERSE: tl.constexpr, CLAMP_FN: tl.constexpr, BLOCK: tl.constexpr):
     """forward: gx = gy e, gs_raw = (gy x e + gld) s', (gt = gy, not written)
     reverse: gx = gy e, gt = -gx, gs_raw = -(gy y + gld) s', with e = e^-s, y = (x - t) e."""
     row = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
-    off = row.to(tl.int64) * N + cols
-    x = _up(tl.load(X + off, mask=mask, other=0.0))
-    a = _up(tl.load(S + off, mask=mask, other=0.0))
+    r = row.to(tl.int64)
+    off = r * N + cols
+    x = _up(tl.load(X + r * sx + cols, mask=mask, other=0.0))
+    a = _up(tl.load(S + r * ss + cols, mask=mask, other=0.0))
     gy = _up(tl.load(GY + off, mask=mask, other=0.0))
     gld = _up(tl.load(GLD + row))
     s, d1, d2 = _soft_clamp(a, clamp, CLAMP_FN)
     if REVERSE:
-        t = _up(tl.load(T + off, mask=mask, other=0.0))
+        t = _up(tl.load(T + r * st + cols, mask=mask, other=0.0))
         e = tl.exp(-s)
         gx = gy * e
         gs = -(gy * (x - t) * e + gld) * d1
@@ -122,19 +125,20 @@ def _bwd_kernel(X, S, T, GY, GLD, GX, GS, GT, N, clamp,
 
 
 @triton.jit
-def _jvp_fwd_kernel(X, S, T, DX, DS, DT, Y, DY, PART, DPART, N, n_blk, clamp,
+def _jvp_fwd_kernel(X, S, T, DX, DS, DT, Y, DY, PART, DPART, N, n_blk, clamp, sx, ss, st, sdx, sds, sdt,
                     REVERSE: tl.constexpr, CLAMP_FN: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     blk = tl.program_id(1)
     cols = blk * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
-    off = row.to(tl.int64) * N + cols
-    x = _up(tl.load(X + off, mask=mask, other=0.0))
-    a = _up(tl.load(S + off, mask=mask, other=0.0))
-    t = _up(tl.load(T + off, mask=mask, other=0.0))
-    dx = _up(tl.load(DX + off, mask=mask, other=0.0))
-    da = _up(tl.load(DS + off, mask=mask, other=0.0))
-    dt = _up(tl.load(DT + off, mask=mask, other=0.0))
+    r = row.to(tl.int64)
+    off = r * N + cols
+    x = _up(tl.load(X + r * sx + cols, mask=mask, other=0.0))
+    a = _up(tl.load(S + r * ss + cols, mask=mask, other=0.0))
+    t = _up(tl.load(T + r * st + cols, mask=mask, other=0.0))
+    dx = _up(tl.load(DX + r * sdx + cols, mask=mask, other=0.0))
+    da = _up(tl.load(DS + r * sds + cols, mask=mask, other=0.0))
+    dt = _up(tl.load(DT + r * sdt + cols, mask=mask, other=0.0))
     s, d1, d2 = _soft_clamp(a, clamp, CLAMP_FN)
     ds = d1 * da
     if REVERSE:
@@ -155,7 +159,7 @@ def _jvp_fwd_kernel(X, S, T, DX, DS, DT, Y, DY, PART, DPART, N, n_blk, clamp,
 
 @triton.jit
 def _jvp_bwd_kernel(X, S, T, DX, DS, DT, GY, GLD, GDY, GDLD, GX, GA, GT, GDX, GDA, GDT, N, clamp,
-                    REVERSE: tl.constexpr, CLAMP_FN: tl.constexpr, BLOCK: tl.constexpr):
+                    sx, ss, st, sdx, sds, sdt, REVERSE: tl.constexpr, CLAMP_FN: tl.constexpr, BLOCK: tl.constexpr):
     """Reverse-over-forward. With a = s_raw, ds = s' da and incoming (gy, gld, gdy, gdld):
     forward: gx = e (gy + gdy ds),  gdx = gdy e,  g_ds = gdy e x + gdld,
              g_s = gy x e + gld + gdy e (dx + x ds),   (gt = gy, gdt = gdy: not written)
@@ -165,11 +169,12 @@ def _jvp_bwd_kernel(X, S, T, DX, DS, DT, GY, GLD, GDY, GDLD, GX, GA, GT, GDX, GD
     row = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < N
-    off = row.to(tl.int64) * N + cols
-    x = _up(tl.load(X + off, mask=mask, other=0.0))
-    a = _up(tl.load(S + off, mask=mask, other=0.0))
-    dx = _up(tl.load(DX + off, mask=mask, other=0.0))
-    da = _up(tl.load(DS + off, mask=mask, other=0.0))
+    r = row.to(tl.int64)
+    off = r * N + cols
+    x = _up(tl.load(X + r * sx + cols, mask=mask, other=0.0))
+    a = _up(tl.load(S + r * ss + cols, mask=mask, other=0.0))
+    dx = _up(tl.load(DX + r * sdx + cols, mask=mask, other=0.0))
+    da = _up(tl.load(DS + r * sds + cols, mask=mask, other=0.0))
     gy = _up(tl.load(GY + off, mask=mask, other=0.0))
     gdy = _up(tl.load(GDY + off, mask=mask, other=0.0))
     gld = _up(tl.load(GLD + row))
@@ -177,8 +182,8 @@ def _jvp_bwd_kernel(X, S, T, DX, DS, DT, GY, GLD, GDY, GDLD, GX, GA, GT, GDX, GD
     s, d1, d2 = _soft_clamp(a, clamp, CLAMP_FN)
     ds = d1 * da
     if REVERSE:
-        t = _up(tl.load(T + off, mask=mask, other=0.0))
-        dt = _up(tl.load(DT + off, mask=mask, other=0.0))
+        t = _up(tl.load(T + r * st + cols, mask=mask, other=0.0))
+        dt = _up(tl.load(DT + r * sdt + cols, mask=mask, other=0.0))
         e = tl.exp(-s)
         y = (x - t) * e
         dy = (dx - dt) * e - y * ds
@@ -212,6 +217,14 @@ def _acc_dtype(x):
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def _new(x):
+    return torch.empty(x.shape, device=x.device, dtype=x.dtype)
+
+
+def _row_strides(*tensors):
+    return [v.stride(0) for v in tensors]
+
+
 def _partials(x):
     b, n_blk = _grid(x)
     return torch.empty((b, n_blk), device=x.device, dtype=_acc_dtype(x)), n_blk
@@ -223,36 +236,38 @@ def _flags(clamp_fn, reverse):
 
 def coupling_fwd(x, s_raw, t, clamp, clamp_fn, reverse):
     """(B, N) inputs -> (y (B, N), log_det (B,)) in x's dtype."""
-    y = torch.empty_like(x)
+    y = _new(x)
     part, n_blk = _partials(x)
-    _fwd_kernel[_grid(x)](x, s_raw, t, y, part, x.shape[1], n_blk, float(clamp), **_flags(clamp_fn, reverse))
+    _fwd_kernel[_grid(x)](x, s_raw, t, y, part, x.shape[1], n_blk, float(clamp), *_row_strides(x, s_raw, t),
+                          **_flags(clamp_fn, reverse))
     return y, part.sum(1).to(x.dtype)
 
 
 def coupling_bwd(x, s_raw, t, gy, gld, clamp, clamp_fn, reverse):
     """-> (gx, gs_raw, gt); forward returns gy itself as gt (no copy)."""
-    gx, gs = torch.empty_like(x), torch.empty_like(x)
-    gt = torch.empty_like(x) if reverse else gy
-    _bwd_kernel[_grid(x)](x, s_raw, t, gy, gld.contiguous(), gx, gs, gt, x.shape[1], float(clamp),
-                          **_flags(clamp_fn, reverse))
+    gx, gs = _new(x), _new(x)
+    gt = _new(x) if reverse else gy
+    _bwd_kernel[_grid(x)](x, s_raw, t, gy.contiguous(), gld.contiguous(), gx, gs, gt, x.shape[1], float(clamp),
+                          *_row_strides(x, s_raw, t), **_flags(clamp_fn, reverse))
     return gx, gs, gt
 
 
 def coupling_jvp_fwd(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse):
     """-> (y, log_det, dy, dlog_det): primal and tangent in one pass."""
-    y, dy = torch.empty_like(x), torch.empty_like(x)
+    y, dy = _new(x), _new(x)
     part, n_blk = _partials(x)
     dpart = torch.empty_like(part)
     _jvp_fwd_kernel[_grid(x)](x, s_raw, t, dx, ds_raw, dt, y, dy, part, dpart, x.shape[1], n_blk, float(clamp),
-                              **_flags(clamp_fn, reverse))
+                              *_row_strides(x, s_raw, t, dx, ds_raw, dt), **_flags(clamp_fn, reverse))
     return y, part.sum(1).to(x.dtype), dy, dpart.sum(1).to(x.dtype)
 
 
 def coupling_jvp_bwd(x, s_raw, t, dx, ds_raw, dt, gy, gld, gdy, gdld, clamp, clamp_fn, reverse):
     """-> (gx, gs_raw, gt, gdx, gds_raw, gdt); forward returns gy and gdy themselves as gt, gdt."""
-    gx, ga, gdx, gda = (torch.empty_like(x) for _ in range(4))
-    gt = torch.empty_like(x) if reverse else gy
-    gdt = torch.empty_like(x) if reverse else gdy
-    _jvp_bwd_kernel[_grid(x)](x, s_raw, t, dx, ds_raw, dt, gy, gld.contiguous(), gdy, gdld.contiguous(),
-                              gx, ga, gt, gdx, gda, gdt, x.shape[1], float(clamp), **_flags(clamp_fn, reverse))
+    gx, ga, gdx, gda = (_new(x) for _ in range(4))
+    gt = _new(x) if reverse else gy
+    gdt = _new(x) if reverse else gdy
+    _jvp_bwd_kernel[_grid(x)](x, s_raw, t, dx, ds_raw, dt, gy.contiguous(), gld.contiguous(), gdy.contiguous(),
+                              gdld.contiguous(), gx, ga, gt, gdx, gda, gdt, x.shape[1], float(clamp),
+                              *_row_strides(x, s_raw, t, dx, ds_raw, dt), **_flags(clamp_fn, reverse))
     return gx, ga, gt, gdx, gda, gdt

@@ -174,7 +174,10 @@ def _validate(named: dict, clamp: float, clamp_fn: str) -> torch.Tensor:
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).contiguous()
+    """(B, *) -> a (B, N) view when its rows are contiguous (any row stride, e.g. a ``chunk`` of a
+    subnet output); otherwise a contiguous copy. The kernels take row strides."""
+    rows = t.reshape(t.shape[0], -1)
+    return rows if rows.stride(1) == 1 or rows.shape[1] == 1 else rows.contiguous()
 
 
 def affine_coupling(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, *, clamp: float = 2.0,
