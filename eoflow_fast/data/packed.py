@@ -133,8 +133,8 @@ def pack_images(src: str, dst: str, size: int = 64, crop: int | None = None, sha
             _write_json(shard_files[k] + ".json", {"names": kept, "partition": parts, "skipped": skipped})
     finally:
         bar.close()
-        if pool is not None:
-            pool.close()
+        if pool is not None:  # every result is consumed or abandoned (interrupt) by now
+            pool.terminate()
             pool.join()
 
     index = dict(settings, shards=[], names=[], partition=[] if partition is not None else None, skipped=[])
