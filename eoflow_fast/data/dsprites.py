@@ -114,7 +114,8 @@ class DSpritesNpz(GroundTruthData):
         with np.load(path) as npz:
             missing = {"imgs", "latents_classes", "latents_values"} - set(npz.files)
             if missing:
-                raise ValueError(f"DSpritesNpz: {path!r} lacks arrays {sorted(missing)}; expected {self.expected_layout}")
+                raise ValueError(f"DSpritesNpz: {path!r} lacks arrays {sorted(missing)}; "
+                                 f"expected {self.expected_layout}")
             imgs, classes = npz["imgs"], np.asarray(npz["latents_classes"], dtype=np.int64)
             self.latents_values = np.asarray(npz["latents_values"], dtype=np.float64)
         if imgs.ndim != 3 or imgs.shape[1:] != (CANVAS, CANVAS) or classes.shape != (len(imgs), 6):
@@ -123,7 +124,9 @@ class DSpritesNpz(GroundTruthData):
         if (classes[:, 0] != classes[0, 0]).any():
             raise ValueError(f"DSpritesNpz: {path!r} has more than one colour class; expected {self.expected_layout}")
         self.factor_sizes = tuple(int(m) + 1 for m in classes[:, 1:].max(0))
-        if len(imgs) != self.num_items or not np.array_equal(classes[:, 1:], self.index_to_factors(np.arange(len(imgs)))):
+        in_order = len(imgs) == self.num_items and np.array_equal(classes[:, 1:],
+                                                                  self.index_to_factors(np.arange(len(imgs))))
+        if not in_order:
             raise ValueError(f"DSpritesNpz: rows of {path!r} are not the C-order product of factor sizes "
                              f"{self.factor_sizes}; expected {self.expected_layout}")
         self.imgs = imgs
@@ -154,7 +157,8 @@ def load_background(path: str) -> np.ndarray:
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"dsprites_scream: background image {path!r} not found "
-                                "(expected an image file such as scream.jpg, or background=None for the procedural texture)")
+                                "(expected an image file such as scream.jpg, or background=None for the "
+                                "procedural texture)")
     with Image.open(path) as im:
         im = im.convert("RGB")
         im.thumbnail((350, 274))

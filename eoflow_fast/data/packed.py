@@ -167,7 +167,8 @@ class PackedImages(Dataset):
     """Item ``i`` -> float32 (3, size, size) in [0, 1] (``k/255``, or ``(k+u)/256`` if dequantize).
 
     ``split``: "all", or for CelebA packs "train" | "valid" | "test" (the published partition); a
-    folder pack splits by name like ``image_folder`` (about 5% "test"). ``__getitems__`` reads a batch with one fancy index per shard."""
+    folder pack splits by name like ``image_folder`` (about 5% "test"). ``__getitems__`` reads a batch
+    with one fancy index per shard."""
 
     def __init__(self, path: str, split: str = "train", dequantize: bool = False):
         index = read_index(path)

@@ -16,8 +16,10 @@ Specs and their keyword arguments:
     packed:DIR               dequantize (a directory from `eoflow-fast data pack`)
 
 Splits: tables, folders and folder packs "train" | "test" | "all" (seeded held-out fraction);
-CelebA and CelebA packs "train" | "valid" | "test" | "all" (the published partition). Ground-truth
-image data has no held-out split (disentanglement_lib evaluates on freshly sampled factors): "train", "test" and "all" all give the full factor product.
+CelebA and CelebA packs "train" | "valid" | "test" | "all" (the published partition); FA tables
+"train" | "test" (independent samples). Ground-truth image data has no held-out split
+(disentanglement_lib evaluates on freshly sampled factors): "train", "test" and "all" all give the
+full factor product.
 """
 from __future__ import annotations
 

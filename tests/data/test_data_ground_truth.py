@@ -23,7 +23,8 @@ def test_index_factor_bijection_round_trips(spec):
 def test_index_is_c_order_with_last_factor_fastest():
     data = get_ground_truth("dsprites")
     # sizes (3, 6, 40, 32, 32): strides (245760, 40960, 1024, 32, 1)
-    np.testing.assert_array_equal(data.factors_to_index([[1, 2, 3, 4, 5]]), [245760 + 2 * 40960 + 3 * 1024 + 4 * 32 + 5])
+    expected = 245760 + 2 * 40960 + 3 * 1024 + 4 * 32 + 5
+    np.testing.assert_array_equal(data.factors_to_index([[1, 2, 3, 4, 5]]), [expected])
     assert data.num_items == 737_280
 
 

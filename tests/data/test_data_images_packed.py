@@ -133,7 +133,8 @@ def test_interrupted_pack_resumes_without_rewriting_finished_shards(celeba_root,
     fresh = packed.pack_images(str(root), str(tmp_path / "fresh"), size=16, shard_size=4, progress=False)
     assert index == fresh
     for k in range(3):
-        np.testing.assert_array_equal(np.load(dst / f"shard_{k:05d}.npy"), np.load(tmp_path / "fresh" / f"shard_{k:05d}.npy"))
+        shard = f"shard_{k:05d}.npy"
+        np.testing.assert_array_equal(np.load(dst / shard), np.load(tmp_path / "fresh" / shard))
     with pytest.raises(ValueError, match=r"different \['size'\]"):
         packed.pack_images(str(root), str(dst), size=24, shard_size=4, progress=False)
 
