@@ -111,3 +111,15 @@ def test_csv_loader_standardises_keeps_names_and_drops_text(tmp_path):
 def test_unknown_spec_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown dataset spec 'mnist'.*dsprites_scream.*celeba:PATH"):
         get_dataset("mnist")
+
+
+@pytest.mark.parametrize("spec,shape", [("dsprites", (1, 64, 64)), ("dsprites_color", (3, 64, 64)),
+                                        ("dsprites_noisy", (3, 64, 64)), ("dsprites_scream", (3, 64, 64)),
+                                        ("triangle", (1, 64, 64)), ("fa15", (15,)), ("fa100", (100,)),
+                                        ("digits", (1, 8, 8)), ("wine", (13,))])
+def test_every_plain_spec_gives_float32_items_and_test_split(spec, shape):
+    for split in ("train", "test"):
+        x = get_dataset(spec, split)[0]
+        assert x.dtype == torch.float32 and tuple(x.shape) == shape
+        if len(shape) == 3:
+            assert 0.0 <= x.min() and x.max() <= 1.0
