@@ -1,0 +1,246 @@
+"""Entropy-ordered flow (EOFlow): objective, stochastic Jacobian estimator, explained entropy,
+core/detail compression and denoising (spec: shared/specs/eoflow.md).
+
+Notation (spec §1.1): encoder f: x -> z (the flow, forward direction), decoder g = f^{-1}, prior
+N(0, I_D), decoder Jacobian J(z) with columns J_i = dg/dz_i. Constants (1/2)log(2 pi) are dropped
+in the loss (as in the reference code) and added back for bits/dim.
+
+Per sample (spec §1.2):  NLL = sum_i z_i^2/2 - log|det df/dx| = sum_i z_i^2/2 + log|det J|
+                         NLL_i = z_i^2/2 + (1/2) log ||J_i||^2
+Loss (spec §1.3, lambda_i = 0):  L = [(1-lam) sum_b NLL_b + lam sum_b sum_i NLL_{b,i}] / (B D)
+
+Stochastic estimator of sum_b sum_i NLL_{b,i} (spec §3.2): each sample b gets one latent index k_b
+(B >= D: a permutation of all D dims plus B-D uniform draws, shuffled over the batch; B < D: B
+distinct dims), one forward-mode JVP through the decoder at the encoded point (z not detached)
+gives u_b = J(z_b) e_{k_b}, l_b = (1/2) log ||u_b||^2, M_k = #{b: k_b = k}, m_b = B / M_{k_b}, and
+
+    estimate = (D/|M|) [ sum_b sum_{i in M} z_{b,i}^2/2 + sum_b m_b l_b ],   M = set of sampled dims,
+
+unbiased for the exact sum (|M| = D when B >= D). [INFERRED] dims are drawn uniformly (the
+count-reweighting DimensionSampler of B-EOFlow changes only variance when B >= D).
+
+Explained entropy (spec §2.1): H_i = h(N(0,1)) + E_z[log ||J_i(z)||], h(N(0,1)) = (1 + log 2 pi)/2,
+expectation over encoded noise-augmented data z = f(x + sigma eps) (B-EOFlow's choice). During
+training a running estimate is kept for the sampled dims (exponential moving average with
+``entropy_momentum`` [INFERRED], first visit sets it); ``explained_entropy`` computes it exactly by
+streaming one-hot tangents in chunks of dims and keeping only column norms. Core dims are
+``latent_order[:C]`` with latent_order = argsort(H, descending) (spec §2.2, post-hoc sorting).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import InvertibleModule
+
+GAUSS_ENTROPY = 0.5 * (1.0 + math.log(2 * math.pi))
+
+
+def sample_dims(B: int, D: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Stratified one-dim-per-sample assignment k (B,) (spec §3.2 step 2)."""
+    if B >= D:
+        k = torch.cat([torch.randperm(D, generator=generator), torch.randint(0, D, (B - D,), generator=generator)])
+        k = k[torch.randperm(B, generator=generator)]
+    else:
+        k = torch.randperm(D, generator=generator)[:B]
+    return k.to(device)
+
+
+def stochastic_manifold_nll(z: torch.Tensor, log_norm: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Unbiased estimate of sum_b sum_i NLL_{b,i} from one column per sample (module docstring).
+
+    z (B, D) latents, log_norm (B,) = l_b = (1/2) log ||J(z_b) e_{k_b}||^2, k (B,) sampled dims.
+    """
+    B, D = z.shape
+    counts = torch.bincount(k, minlength=D)
+    sampled = counts > 0
+    n_sampled = int(sampled.sum())
+    weights = B / counts[k].to(z.dtype)  # m_b
+    quad = 0.5 * (z[:, sampled] ** 2).sum()
+    return (D / n_sampled) * (quad + (weights * log_norm).sum())
+
+
+class EOFlow(nn.Module):
+    """Entropy-ordered flow around an invertible ``flow`` mapping inputs to flat z (B, D).
+
+    ``input_shape``: one data item's shape, e.g. (1, 8, 8); ``flat_input``: the flow takes (B, D)
+    (MLP flows) instead of (B, *input_shape) (multiscale flows). ``lam``: weight of the manifold
+    NLL (lam = 1 is Maximum Manifold Likelihood, spec §1.4); ``sigma``: training noise (spec §1.6);
+    ``quant_bins``: data are multiples of 1/quant_bins in [0, 1] (256 for 8-bit images, 16 for
+    sklearn digits); uniform dequantisation noise (u - 1/2)/quant_bins is added when ``dequantize``.
+    """
+
+    def __init__(self, flow: InvertibleModule, input_shape, *, flat_input: bool, lam: float = 1.0,
+                 sigma: float = 0.05, quant_bins: int = 256, dequantize: bool = True,
+                 entropy_momentum: float = 0.9):
+        super().__init__()
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"EOFlow: lam must be in [0, 1], got {lam}")
+        if sigma < 0:
+            raise ValueError(f"EOFlow: sigma must be >= 0, got {sigma}")
+        self.flow = flow
+        self.input_shape = tuple(input_shape)
+        self.dim = math.prod(self.input_shape)
+        self.flat_input, self.lam, self.sigma = flat_input, lam, sigma
+        self.quant_bins, self.dequantize, self.entropy_momentum = quant_bins, dequantize, entropy_momentum
+        self.register_buffer("entropy_running", torch.zeros(self.dim))
+        self.register_buffer("entropy_visits", torch.zeros(self.dim, dtype=torch.long))
+        self.register_buffer("latent_order", torch.arange(self.dim))
+
+    # ---------------------------------------------------------------- flow passes
+    def _to_flow(self, x):
+        return x.reshape(x.shape[0], -1) if self.flat_input else x.reshape(x.shape[0], *self.input_shape)
+
+    def encode(self, x: torch.Tensor):
+        """x (B, *input_shape) -> (z (B, D), log|det df/dx| (B,))."""
+        if x.dim() < 2 or x[0].numel() != self.dim:
+            raise ValueError(f"EOFlow.encode: x has shape {tuple(x.shape)}, expected (B, {self.input_shape})")
+        z, log_det = self.flow(self._to_flow(x))
+        return z.reshape(x.shape[0], -1), log_det
+
+    def decode_full(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D) -> x (B, *input_shape) = g(z)."""
+        x, _ = self.flow(z, rev=True)
+        return x.reshape(z.shape[0], *self.input_shape)
+
+    def decoder_jvp(self, z: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
+        """J(z) dz, flattened to (B, D)."""
+        _, _, dx = self.flow.jvp(z, dz, rev=True)
+        return dx.reshape(z.shape[0], -1)
+
+    def augment(self, x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+        """x + (u - 1/2)/quant_bins (if dequantize) + sigma * eps (torch's global RNG, which the engine
+        checkpoints and forks around evaluation)."""
+        sigma = self.sigma if sigma is None else sigma
+        out = x
+        if self.dequantize:
+            out = out + (torch.rand_like(x) - 0.5) / self.quant_bins
+        if sigma > 0:
+            out = out + sigma * torch.randn_like(x)
+        return out
+
+    # ---------------------------------------------------------------- training
+    def loss_terms(self, batch, step: int) -> dict[str, torch.Tensor]:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        B, D = x.shape[0], self.dim
+        z, log_det = self.encode(self.augment(x))
+        nll = 0.5 * (z ** 2).sum(1) - log_det  # (B,)
+        terms = {"_nll_per_dim": nll.mean().detach() / D}
+        if self.lam == 0.0:
+            terms["objective"] = nll.sum() / (B * D)
+            return terms
+        k = sample_dims(B, D, device=z.device)
+        tangent = torch.zeros_like(z)
+        tangent[torch.arange(B, device=z.device), k] = 1.0
+        u = self.decoder_jvp(z, tangent)
+        log_norm = 0.5 * torch.log((u ** 2).sum(1))  # l_b
+        manifold = stochastic_manifold_nll(z, log_norm, k)
+        terms["objective"] = ((1 - self.lam) * nll.sum() + self.lam * manifold) / (B * D)
+        terms["_mtc_per_dim"] = (manifold - nll.sum()).detach() / (B * D)
+        self._update_running_entropy(log_norm.detach(), k)
+        return terms
+
+    @torch.no_grad()
+    def _update_running_entropy(self, log_norm: torch.Tensor, k: torch.Tensor) -> None:
+        D = self.dim
+        counts = torch.bincount(k, minlength=D)
+        sums = torch.zeros(D, dtype=log_norm.dtype, device=log_norm.device).index_add_(0, k, log_norm)
+        seen = counts > 0
+        new = GAUSS_ENTROPY + sums[seen] / counts[seen]
+        old = self.entropy_running[seen]
+        first = self.entropy_visits[seen] == 0
+        m = self.entropy_momentum
+        self.entropy_running[seen] = torch.where(first, new.to(old), m * old + (1 - m) * new.to(old))
+        self.entropy_visits[seen] += 1
+
+    # ---------------------------------------------------------------- explained entropy
+    @torch.no_grad()
+    def explained_entropy(self, x: torch.Tensor, batch_size: int = 256, chunk: int = 64,
+                          sigma: float | None = None) -> dict[str, torch.Tensor]:
+        """Exact H_i over the samples x (N, *input_shape), each encoded once after augmentation.
+
+        For every batch of points and every chunk of ``chunk`` dims, builds the (n*chunk, D)
+        one-hot tangents, runs one decoder JVP and keeps only the column norms, so memory is
+        O(batch_size * chunk * D). Returns ``entropy`` H (D,), ``total_entropy`` H = D h + E log|det J|,
+        ``mtc`` = sum_i H_i - H, ``order`` = argsort(H, descending).
+        """
+        D = self.dim
+        sum_log_norm = torch.zeros(D, dtype=torch.float64)
+        sum_log_det = 0.0
+        n = 0
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size]
+            z, log_det = self.encode(self.augment(xb, sigma))
+            sum_log_det += float(log_det.double().sum())
+            for c0 in range(0, D, chunk):
+                dims = torch.arange(c0, min(c0 + chunk, D), device=z.device)
+                zr = z.repeat_interleave(len(dims), 0)
+                tangent = torch.zeros_like(zr)
+                tangent[torch.arange(zr.shape[0], device=z.device), dims.repeat(z.shape[0])] = 1.0
+                u = self.decoder_jvp(zr, tangent)
+                log_norm = 0.5 * torch.log((u.double() ** 2).sum(1)).view(z.shape[0], len(dims))
+                sum_log_norm[c0:c0 + len(dims)] += log_norm.sum(0).cpu()
+            n += xb.shape[0]
+        entropy = GAUSS_ENTROPY + sum_log_norm / n
+        total = D * GAUSS_ENTROPY - sum_log_det / n  # log|det J| = -log|det df/dx|
+        return {"entropy": entropy, "total_entropy": torch.tensor(total, dtype=torch.float64),
+                "mtc": entropy.sum() - total, "order": torch.argsort(entropy, descending=True)}
+
+    def set_order(self, entropy: torch.Tensor) -> None:
+        """latent_order <- argsort(entropy, descending); core dims are latent_order[:C]."""
+        if entropy.shape != (self.dim,):
+            raise ValueError(f"EOFlow.set_order: entropy must have shape ({self.dim},), got {tuple(entropy.shape)}")
+        self.latent_order.copy_(torch.argsort(entropy, descending=True).to(self.latent_order))
+
+    # ---------------------------------------------------------------- core / detail
+    def _check_core(self, C: int) -> None:
+        if not 1 <= C <= self.dim:
+            raise ValueError(f"EOFlow: core size C must be in [1, {self.dim}], got {C}")
+
+    def encode_core(self, x: torch.Tensor, C: int) -> torch.Tensor:
+        """The C highest-entropy latents, (B, C), in order of decreasing H_i."""
+        self._check_core(C)
+        z, _ = self.encode(x)
+        return z[:, self.latent_order[:C]]
+
+    def decode(self, z_core: torch.Tensor, detail: str = "zero", generator: torch.Generator | None = None):
+        """Place z_core (B, C) at latent_order[:C], fill the detail with 0 (prior mode, spec §5.4)
+        or N(0, 1) samples (``detail="sample"``: detail resampling), decode to (B, *input_shape)."""
+        if detail not in ("zero", "sample"):
+            raise ValueError(f"EOFlow.decode: detail must be 'zero' or 'sample', got {detail!r}")
+        B, C = z_core.shape
+        self._check_core(C)
+        if detail == "zero":
+            z = z_core.new_zeros(B, self.dim)
+        else:
+            z = torch.randn(B, self.dim, generator=generator).to(z_core)
+        z[:, self.latent_order[:C]] = z_core
+        return self.decode_full(z)
+
+    def compress(self, x: torch.Tensor, C: int) -> torch.Tensor:
+        """g([z_core, 0]): reconstruction from the top-C dims (compression ratio D/C)."""
+        return self.decode(self.encode_core(x, C))
+
+    def denoise(self, x_noisy: torch.Tensor, C: int) -> torch.Tensor:
+        """Encode, keep the top C dims, zero the detail, decode (spec §5.3)."""
+        return self.compress(x_noisy, C)
+
+    # ---------------------------------------------------------------- metrics
+    @torch.no_grad()
+    def bits_per_dim(self, x: torch.Tensor, sigma: float = 0.0, batch_size: int = 512) -> float:
+        """(NLL/D + log quant_bins) / ln 2 with NLL = -log p(x + (u - 1/2)/quant_bins + sigma eps)
+        including the (D/2) log(2 pi) constant (spec §5.3)."""
+        total = 0.0
+        for start in range(0, x.shape[0], batch_size):
+            z, log_det = self.encode(self.augment(x[start:start + batch_size], sigma))
+            nll = 0.5 * (z.double() ** 2).sum(1) - log_det.double() + 0.5 * self.dim * math.log(2 * math.pi)
+            total += float(nll.sum())
+        return (total / (x.shape[0] * self.dim) + math.log(self.quant_bins)) / math.log(2)
+
+
+def psnr(x_hat: torch.Tensor, x: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
+    """Per-item PSNR in dB, 10 log10(peak^2 / mean((x_hat - x)^2)) over non-batch dims, shape (B,)."""
+    mse = ((x_hat - x) ** 2).reshape(x.shape[0], -1).mean(1)
+    return 10 * torch.log10(peak ** 2 / mse.clamp_min(1e-20))

@@ -1,0 +1,129 @@
+"""Every flow block: exact inverse, log-det = log|det| of autograd's Jacobian, jvp = torch.func.jvp."""
+import math
+
+import pytest
+import torch
+
+from eoflow_fast.flows import (ActNorm, AffineCoupling, HaarDownsample, InvConv1x1, Orthogonal, Permutation,
+                               SequenceFlow, Squeeze, mlp_flow, multiscale_flow)
+
+
+def _randomise(module, gen):
+    """Move every parameter off its identity-like init so couplings, ActNorm and rotations act."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        for m in module.modules():
+            if isinstance(m, ActNorm):
+                m.initialized.fill_(True)
+    return module
+
+
+CASES = {
+    "coupling_mlp": (lambda: AffineCoupling(5, 8, "mlp"), (3, 5)),
+    "coupling_conv": (lambda: AffineCoupling(3, 4, "conv"), (2, 3, 4, 4)),
+    "coupling_tanh": (lambda: AffineCoupling(4, 8, "mlp", clamp=1.5, clamp_fn="tanh"), (3, 4)),
+    "actnorm_flat": (lambda: ActNorm(4), (3, 4)),
+    "actnorm_image": (lambda: ActNorm(3), (2, 3, 2, 2)),
+    "permutation": (lambda: Permutation(5, seed=3), (3, 5)),
+    "invconv_flat": (lambda: InvConv1x1(4, seed=1), (3, 4)),
+    "invconv_image": (lambda: InvConv1x1(3, seed=2), (2, 3, 2, 2)),
+    "orthogonal": (lambda: Orthogonal(4), (3, 4)),
+    "orthogonal_image": (lambda: Orthogonal(3), (2, 3, 2, 2)),
+    "squeeze": (lambda: Squeeze(), (2, 2, 4, 4)),
+    "haar": (lambda: HaarDownsample(2), (2, 2, 4, 4)),
+    "sequence_mlp_flow": (lambda: mlp_flow(6, blocks=2, hidden=8), (3, 6)),
+    "glow": (lambda: multiscale_flow((2, 4, 4), "glow", levels=2, steps=1, hidden=4), (2, 2, 4, 4)),
+    "realnvp": (lambda: multiscale_flow((2, 4, 4), "realnvp", levels=2, steps=1, hidden=4), (2, 2, 4, 4)),
+}
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request, gen):
+    make, shape = CASES[request.param]
+    module = _randomise(make().double(), gen)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    return module, x
+
+
+def _jacobian(f, x_single):
+    return torch.autograd.functional.jacobian(f, x_single).reshape(x_single.numel(), -1)
+
+
+def test_inverse_and_log_det(case):
+    module, x = case
+    y, log_det = module(x)
+    assert log_det.shape == (x.shape[0],)
+    x_back, log_det_rev = module(y, rev=True)
+    torch.testing.assert_close(x_back, x, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(log_det_rev, -log_det, atol=1e-10, rtol=1e-10)
+    for b in range(x.shape[0]):
+        J = _jacobian(lambda v: module(v[None])[0][0], x[b])
+        sign, logabs = torch.linalg.slogdet(J.T)
+        assert sign != 0
+        torch.testing.assert_close(log_det[b], logabs, atol=1e-9, rtol=1e-9)
+        J_rev = _jacobian(lambda v: module(v[None], rev=True)[0][0], y[b])
+        torch.testing.assert_close(log_det_rev[b], torch.linalg.slogdet(J_rev)[1], atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("rev", [False, True])
+def test_jvp_matches_torch_func(case, rev, gen):
+    module, x = case
+    if rev:
+        x = module(x)[0].detach()
+    dx = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    out, log_det, dout = module.jvp(x, dx, rev=rev)
+    ref_out, ref_dout = torch.func.jvp(lambda v: module(v, rev=rev)[0], (x,), (dx,))
+    torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(log_det, module(x, rev=rev)[1], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(dout, ref_dout, atol=1e-9, rtol=1e-9)
+
+
+def test_jvp_is_differentiable(gen):
+    """Reverse-over-forward: grad of a function of the tangent matches finite differences (gradcheck)."""
+    module = _randomise(AffineCoupling(4, 6, "mlp"), gen).double()
+    x = torch.randn(2, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    dx = torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: module.jvp(v, dx, rev=True)[2], (x,))
+
+
+def test_actnorm_data_dependent_init(gen):
+    x = 3.0 + 2.0 * torch.randn(256, 4, 3, 3, generator=gen)
+    an = ActNorm(4)
+    y, _ = an(x)
+    mean, std = y.mean((0, 2, 3)), y.std((0, 2, 3))
+    torch.testing.assert_close(mean, torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(std, torch.ones(4), atol=1e-4, rtol=0)
+    assert bool(an.initialized)
+    log_scale = an.log_scale.detach().clone()
+    an(x + 5.0)  # initialised once only
+    torch.testing.assert_close(an.log_scale.detach(), log_scale)
+
+
+def test_zero_initialised_coupling_is_identity(gen):
+    x = torch.randn(3, 6, generator=gen)
+    y, log_det = AffineCoupling(6, 8)(x)
+    torch.testing.assert_close(y, x)
+    torch.testing.assert_close(log_det, torch.zeros(3))
+
+
+def test_multiscale_output_is_flat():
+    flow = multiscale_flow((3, 8, 8), "glow", levels=3, steps=1, hidden=4)
+    z, _ = flow(torch.randn(2, 3, 8, 8))
+    assert z.shape == (2, 3 * 8 * 8)
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="channels"):
+        AffineCoupling(4, 8)(torch.randn(2, 5))
+    with pytest.raises(ValueError, match="even H and W"):
+        Squeeze()(torch.randn(1, 1, 3, 4))
+    with pytest.raises(ValueError, match="divisible"):
+        multiscale_flow((1, 6, 6), "glow", levels=2)
+    with pytest.raises(ValueError, match="dx has shape"):
+        Permutation(3).jvp(torch.randn(2, 3), torch.randn(2, 4))
+    with pytest.raises(TypeError, match="InvertibleModule"):
+        SequenceFlow(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="subnet"):
+        AffineCoupling(4, 8, subnet="rnn")
+    assert math.isclose(float(Orthogonal(3)(torch.randn(2, 3))[1][0]), 0.0)
