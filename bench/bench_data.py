@@ -114,6 +114,7 @@ def test_images_batch64(benchmark, tmp_path, variant):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions, fewer images")
+    p.add_argument("--device", default="cpu", help="accepted for `eoflow-fast bench`; data loading is measured on the CPU")
     return run(p.parse_args(argv).quick)
 
 
