@@ -145,3 +145,27 @@ def evaluate(run_dir, model, config: dict, args=None) -> dict:
 SPEC = registry.register(registry.ModelSpec(
     name="eoflow", help="entropy-ordered normalizing flow (core/detail compression, denoising)",
     add_args=add_args, build=build, evaluate=evaluate, add_eval_args=add_eval_args))
+
+
+def open_eoflow_run(run_dir, checkpoint=None, device: str = "cpu"):
+    """``(model, config, test_set)`` of an eoflow run folder, with ``latent_order`` from
+    ``RUN_DIR/entropy.json`` (written by the evaluation) or, failing that, from the running
+    explained-entropy estimate kept during training. Raises ValueError for a non-eoflow run."""
+    import json
+    from pathlib import Path
+
+    from ..train import engine
+
+    config = engine.read_config(run_dir)
+    if config.get("model") != "eoflow":
+        raise ValueError(f"{run_dir} is a {config.get('model')!r} run, not an 'eoflow' run")
+    run = engine.open_run(run_dir, checkpoint, device)
+    model = run.model
+    entropy_file = Path(run_dir) / "entropy.json"
+    if entropy_file.is_file():
+        entropy = torch.tensor(json.loads(entropy_file.read_text())["entropy"])
+    else:
+        entropy = model.entropy_running.cpu()
+    model.set_order(entropy)
+    test_set = run.eval_dataset if run.eval_dataset is not None else run.train_dataset
+    return model, config, test_set

@@ -1,0 +1,87 @@
+"""``eoflow-fast compress RUN_DIR --core C``: keep the C highest-entropy latents of an EOFlow run.
+
+Encodes ``--n`` test items, keeps z_core = z[:, latent_order[:C]] (saved to ``--out``, default
+``RUN_DIR/compressed_C<C>.pt``: a dict with ``z_core`` (n, C) and ``core_dims`` (C,)), decodes
+g([z_core, 0]) and prints the PSNR and the compression ratio D/C; ``--grid`` saves originals over
+reconstructions as a PNG. Exit status: 0 done, 1 unusable run folder, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR, --core, --n, --checkpoint, --device (shared by compress and denoise)."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="an 'eoflow-fast train eoflow' run folder")
+    parser.add_argument("--core", type=int, required=True, metavar="C", help="number of core dims kept (1..D)")
+    parser.add_argument("--n", type=int, default=64, help="test items to process")
+    parser.add_argument("--checkpoint", metavar="FILE", help="checkpoint (default: the latest in RUN_DIR)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+
+
+def load(parser: argparse.ArgumentParser, args):
+    """(model, test items (n, ...)) or an exit: 1 for an unusable run, 2 (parser.error) for bad flags."""
+    from eoflow_fast.flows.family import open_eoflow_run
+    from eoflow_fast.train.checkpoint import CheckpointError
+
+    if args.n < 1:
+        parser.error(f"argument --n: expected an integer >= 1, got {args.n}")
+    try:
+        model, _, test_set = open_eoflow_run(args.run_dir, args.checkpoint, args.device)
+    except (FileNotFoundError, ValueError, CheckpointError, json.JSONDecodeError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    if not 1 <= args.core <= model.dim:
+        parser.error(f"argument --core: expected 1 <= C <= D = {model.dim}, got {args.core}")
+    n = min(args.n, len(test_set))
+    items = [test_set[i] for i in range(n)]
+    x = torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
+    return model, x.to(next(model.parameters()).device)
+
+
+def save_grid(path: Path, rows: list[torch.Tensor], title: str) -> None:
+    """Rows of images (k, C, H, W) stacked into one PNG (only for image data)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eoflow_fast.flows.evaluation import _grid
+
+    fig, ax = plt.subplots(figsize=(rows[0].shape[0], 1.2 * len(rows)))
+    _grid(ax, torch.stack(rows), title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    from eoflow_fast.flows.eoflow import psnr
+
+    parser = args.parser
+    model, x = load(parser, args)
+    with torch.no_grad():
+        z_core = model.encode_core(x, args.core)
+        rec = model.decode(z_core)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"compressed_C{args.core}.pt"
+    torch.save({"z_core": z_core.cpu(), "core_dims": model.latent_order[:args.core].cpu()}, out)
+    result = {"C": args.core, "D": model.dim, "ratio": model.dim / args.core, "n": x.shape[0],
+              "psnr": float(psnr(rec, x).mean()), "saved": str(out)}
+    if args.grid and len(model.input_shape) == 3:
+        grid = out.with_suffix(".png")
+        save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}")
+        result["grid"] = str(grid)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("compress", help="keep the top-C entropy dims of an EOFlow run",
+                                   description=__doc__.split("\n\n")[0])
+    add_common_args(parser)
+    parser.add_argument("--out", metavar="FILE", help="where to save z_core (default RUN_DIR/compressed_C<C>.pt)")
+    parser.add_argument("--grid", action="store_true", help="also save originals over reconstructions as PNG")
+    parser.set_defaults(func=run, parser=parser)

@@ -1,0 +1,55 @@
+"""eoflow CLI: compress / denoise / traverse on a tiny run; bad arguments give clear errors."""
+import json
+
+import pytest
+import torch
+
+from eoflow_fast.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from eoflow_fast.flows import family
+    from eoflow_fast.train.engine import train
+
+    folder = tmp_path_factory.mktemp("eoflow_run")
+    cfg = {"model": "eoflow", "data": "digits", "blocks": 1, "hidden": 8, "steps": 2, "batch_size": 64,
+           "progress": False}
+    model, ds, _ = family.build(cfg)
+    train(model, ds, cfg, folder)
+    return folder
+
+
+def test_compress(run_dir, capsys):
+    assert main(["compress", str(run_dir), "--core", "8", "--n", "5", "--grid"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ratio"] == 8.0 and out["n"] == 5
+    saved = torch.load(out["saved"])
+    assert saved["z_core"].shape == (5, 8)
+    assert (run_dir / "compressed_C8.png").is_file()
+
+
+def test_denoise_and_traverse(run_dir, capsys):
+    assert main(["denoise", str(run_dir), "--core", "64", "--sigma", "0.1", "--n", "4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert abs(out["gain_db"]) < 1e-3  # C = D keeps everything: the "denoised" image is the noisy one
+    assert main(["traverse", str(run_dir), "--dims", "2", "--steps", "3"]) == 0
+    assert (run_dir / "traversal_0.png").is_file()
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["compress", "RUN", "--core", "0"], 2, "--core: expected 1 <= C <= D = 64, got 0"),
+    (["compress", "RUN", "--core", "65"], 2, "--core: expected 1 <= C <= D = 64, got 65"),
+    (["compress", "RUN"], 2, "--core"),
+    (["compress", "RUN", "--core", "x"], 2, "invalid int value"),
+    (["denoise", "RUN", "--core", "4", "--sigma", "-1"], 2, "--sigma: expected a noise std > 0"),
+    (["traverse", "RUN", "--dims", "100"], 2, "--dims: expected at most D = 64"),
+    (["compress", "MISSING", "--core", "4"], 1, "config.json is missing"),
+])
+def test_errors_are_clear(run_dir, tmp_path, capsys, argv, code, message):
+    argv = [a.replace("RUN", str(run_dir)).replace("MISSING", str(tmp_path / "nope")) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        status = main(argv)
+        raise SystemExit(status)
+    assert exc.value.code == code
+    assert message in capsys.readouterr().err
