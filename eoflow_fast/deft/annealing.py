@@ -3,13 +3,15 @@
 A beta-VAE, loss = recon + beta_t KL, is trained on a dataset X of N observations while beta_t
 anneals from ``beta_high`` to ``beta_low``. Tracked every step:
 - the KL proxy  KL_t = sum_k mean_b KL(q(z_k|x_b) || N(0, 1))  >= I(x; z) (the step's minibatch);
-- every ``mi_every`` steps, the exact dataset estimate (X encoded in chunks of ``batch_size``;
-  when N <= batch_size, one pass over all of X):
+- every ``mi_every`` steps, the exact dataset estimate:
       I(x; z) = (1/N) sum_n [ log q(z_n|x_n) - log (1/N) sum_m q(z_n|x_m) ],  z_n ~ q(z|x_n),
-  from ``ops.tc_decomposition(z, mu, logvar, dataset_size=N, estimator="mws")``: MWS weighs the
-  batch mixture by 1/(B N) instead of 1/N, so with B = N the exact value is its mi - log N.
-The IFP is the first beta at which I(x; z) exceeds ``threshold`` (0.1 nats), interpolated linearly
-in log beta between the two bracketing measurements.
+  (``mi_samples`` draws of z per point; see ``dataset_mutual_information``) computed by
+  ``ops.tc_decomposition``; data sets larger than ``mi_points`` use a fixed random subset of
+  ``mi_points`` observations.
+The IFP is the first beta at which I(x; z) exceeds ``threshold`` (0.1 nats) after the high beta has
+collapsed it to ``collapse`` (0.01 nats) or below [INFERRED: the random initialisation carries
+information before the first collapse], interpolated linearly in log beta between the two bracketing
+measurements.
 
 beta schedules (t in [0, T - 1], s = t / (T - 1)):
     loglinear (default, [INFERRED] vae_deft.md §B.3): beta = exp((1 - s) log beta_high + s log beta_low)
@@ -61,25 +63,36 @@ class AnnealingResult:
 
 
 @torch.no_grad()
-def dataset_mutual_information(model: VAE, data: torch.Tensor, batch_size: int = 256) -> float:
+def dataset_mutual_information(model: VAE, data: torch.Tensor, samples: int = 8, batch_size: int = 256) -> float:
     """I(x; z) over the whole of ``data`` (N, ...) with the exact aggregate posterior
-    (1/N) sum_m q(z|x_m) and one z sample per x_n: MWS mi at dataset_size N, minus log N."""
+    q(z) = (1/N) sum_m q(z|x_m), averaged over ``samples`` draws z ~ q(z|x_n) per point:
+
+        I = (1/(S N)) sum_{s, n} [ log q(z_sn|x_n) - log (1/N) sum_m q(z_sn|x_m) ]
+
+    Computed by ``ops.tc_decomposition`` (MWS) on the S N rows (mu, logvar repeated S times, so the
+    batch mixture is q(z)); MWS weighs the batch mixture by 1/(B^2) at dataset_size = B = S N,
+    so I = mi_mws - log(S N)."""
+    if samples < 1:
+        raise ValueError(f"dataset_mutual_information: samples must be >= 1, got {samples}")
     mus, logvars = zip(*(model.encode(chunk) for chunk in data.split(batch_size)))
-    mu, logvar = torch.cat(mus), torch.cat(logvars)
+    mu, logvar = torch.cat(mus).repeat(samples, 1), torch.cat(logvars).repeat(samples, 1)
     z = model.sample(mu, logvar)
-    mi, _, _ = ops.tc_decomposition(z, mu, logvar, data.shape[0], estimator="mws")
-    return float(mi) - math.log(data.shape[0])
+    mi, _, _ = ops.tc_decomposition(z, mu, logvar, z.shape[0], estimator="mws")
+    return float(mi) - math.log(z.shape[0])
 
 
-def information_freezing_point(betas: list[float], mi: list[float], threshold: float = 0.1):
-    """First crossing of ``threshold`` by ``mi`` along ``betas``; returns (beta, index) with beta
-    interpolated linearly in log beta, or (None, None) if never crossed."""
+def information_freezing_point(betas: list[float], mi: list[float], threshold: float = 0.1,
+                               collapse: float = 0.01):
+    """First upward crossing of ``threshold`` by ``mi`` along ``betas``, after ``mi`` has first
+    fallen to ``collapse`` or below (a freshly initialised encoder carries information until the
+    high beta collapses it). Returns (beta, index) with beta interpolated linearly in log beta between the
+    bracketing measurements, or (None, None) if there is no such crossing."""
+    collapsed = False
     for i, value in enumerate(mi):
-        if value > threshold:
-            if i == 0:
-                return float(betas[0]), 0
+        collapsed = collapsed or value <= collapse
+        if collapsed and value > threshold:
             lo, hi = mi[i - 1], value
-            w = (threshold - lo) / (hi - lo) if hi > lo else 1.0
+            w = (threshold - lo) / (hi - lo)
             log_beta = (1 - w) * math.log(betas[i - 1]) + w * math.log(betas[i])
             return math.exp(log_beta), i
     return None, None
@@ -87,13 +100,13 @@ def information_freezing_point(betas: list[float], mi: list[float], threshold: f
 
 def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: float = 200.0,
                    beta_low: float = 1.0, schedule: str = "loglinear", lr: float = 5e-4,
-                   batch_size: int = 64, mi_every: int = 1, threshold: float = 0.1,
+                   batch_size: int = 64, mi_every: int = 1, mi_samples: int = 8, mi_points: int = 512, threshold: float = 0.1, collapse: float = 0.01,
                    stop_after_freeze: bool = False, generator: torch.Generator | None = None) -> AnnealingResult:
     """Run the annealing test on ``data`` (N, ...), a tensor on the model's device.
 
     Each step trains ``model`` (any ``VAE``: its encode/decode/reconstruction; its own
     regulariser is not used) with Adam(lr) on a minibatch (all of ``data`` when N <= batch_size)
-    and loss recon + beta_t KL. With ``stop_after_freeze`` the run ends at the first crossing.
+    and loss recon + beta_t KL. With ``stop_after_freeze`` the run ends at the freezing point.
     """
     if steps < 2:
         raise ValueError(f"annealing_test: steps must be >= 2, got {steps}")
@@ -101,7 +114,9 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
         raise ValueError(f"annealing_test: mi_every must be >= 1, got {mi_every}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = data.shape[0]
+    probe = data if n <= mi_points else data[torch.randperm(n, generator=generator)[:mi_points].to(data.device)]
     res = AnnealingResult()
+    collapsed = False
     for step in range(steps):
         beta = beta_schedule(step, steps, beta_high, beta_low, schedule)
         if n <= batch_size:
@@ -118,10 +133,11 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
         res.kl.append(float(kl.detach()))
         if step % mi_every == 0 or step == steps - 1:
             res.mi_steps.append(step)
-            res.mi.append(dataset_mutual_information(model, data, batch_size))
-            if stop_after_freeze and res.mi[-1] > threshold:
+            res.mi.append(dataset_mutual_information(model, probe, mi_samples))
+            collapsed = collapsed or res.mi[-1] <= collapse
+            if stop_after_freeze and collapsed and res.mi[-1] > threshold:
                 break
-    ifp, idx = information_freezing_point([res.betas[s] for s in res.mi_steps], res.mi, threshold)
+    ifp, idx = information_freezing_point([res.betas[s] for s in res.mi_steps], res.mi, threshold, collapse)
     res.ifp, res.ifp_step = ifp, (res.mi_steps[idx] if idx is not None else None)
     return res
 

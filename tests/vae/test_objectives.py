@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from eoflow_fast import ops
 from eoflow_fast.vae import objectives as O
 from eoflow_fast.vae.architectures import MLPDecoder, MLPEncoder
 from eoflow_fast.vae.likelihoods import bernoulli, gaussian, gaussian_kl_per_dim, l2
@@ -106,24 +105,6 @@ def materialised_decomposition(z, mu, logvar, n, estimator):
     log_qzx = log_normal(z, mu, logvar).sum(1)
     log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
     return (log_qzx - log_qz).mean(), (log_qz - log_prod).mean(), (log_prod - log_pz).mean()
-
-
-def tc_op_or_reference():
-    """``ops.tc_decomposition`` (its reference backend until the fused op is importable)."""
-    try:
-        return ops.tc_decomposition
-    except (ImportError, AttributeError):
-        from eoflow_fast.reference.tc_decomposition import tc_decomposition
-
-        return lambda z, mu, logvar, n, *, estimator="mws", backend="auto": tc_decomposition(
-            z, mu, logvar, n, estimator=estimator)
-
-
-@pytest.fixture
-def tc_op(monkeypatch):
-    op = tc_op_or_reference()
-    monkeypatch.setitem(vars(ops), "tc_decomposition", op)
-    return op
 
 
 @pytest.mark.parametrize("estimator", ["mws", "mss"])

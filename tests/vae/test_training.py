@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-from eoflow_fast import ops
 from eoflow_fast.train.contract import optimized_loss
 from eoflow_fast.vae import architectures as A
 from eoflow_fast.vae import objectives as O
@@ -40,21 +39,6 @@ def test_build_encoder_decoder_picks_networks():
     assert [c.out_channels for c in conv_layers(enc, nn.Conv2d)] == [8, 8, 16, 16]
     with pytest.raises(ValueError, match="observation_shape"):
         A.build_encoder_decoder((1, 32, 32), 5)
-
-
-def tc_op_or_reference():
-    try:
-        return ops.tc_decomposition
-    except (ImportError, AttributeError):
-        from eoflow_fast.reference.tc_decomposition import tc_decomposition
-
-        return lambda z, mu, logvar, n, *, estimator="mws", backend="auto": tc_decomposition(
-            z, mu, logvar, n, estimator=estimator)
-
-
-@pytest.fixture
-def tc_op(monkeypatch):
-    monkeypatch.setitem(vars(ops), "tc_decomposition", tc_op_or_reference())
 
 
 def tabular_data(n=256, p=8, seed=0):
@@ -111,8 +95,8 @@ def test_conv_beta_vae_trains_on_images():
         loss = optimized_loss(model.loss_terms((x, torch.zeros(8, 5)), step))
         loss.backward()
         opt.step()
-        losses.append(float(loss))
-    assert losses[-1] < 0.9 * losses[0], losses
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] - 50.0, losses  # nats per image
 
 
 def engine_run(model_fn, data, run_dir, steps, resume=False):

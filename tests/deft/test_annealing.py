@@ -1,0 +1,130 @@
+"""The annealing test: schedules, the IFP rule, the exact-dataset I(x; z), and freezing points on a
+linear-Gaussian toy where they are known in closed form.
+
+Toy: x = f u (u a unit vector in R^4, f standardised to variance lam over N points). A beta-VAE with
+linear encoder/decoder and unit-variance Gaussian likelihood is probabilistic PCA with noise variance
+beta: the latent is used iff beta < lam, then with posterior variance beta/lam and
+I(x; z) = 1/2 log(lam / beta). So I(x; z) exceeds 0.1 nats at beta* = lam exp(-0.2). Annealing
+lags the equilibrium (the escape from the collapsed saddle takes steps), so the measured IFP sits
+somewhat below beta*.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from eoflow_fast.deft import annealing as AN
+from eoflow_fast.vae.architectures import MLPDecoder, MLPEncoder
+from eoflow_fast.vae.objectives import VAE
+
+U = torch.tensor([1.0, 1.0, -1.0, 1.0]) / 2
+
+
+@pytest.fixture(autouse=True)
+def use_tc_op(tc_op):
+    return tc_op
+
+
+def linear_vae():
+    return VAE(MLPEncoder(4, 1, ()), MLPDecoder(1, 4, ()), reconstruction="gaussian")
+
+
+def line_data(lam, n=32):
+    f = torch.linspace(-1, 1, n)
+    f = (f - f.mean()) / f.std(unbiased=False) * math.sqrt(lam)
+    return f[:, None] * U
+
+
+@pytest.mark.parametrize("kind", AN.SCHEDULES)
+def test_beta_schedules(kind):
+    betas = [AN.beta_schedule(t, 101, 200.0, 1.0, kind) for t in range(101)]
+    assert betas[0] == pytest.approx(200.0) and betas[-1] == pytest.approx(1.0, abs=1e-2 if kind == "exp" else 1e-12)
+    assert all(a >= b for a, b in zip(betas, betas[1:]))
+    if kind == "loglinear":
+        assert betas[50] == pytest.approx(math.sqrt(200.0))
+    if kind == "linear":
+        assert betas[50] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="kind"):
+        AN.beta_schedule(0, 10, kind="cosine")
+
+
+def test_information_freezing_point_rule():
+    betas = [100.0, 50.0, 25.0, 12.5, 6.25]
+    # starts informative (random init), collapses, then crosses 0.1 between 25 and 12.5 at w = 0.5
+    beta, idx = AN.information_freezing_point(betas, [0.5, 0.0, 0.05, 0.15, 1.0])
+    assert idx == 3 and beta == pytest.approx(math.sqrt(25.0 * 12.5))
+    assert AN.information_freezing_point(betas, [0.5, 0.3, 0.2, 0.2, 0.2]) == (None, None)
+    assert AN.information_freezing_point(betas, [0.0] * 5) == (None, None)
+
+
+def test_dataset_mutual_information_is_the_exact_mixture_estimate():
+    """Against the formula written out, with the same noise."""
+    class Fixed(VAE):
+        def encode(self, x):
+            return x[:, :2], x[:, 2:] - 1.0
+
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(10, 4, generator=g, dtype=torch.float64)
+    model = Fixed(torch.nn.Identity(), torch.nn.Identity())
+    torch.manual_seed(4)
+    got = AN.dataset_mutual_information(model, data, samples=3)
+    mu, logvar = data[:, :2].repeat(3, 1), (data[:, 2:] - 1.0).repeat(3, 1)
+    torch.manual_seed(4)
+    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+    log_q = -0.5 * (math.log(2 * math.pi) + logvar[None] + (z[:, None] - mu[None]) ** 2 / logvar[None].exp())
+    own = torch.diagonal(log_q.sum(2))
+    mixture = torch.logsumexp(log_q.sum(2), 1) - math.log(30)
+    assert got == pytest.approx(float((own - mixture).mean()), abs=1e-9)
+
+
+def test_annealing_finds_the_known_freezing_point():
+    ifps = {}
+    for lam in (20.0, 80.0):
+        torch.manual_seed(1)
+        result = AN.annealing_test(linear_vae(), line_data(lam), 1500, lr=0.1, mi_every=10)
+        assert len(result.betas) == len(result.kl) == 1500 and len(result.mi) == 151
+        beta_star = lam * math.exp(-0.2)
+        assert 0.55 * beta_star < result.ifp < 1.3 * beta_star, (lam, result.ifp, beta_star)
+        assert max(result.mi) > 0.1 and result.mi[-1] > 0.5 * math.log(lam) - 0.4  # I = 1/2 log(lam / 1) at beta 1
+        ifps[lam] = result.ifp
+    assert 2.0 < ifps[80.0] / ifps[20.0] < 6.0
+
+
+class TwoLines:
+    """Ground truth with two 16-valued factors moving x along orthogonal directions; factor 0
+    spans variance 80, factor 1 variance 20 (so its IFP is about 4 times smaller)."""
+    factor_names = ("big", "small")
+    factor_sizes = (16, 16)
+    num_factors = 2
+    observation_shape = (4,)
+
+    def sample_factors(self, n, rng):
+        return np.stack([rng.randint(0, s, n) for s in self.factor_sizes], 1)
+
+    def sample_observations_from_factors(self, factors, rng):
+        grid = (np.arange(16) - 7.5) / np.std(np.arange(16))
+        u0, u1 = np.array([1, 1, -1, 1]) / 2, np.array([1, -1, 0, 0]) / math.sqrt(2)
+        x = np.sqrt(80) * grid[factors[:, 0], None] * u0 + np.sqrt(20) * grid[factors[:, 1], None] * u1
+        return x.astype(np.float32)
+
+
+def test_enumerate_factor_and_per_factor_distributions():
+    gt, rng = TwoLines(), np.random.RandomState(0)
+    obs = AN.enumerate_factor(gt, 1, rng)
+    assert obs.shape == (16, 4)
+    assert np.allclose(np.diff(obs @ (np.array([1, 1, -1, 1]) / 2)), 0, atol=1e-5)  # factor 0 fixed
+    with pytest.raises(ValueError, match="factor_index"):
+        AN.enumerate_factor(gt, 2, rng)
+    torch.manual_seed(0)
+    dist = AN.factor_ifp_distributions(gt, linear_vae, 800, 2, rng, lr=0.1, mi_every=10)
+    assert set(dist) == {"big", "small"} and all(len(v) == 2 for v in dist.values())
+    assert min(dist["big"]) > max(dist["small"]), dist
+
+
+def test_plots_are_written(tmp_path):
+    result = AN.AnnealingResult(betas=[100.0, 10.0, 1.0], kl=[0.0, 0.5, 2.0], mi_steps=[0, 1, 2],
+                                mi=[0.0, 0.4, 1.5], ifp=20.0, ifp_step=1)
+    AN.plot_annealing(result, tmp_path / "a.png")
+    AN.plot_ifp_histograms({"big": [40.0, 50.0, None], "small": [10.0]}, tmp_path / "h.png")
+    assert (tmp_path / "a.png").stat().st_size > 1000 and (tmp_path / "h.png").stat().st_size > 1000
