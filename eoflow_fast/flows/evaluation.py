@@ -134,9 +134,10 @@ def format_table(report: dict) -> str:
 
 
 def _grid(ax, images: torch.Tensor, title: str) -> None:
-    """images (R, K, C, H, W) in [0, 1] -> one R x K mosaic."""
+    """images (R, K, C, H, W) in [0, 1] -> one R x K mosaic, tiles separated by 1 grey pixel."""
+    images = torch.nn.functional.pad(images.clamp(0, 1), (1, 0, 1, 0), value=0.5)
     R, K, C, H, W = images.shape
-    mosaic = images.clamp(0, 1).permute(0, 3, 1, 4, 2).reshape(R * H, K * W, C).cpu().numpy()
+    mosaic = images.permute(0, 3, 1, 4, 2).reshape(R * H, K * W, C).cpu().numpy()
     ax.imshow(mosaic[..., 0] if C == 1 else mosaic, cmap="gray" if C == 1 else None, vmin=0, vmax=1)
     ax.set_title(title)
     ax.axis("off")

@@ -32,7 +32,7 @@ def _exact_manifold_nll(model, x):
     z, _ = model.encode(x)
     J = _decoder_jacobians(model, z.detach())
     log_norm = torch.log(torch.linalg.vector_norm(J, dim=1))  # (B, D) = log ||J_i(z_b)||
-    return float(0.5 * (z ** 2).sum() + log_norm.sum()), z, J
+    return float((0.5 * (z ** 2).sum() + log_norm.sum()).detach()), z, J
 
 
 @pytest.mark.parametrize("B", [9, 4])  # B >= D (stratified permutation + draws) and B < D (distinct dims)
