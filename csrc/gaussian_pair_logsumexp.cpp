@@ -12,7 +12,8 @@
 //   dz_nd = -sum_m k_nmd u_nmd 2 h_md          (pass over n, rows in parallel)
 //   dmu_md = sum_n k_nmd u_nmd 2 h_md,  dlogvar_md = sum_n k_nmd (u_nmd^2 h_md - 0.5)   (pass over m)
 //   dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd   (only when asked).
-// Both passes recompute x from the inputs; memory stays O((B' + B) D) plus O(D) per thread.
+// Both passes recompute x from the inputs; memory stays O((B' + B) D) plus O(D + B) per thread
+// (rows are copied once, padded to the vector width, so the inner loops use full vectors only).
 // The same math is in kernels/gaussian_pair_logsumexp.py and eoflow_fast/reference/.
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
@@ -33,19 +34,15 @@ using at::vec::Vectorized;
 constexpr double kLog2Pi = 1.8378770664093453;
 
 template <typename T>
-inline Vectorized<T> vload(const T* p, int64_t n) {
-  return n == Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, n);
-}
-
-template <typename T>
 inline T hsum(const Vectorized<T>& v) {
   return at::vec::vec_reduce_all<T>([](Vectorized<T>& a, Vectorized<T>& b) { return a + b; }, v);
 }
 
-// Per-call constants and pointers shared by the three loops.
+// Rows padded to Dp (a multiple of the vector width) so that every load is a full vector:
+// z, mu, c, h pad with 0 (log N = 0 there), log_marginal with +inf and its grad with 0 (q = 0).
 template <typename T>
 struct Pairs {
-  int64_t Bp, B, D;
+  int64_t Bp, B, D, Dp;
   const T *z, *mu, *c, *h, *w;  // w may be null
   bool exclude_self;
   // log-weight of the pair (n, m); -inf when the pair is dropped.
@@ -53,16 +50,14 @@ struct Pairs {
     if (exclude_self && n == m) return -std::numeric_limits<T>::infinity();
     return w ? w[n * B + m] : T(0);
   }
-  // Writes u_nmd into u and log N_nmd into ln (length D, padded to the vector width);
-  // returns sum_d log N_nmd. Tail lanes are zero-filled, so they add 0.
+  // Writes u_nmd and log N_nmd (length Dp) and returns sum_d log N_nmd.
   T densities(int64_t n, int64_t m, T* u, T* ln) const {
     using V = Vectorized<T>;
-    const T *zn = z + n * D, *mum = mu + m * D, *cm = c + m * D, *hm = h + m * D;
+    const T *zn = z + n * Dp, *mum = mu + m * Dp, *cm = c + m * Dp, *hm = h + m * Dp;
     V acc(0);
-    for (int64_t d = 0; d < D; d += V::size()) {
-      const int64_t k = std::min<int64_t>(V::size(), D - d);
-      V ud = vload(zn + d, k) - vload(mum + d, k);
-      V lnd = vload(cm + d, k) - ud * ud * vload(hm + d, k);
+    for (int64_t d = 0; d < Dp; d += V::size()) {
+      V ud = V::loadu(zn + d) - V::loadu(mum + d);
+      V lnd = V::loadu(cm + d) - ud * ud * V::loadu(hm + d);
       ud.store(u + d);
       lnd.store(ln + d);
       acc = acc + lnd;
@@ -72,19 +67,34 @@ struct Pairs {
 };
 
 template <typename T>
-int64_t padded(int64_t D) {
-  const int64_t W = Vectorized<T>::size();
-  return (D + W - 1) / W * W;
-}
+struct Grads {
+  const T *lj, *lm, *gj, *gm;  // lm, gm padded to Dp
+  // Calls body(d, k) for the vectors of k_nmd = g_joint_n p_nm + g_marginal_nd q_nmd of one pair
+  // and returns dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd.
+  template <typename F>
+  T coefficients(const Pairs<T>& P, int64_t n, T wm, T s, const T* ln, F body) const {
+    using V = Vectorized<T>;
+    const T jp = gj[n] * std::exp(s - lj[n]);
+    const T *lmn = lm + n * P.Dp, *gmn = gm + n * P.Dp;
+    V dw(0);
+    for (int64_t d = 0; d < P.Dp; d += V::size()) {
+      V mq = V::loadu(gmn + d) * (V(wm) + V::loadu(ln + d) - V::loadu(lmn + d)).exp_u20();
+      dw = dw + mq;
+      body(d, V(jp) + mq);
+    }
+    return jp + hsum(dw);
+  }
+};
+
+// Rows per parallel chunk: about 64k pair-dimension terms each.
+inline int64_t grain(int64_t inner) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(inner, 1)); }
 
 template <typename T>
 void forward_impl(const Pairs<T>& P, T* log_joint, T* log_marginal) {
   using V = Vectorized<T>;
   const T ninf = -std::numeric_limits<T>::infinity();
-  const int64_t Dp = padded<T>(P.D);
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(P.B * P.D, 1));
-  at::parallel_for(0, P.Bp, grain, [&](int64_t n0, int64_t n1) {
-    std::vector<T> u(Dp), ln(Dp), mx(Dp), sum(Dp), s(P.B);
+  at::parallel_for(0, P.Bp, grain(P.B * P.Dp), [&](int64_t n0, int64_t n1) {
+    std::vector<T> u(P.Dp), ln(P.Dp), mx(P.Dp), sum(P.Dp), s(P.B);
     for (int64_t n = n0; n < n1; ++n) {
       std::fill(mx.begin(), mx.end(), ninf);
       T smax = ninf;
@@ -93,7 +103,7 @@ void forward_impl(const Pairs<T>& P, T* log_joint, T* log_marginal) {
         if (wm == ninf) { s[m] = ninf; continue; }
         s[m] = wm + P.densities(n, m, u.data(), ln.data());
         smax = std::max(smax, s[m]);
-        for (int64_t d = 0; d < Dp; d += V::size())
+        for (int64_t d = 0; d < P.Dp; d += V::size())
           at::vec::maximum(V::loadu(mx.data() + d), V(wm) + V::loadu(ln.data() + d)).store(mx.data() + d);
       }
       for (auto& v : mx) v = v == ninf ? T(0) : v;  // all pairs dropped: sums stay 0, log gives -inf
@@ -101,11 +111,11 @@ void forward_impl(const Pairs<T>& P, T* log_joint, T* log_marginal) {
       T ssum = 0;
       const T sshift = smax == ninf ? T(0) : smax;
       for (int64_t m = 0; m < P.B; ++m) {  // pass 2: sums
-        const T wm = P.weight(n, m);
+        const T wm = s[m] == ninf ? ninf : P.weight(n, m);
         if (wm == ninf) continue;
         ssum += std::exp(s[m] - sshift);
         P.densities(n, m, u.data(), ln.data());
-        for (int64_t d = 0; d < Dp; d += V::size()) {
+        for (int64_t d = 0; d < P.Dp; d += V::size()) {
           V e = (V(wm) + V::loadu(ln.data() + d) - V::loadu(mx.data() + d)).exp_u20();
           (V::loadu(sum.data() + d) + e).store(sum.data() + d);
         }
@@ -116,77 +126,49 @@ void forward_impl(const Pairs<T>& P, T* log_joint, T* log_marginal) {
   });
 }
 
-// k_nmd for one pair into k (length Dp); returns dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd.
 template <typename T>
-T pair_coefficients(const Pairs<T>& P, int64_t n, int64_t m, T wm, const T* ln, const T* lj, const T* lm,
-                    const T* gj, const T* gm, T s, T* k) {
-  using V = Vectorized<T>;
-  const T jp = gj[n] * std::exp(s - lj[n]);
-  V dw(0);
-  const T *lmn = lm + n * P.D, *gmn = gm + n * P.D;
-  for (int64_t d = 0; d < P.D; d += V::size()) {
-    const int64_t c = std::min<int64_t>(V::size(), P.D - d);
-    V mq = vload(gmn + d, c) * (V(wm) + V::loadu(ln + d) - vload(lmn + d, c)).exp_u20();
-    if (c < V::size()) mq = V::set(V(0), mq, c);
-    dw = dw + mq;
-    (V(jp) + mq).store(k + d);
-  }
-  return jp + hsum(dw);
-}
-
-template <typename T>
-void backward_impl(const Pairs<T>& P, const T* lj, const T* lm, const T* gj, const T* gm, T* dz, T* dmu,
-                   T* dlogvar, T* dw) {
+void backward_impl(const Pairs<T>& P, const Grads<T>& G, T* dz, T* dmu, T* dlogvar, T* dw) {
   using V = Vectorized<T>;
   const T ninf = -std::numeric_limits<T>::infinity();
-  const int64_t Dp = padded<T>(P.D);
-  // pass over n: dz (and dw)
-  const int64_t grain_n = std::max<int64_t>(1, 4096 / std::max<int64_t>(P.B * P.D, 1));
-  at::parallel_for(0, P.Bp, grain_n, [&](int64_t n0, int64_t n1) {
-    std::vector<T> u(Dp), ln(Dp), k(Dp), acc(Dp);
+  // pass over n: dz_nd = -sum_m 2 k u h (and dw)
+  at::parallel_for(0, P.Bp, grain(P.B * P.Dp), [&](int64_t n0, int64_t n1) {
+    std::vector<T> u(P.Dp), ln(P.Dp), acc(P.Dp);
     for (int64_t n = n0; n < n1; ++n) {
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t m = 0; m < P.B; ++m) {
-        const T wm = P.weight(n, m);
-        if (wm == ninf || lj[n] == ninf) {
+        const T wm = G.lj[n] == ninf ? ninf : P.weight(n, m);
+        if (wm == ninf) {
           if (dw) dw[n * P.B + m] = 0;
           continue;
         }
         const T s = wm + P.densities(n, m, u.data(), ln.data());
-        const T dwnm = pair_coefficients(P, n, m, wm, ln.data(), lj, lm, gj, gm, s, k.data());
-        if (dw) dw[n * P.B + m] = dwnm;
-        const T* hm = P.h + m * P.D;
-        for (int64_t d = 0; d < P.D; d += V::size()) {
-          const int64_t c = std::min<int64_t>(V::size(), P.D - d);
-          V g = V::loadu(k.data() + d) * V::loadu(u.data() + d) * vload(hm + d, c);
+        const T* hm = P.h + m * P.Dp;
+        const T dwnm = G.coefficients(P, n, wm, s, ln.data(), [&](int64_t d, const V& k) {
+          V g = k * V::loadu(u.data() + d) * V::loadu(hm + d);
           (V::loadu(acc.data() + d) - g - g).store(acc.data() + d);
-        }
+        });
+        if (dw) dw[n * P.B + m] = dwnm;
       }
       std::copy(acc.begin(), acc.begin() + P.D, dz + n * P.D);
     }
   });
-  // pass over m: dmu, dlogvar
-  const int64_t grain_m = std::max<int64_t>(1, 4096 / std::max<int64_t>(P.Bp * P.D, 1));
-  at::parallel_for(0, P.B, grain_m, [&](int64_t m0, int64_t m1) {
-    std::vector<T> u(Dp), ln(Dp), k(Dp), amu(Dp), alv(Dp);
+  // pass over m: dmu_md = sum_n 2 k u h, dlogvar_md = sum_n k (u^2 h - 0.5), with u^2 h = c - log N
+  at::parallel_for(0, P.B, grain(P.Bp * P.Dp), [&](int64_t m0, int64_t m1) {
+    std::vector<T> u(P.Dp), ln(P.Dp), amu(P.Dp), alv(P.Dp);
     for (int64_t m = m0; m < m1; ++m) {
       std::fill(amu.begin(), amu.end(), T(0));
       std::fill(alv.begin(), alv.end(), T(0));
-      const T *hm = P.h + m * P.D, *cm = P.c + m * P.D;
+      const T *hm = P.h + m * P.Dp, *cm = P.c + m * P.Dp;
       for (int64_t n = 0; n < P.Bp; ++n) {
-        const T wm = P.weight(n, m);
-        if (wm == ninf || lj[n] == ninf) continue;
+        const T wm = G.lj[n] == ninf ? ninf : P.weight(n, m);
+        if (wm == ninf) continue;
         const T s = wm + P.densities(n, m, u.data(), ln.data());
-        pair_coefficients(P, n, m, wm, ln.data(), lj, lm, gj, gm, s, k.data());
-        for (int64_t d = 0; d < P.D; d += V::size()) {
-          const int64_t c = std::min<int64_t>(V::size(), P.D - d);
-          V kd = V::loadu(k.data() + d), ud = V::loadu(u.data() + d);
-          V g = kd * ud * vload(hm + d, c);
+        G.coefficients(P, n, wm, s, ln.data(), [&](int64_t d, const V& k) {
+          V g = k * V::loadu(u.data() + d) * V::loadu(hm + d);
           (V::loadu(amu.data() + d) + g + g).store(amu.data() + d);
-          // u^2 h = c - log N
-          V q = vload(cm + d, c) - V::loadu(ln.data() + d);
-          (V::loadu(alv.data() + d) + kd * (q - V(T(0.5)))).store(alv.data() + d);
-        }
+          V q = V::loadu(cm + d) - V::loadu(ln.data() + d);
+          (V::loadu(alv.data() + d) + k * (q - V(T(0.5)))).store(alv.data() + d);
+        });
       }
       std::copy(amu.begin(), amu.begin() + P.D, dmu + m * P.D);
       std::copy(alv.begin(), alv.begin() + P.D, dlogvar + m * P.D);
@@ -214,27 +196,37 @@ void check(const Tensor& z, const Tensor& mu, const Tensor& logvar, const std::o
               "gaussian_pair_logsumexp (cpp): exclude_self needs as many rows in z as in mu");
 }
 
-// c = -0.5 (log 2pi + logvar), h = 0.5 exp(-logvar), both (B, D).
-std::pair<Tensor, Tensor> gaussian_constants(const Tensor& logvar) {
-  return {(logvar + kLog2Pi) * -0.5, (-logvar).exp() * 0.5};
+// (rows, D) -> contiguous (rows, Dp), new columns filled with value.
+Tensor pad(const Tensor& t, int64_t Dp, double value) {
+  return at::constant_pad_nd(t, {0, Dp - t.size(1)}, value).contiguous();
 }
 
-template <typename T>
-Pairs<T> make_pairs(const Tensor& z, const Tensor& mu, const Tensor& c, const Tensor& h,
-                    const std::optional<Tensor>& weights, bool exclude_self) {
-  return {z.size(0), mu.size(0), z.size(1), z.data_ptr<T>(), mu.data_ptr<T>(), c.data_ptr<T>(), h.data_ptr<T>(),
-          weights ? weights->data_ptr<T>() : nullptr, exclude_self};
+// Padded z, mu, c = -0.5 (log 2pi + logvar), h = 0.5 exp(-logvar), kept alive with the Pairs.
+struct Padded {
+  Tensor z, mu, c, h;
+  Padded(const Tensor& z_, const Tensor& mu_, const Tensor& logvar, int64_t Dp)
+      : z(pad(z_, Dp, 0)), mu(pad(mu_, Dp, 0)), c(pad((logvar + kLog2Pi) * -0.5, Dp, 0)),
+        h(pad((-logvar).exp() * 0.5, Dp, 0)) {}
+  template <typename T>
+  Pairs<T> pairs(int64_t D, const std::optional<Tensor>& weights, bool exclude_self) const {
+    return {z.size(0), mu.size(0), D, z.size(1), z.data_ptr<T>(), mu.data_ptr<T>(), c.data_ptr<T>(),
+            h.data_ptr<T>(), weights ? weights->data_ptr<T>() : nullptr, exclude_self};
+  }
+};
+
+int64_t padded_width(const Tensor& z) {
+  const int64_t W = z.scalar_type() == at::kFloat ? Vectorized<float>::size() : Vectorized<double>::size();
+  return std::max<int64_t>(1, (z.size(1) + W - 1) / W) * W;
 }
 
 std::tuple<Tensor, Tensor> gaussian_pair_logsumexp_fwd(const Tensor& z, const Tensor& mu, const Tensor& logvar,
                                                        const std::optional<Tensor>& weights, bool exclude_self) {
   check(z, mu, logvar, weights, exclude_self);
-  Tensor c, h;
-  std::tie(c, h) = gaussian_constants(logvar);
+  const Padded in(z, mu, logvar, padded_width(z));
   Tensor log_joint = at::empty({z.size(0)}, z.options());
   Tensor log_marginal = at::empty_like(z);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "gaussian_pair_logsumexp_fwd", [&] {
-    forward_impl<scalar_t>(make_pairs<scalar_t>(z, mu, c, h, weights, exclude_self), log_joint.data_ptr<scalar_t>(),
+    forward_impl<scalar_t>(in.pairs<scalar_t>(z.size(1), weights, exclude_self), log_joint.data_ptr<scalar_t>(),
                            log_marginal.data_ptr<scalar_t>());
   });
   return {log_joint, log_marginal};
@@ -248,15 +240,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gaussian_pair_logsumexp_bwd(
   for (const auto& t : {log_joint, log_marginal, grad_joint, grad_marginal})
     TORCH_CHECK(t.is_contiguous() && t.scalar_type() == z.scalar_type() && t.size(0) == z.size(0),
                 "gaussian_pair_logsumexp (cpp): outputs and their grads must be contiguous, of z's dtype and rows");
-  Tensor c, h;
-  std::tie(c, h) = gaussian_constants(logvar);
+  const int64_t Dp = padded_width(z);
+  const Padded in(z, mu, logvar, Dp);
+  const Tensor lm = pad(log_marginal, Dp, std::numeric_limits<double>::infinity()), gm = pad(grad_marginal, Dp, 0);
   Tensor dz = at::empty_like(z), dmu = at::empty_like(mu), dlogvar = at::empty_like(logvar);
   Tensor dw = weights_grad ? at::empty({z.size(0), mu.size(0)}, z.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "gaussian_pair_logsumexp_bwd", [&] {
-    backward_impl<scalar_t>(make_pairs<scalar_t>(z, mu, c, h, weights, exclude_self),
-                            log_joint.data_ptr<scalar_t>(), log_marginal.data_ptr<scalar_t>(),
-                            grad_joint.data_ptr<scalar_t>(), grad_marginal.data_ptr<scalar_t>(),
-                            dz.data_ptr<scalar_t>(), dmu.data_ptr<scalar_t>(), dlogvar.data_ptr<scalar_t>(),
+    const Grads<scalar_t> G{log_joint.data_ptr<scalar_t>(), lm.data_ptr<scalar_t>(), grad_joint.data_ptr<scalar_t>(),
+                            gm.data_ptr<scalar_t>()};
+    backward_impl<scalar_t>(in.pairs<scalar_t>(z.size(1), weights, exclude_self), G, dz.data_ptr<scalar_t>(),
+                            dmu.data_ptr<scalar_t>(), dlogvar.data_ptr<scalar_t>(),
                             weights_grad ? dw.data_ptr<scalar_t>() : nullptr);
   });
   return {dz, dmu, dlogvar, dw};
