@@ -53,3 +53,24 @@ def test_errors_are_clear(run_dir, tmp_path, capsys, argv, code, message):
         raise SystemExit(status)
     assert exc.value.code == code
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lam", "1.5", "argument --lam: expected a number in [0.0, 1.0], got 1.5"),
+    ("--sigma", "-0.1", "argument --sigma: expected a number in [0.0, inf], got -0.1"),
+    ("--arch", "vit", "argument --arch: invalid choice: 'vit'"),
+    ("--blocks", "0", "argument --blocks: expected an integer >= 1, got 0"),
+    ("--core-sizes", "4,x", "argument --core-sizes: expected comma-separated integers"),
+])
+def test_train_flag_errors_are_clear(capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "eoflow", flag, value])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_build_rejects_multiscale_on_tabular_data():
+    from eoflow_fast.flows import family
+
+    with pytest.raises(ValueError, match="--arch glow needs image data"):
+        family.build({"data": "wine", "arch": "glow"})
