@@ -154,19 +154,19 @@ def enumerate_factor(ground_truth, factor_index: int, rng: np.random.RandomState
     return ground_truth.sample_observations_from_factors(factors, rng)
 
 
-def factor_ifp_distributions(ground_truth, make_model: Callable[[], VAE], steps: int, repeats: int,
-                             rng: np.random.RandomState, factors: list[int] | None = None,
-                             device: str | torch.device = "cpu", **test_kw) -> dict[str, list]:
-    """{factor name: [IFP of each repeat]} (None entries where the test never froze). Each
-    repeat trains a fresh ``make_model()`` on one enumerated factor (``enumerate_factor``)."""
-    out: dict[str, list] = {}
+def factor_annealing_runs(ground_truth, make_model: Callable[[], VAE], steps: int, repeats: int,
+                          rng: np.random.RandomState, factors: list[int] | None = None,
+                          device: str | torch.device = "cpu", **test_kw) -> dict[str, list[AnnealingResult]]:
+    """{factor name: [AnnealingResult of each repeat]}; each repeat trains a fresh ``make_model()``
+    on one enumerated factor (``enumerate_factor``). The IFP distribution of a factor is
+    ``[r.ifp for r in runs[name]]`` (None where the test never froze)."""
+    out: dict[str, list[AnnealingResult]] = {}
     for i in factors if factors is not None else range(ground_truth.num_factors):
         name = ground_truth.factor_names[i]
         out[name] = []
         for _ in range(repeats):
             data = torch.as_tensor(enumerate_factor(ground_truth, i, rng), dtype=torch.float32, device=device)
-            model = make_model().to(device)
-            out[name].append(annealing_test(model, data, steps, **test_kw).ifp)
+            out[name].append(annealing_test(make_model().to(device), data, steps, **test_kw))
     return out
 
 
@@ -203,8 +203,7 @@ def plot_ifp_histograms(distributions: dict[str, list], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in distributions.items():
         finite = [v for v in values if v is not None]
-        if finite:
-            ax.hist(np.log10(finite), bins=20, alpha=0.5, label=f"{name} ({len(finite)}/{len(values)})")
+        ax.hist(np.log10(finite), bins=20, alpha=0.5, label=f"{name} ({len(finite)}/{len(values)} froze)")
     ax.set_xlabel("log10 IFP (beta)")
     ax.set_ylabel("count")
     ax.legend()

@@ -117,7 +117,8 @@ def test_enumerate_factor_and_per_factor_distributions():
     with pytest.raises(ValueError, match="factor_index"):
         AN.enumerate_factor(gt, 2, rng)
     torch.manual_seed(0)
-    dist = AN.factor_ifp_distributions(gt, linear_vae, 800, 2, rng, lr=0.1, mi_every=10)
+    runs = AN.factor_annealing_runs(gt, linear_vae, 800, 2, rng, lr=0.1, mi_every=10)
+    dist = {name: [r.ifp for r in results] for name, results in runs.items()}
     assert set(dist) == {"big", "small"} and all(len(v) == 2 for v in dist.values())
     assert min(dist["big"]) > max(dist["small"]), dist
 

@@ -1,0 +1,104 @@
+"""``eoflow-fast ifp --data dsprites ...``: DEFT's annealing test and information freezing points.
+
+Per factor (default; [PAPER] §5.3): for each factor, ``--repeats`` times, enumerate every value of
+that factor with the others fixed at a random draw, train a fresh beta-VAE while beta anneals from
+``--beta-high`` to ``--beta-low`` over ``--steps`` steps, and record the IFP (first beta with
+I(x; z) > ``--threshold`` nats). ``--unsupervised`` ([PAPER] §5.5) runs one test on
+``--num-points`` observations of the whole dataset instead.
+
+Writes to ``--out``: ``ifp.json`` (settings, IFPs per factor, and every run's beta / KL / I(x; z)
+curves), ``ifp_histograms.png``, and ``annealing_<factor>.png`` (the first repeat's curve) or
+``annealing.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("ifp", help="annealing test: information freezing points per factor",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="dsprites", help="ground-truth dataset spec (dsprites, dsprites_color, ...)")
+    p.add_argument("--out", default="runs/ifp", help="output folder")
+    p.add_argument("--factors", type=int, nargs="*", default=None, help="factor indices (default: all)")
+    p.add_argument("--repeats", type=int, default=50, help="random base samples per factor")
+    p.add_argument("--unsupervised", action="store_true", help="one test on the whole dataset")
+    p.add_argument("--num-points", type=int, default=10_000, help="observations for --unsupervised")
+    p.add_argument("--steps", type=int, default=8000, help="annealing steps per test")
+    p.add_argument("--beta-high", type=float, default=200.0)
+    p.add_argument("--beta-low", type=float, default=1.0)
+    p.add_argument("--schedule", choices=["loglinear", "linear", "exp"], default="loglinear")
+    p.add_argument("--latent-dim", type=int, default=1)
+    p.add_argument("--encoder", choices=["standard", "lite"], default="standard")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--mi-every", type=int, default=10, help="steps between exact I(x; z) estimates")
+    p.add_argument("--mi-samples", type=int, default=8, help="z draws per observation in the I(x; z) estimate")
+    p.add_argument("--threshold", type=float, default=0.1, help="nats")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.set_defaults(func=run)
+
+
+def _usage_error(message: str) -> int:
+    print(f"eoflow-fast ifp: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
+    from eoflow_fast.data import get_ground_truth
+    from eoflow_fast.deft import annealing as AN
+    from eoflow_fast.vae.architectures import build_encoder_decoder
+    from eoflow_fast.vae.objectives import VAE
+
+    for name in ("repeats", "steps", "num_points", "latent_dim", "batch_size", "mi_every", "mi_samples"):
+        minimum = 2 if name == "steps" else 1
+        if getattr(args, name) < minimum:
+            return _usage_error(f"--{name.replace('_', '-')} must be >= {minimum}, got {getattr(args, name)}")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    ground_truth = get_ground_truth(args.data)
+    if args.factors and not all(0 <= f < ground_truth.num_factors for f in args.factors):
+        return _usage_error(f"--factors must be in [0, {ground_truth.num_factors}) for "
+                            f"{args.data} ({', '.join(ground_truth.factor_names)})")
+    torch.manual_seed(args.seed)
+    rng = np.random.RandomState(args.seed)
+
+    def make_model():
+        encoder, decoder = build_encoder_decoder(ground_truth.observation_shape, args.latent_dim, args.encoder)
+        return VAE(encoder, decoder, reconstruction="bernoulli")
+
+    test_kw = dict(beta_high=args.beta_high, beta_low=args.beta_low, schedule=args.schedule, lr=args.lr,
+                   batch_size=args.batch_size, mi_every=args.mi_every, mi_samples=args.mi_samples,
+                   threshold=args.threshold)
+    os.makedirs(args.out, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    if args.unsupervised:
+        _, observations = ground_truth.sample(args.num_points, rng)
+        data = torch.as_tensor(observations, dtype=torch.float32, device=device)
+        result = AN.annealing_test(make_model().to(device), data, args.steps, **test_kw)
+        AN.plot_annealing(result, os.path.join(args.out, "annealing.png"), args.threshold)
+        payload = {"settings": settings, "ifp": result.ifp, "run": asdict(result)}
+        print(f"IFP = {result.ifp}")
+    else:
+        runs = AN.factor_annealing_runs(ground_truth, make_model, args.steps, args.repeats, rng,
+                                        args.factors, device, **test_kw)
+        ifps = {name: [r.ifp for r in results] for name, results in runs.items()}
+        for name, results in runs.items():
+            AN.plot_annealing(results[0], os.path.join(args.out, f"annealing_{name}.png"), args.threshold)
+            finite = [v for v in ifps[name] if v is not None]
+            summary = f"median {np.median(finite):.3g}, range [{min(finite):.3g}, {max(finite):.3g}]" if finite else "never froze"
+            print(f"{name}: IFP {summary} ({len(finite)}/{len(results)} froze)")
+        AN.plot_ifp_histograms(ifps, os.path.join(args.out, "ifp_histograms.png"))
+        payload = {"settings": settings, "ifp": ifps,
+                   "runs": {name: [asdict(r) for r in results] for name, results in runs.items()}}
+    with open(os.path.join(args.out, "ifp.json"), "w") as f:
+        json.dump(payload, f)
+    print(f"wrote {args.out}/ifp.json")
+    return 0
