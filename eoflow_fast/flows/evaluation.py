@@ -58,8 +58,10 @@ def _batched(fn, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=None, eval_samples: int = 512,
-                   entropy_samples: int = 256, pca_samples: int = 4096, plots: bool = True, seed: int = 0) -> dict:
-    """Compute the table above, set ``model.latent_order`` from the exact entropy, write
+                   entropy_samples: int = 256, entropy_batch: int = 256, entropy_chunk: int = 64,
+                   pca_samples: int = 4096, plots: bool = True, seed: int = 0) -> dict:
+    """Compute the table above, set ``model.latent_order`` from the exact entropy (one JVP pass
+    handles ``entropy_batch`` points x ``entropy_chunk`` dims), write
     ``RUN_DIR/eval.json`` and ``RUN_DIR/entropy.json`` (and the plots), print the table, return it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
     core_sizes = [C for C in (core_sizes or default_core_sizes(D)) if 1 <= C <= D]
     pca = PCA(x_train)
 
-    ent = model.explained_entropy(x_test[:entropy_samples])
+    ent = model.explained_entropy(x_test[:entropy_samples], batch_size=entropy_batch, chunk=entropy_chunk)
     model.set_order(ent["entropy"])
     sorted_h = ent["entropy"][ent["order"].cpu()]
     noise_var = model.sigma ** 2 + (1.0 / (12 * model.quant_bins ** 2) if model.dequantize else 0.0)

@@ -170,3 +170,15 @@ def test_short_run_resumes_exactly(tmp_path):
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_running_entropy_first_visit(gen):
+    """B = D copies of one point with no noise: every dim is sampled once at the same z, so the
+    running estimate equals h(N(0,1)) + log ||J_k(z)|| for every k after one step."""
+    model = _small_model(gen)
+    x = torch.randn(1, 6, generator=gen, dtype=torch.float64).repeat(6, 1)
+    model.loss_terms(x, 0)
+    z, _ = model.encode(x[:1])
+    J = _decoder_jacobians(model, z.detach())[0]
+    torch.testing.assert_close(model.entropy_running, (GAUSS_ENTROPY + torch.log(torch.linalg.vector_norm(J, dim=0))).float())
+    assert model.entropy_visits.tolist() == [1] * 6
