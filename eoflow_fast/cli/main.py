@@ -1,0 +1,63 @@
+"""``eoflow-fast``: the command-line entry point.
+
+Each subcommand lives in ``eoflow_fast/cli/<cmd>.py`` (for ``cmd`` in :data:`COMMANDS`) and exposes
+``register(subparsers)``, which adds its parser and sets ``func=run`` with ``run(args) -> int | None``
+(the exit status; None means 0). A subcommand whose module is missing or fails to import still
+appears in ``--help``; running it prints why it is unavailable and exits with status 2.
+Argument errors exit with status 2 and a message naming the flag (argparse).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ["train", "eval", "bench", "data", "compress", "denoise", "traverse", "ifp"]
+
+
+def _unavailable(subparsers, name: str, reason: str) -> None:
+    parser = subparsers.add_parser(name, help=f"(unavailable: {reason})", description=f"unavailable: {reason}")
+
+    def run(args):
+        parser.error(f"the '{name}' command is not available in this installation: {reason}")
+
+    parser.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eoflow-fast",
+        description="Entropy-ordered flows, disentangling VAEs and DEFT on one fused-kernel engine.",
+    )
+    from eoflow_fast import __version__
+
+    parser.add_argument("--version", action="version", version=f"eoflow-fast {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module_name = f"eoflow_fast.cli.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            reason = (f"module {module_name} is not present" if exc.name == module_name
+                      else f"importing {module_name} failed: {exc}")
+            _unavailable(subparsers, name, reason)
+            continue
+        except Exception as exc:  # a broken subcommand must not take the others down
+            _unavailable(subparsers, name, f"importing {module_name} failed: {type(exc).__name__}: {exc}")
+            continue
+        if not hasattr(module, "register"):
+            _unavailable(subparsers, name, f"{module_name} has no register(subparsers) function")
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    status = args.func(args)
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""``eoflow-fast train MODEL [engine flags] [family flags]``: train a registered model family.
+
+``MODEL`` is a key of :data:`eoflow_fast.train.registry.FAMILY_MODULES`; only that family's module
+is imported, and ``eoflow-fast train MODEL --help`` lists the engine flags and the family's own.
+The resolved configuration (engine keys of :data:`eoflow_fast.train.engine.DEFAULTS`, the family's
+flags under their argparse ``dest`` names, and ``"model": MODEL``) is written to
+``RUN_DIR/config.json`` and is all ``eoflow-fast eval`` / ``--resume`` need to rebuild the model.
+
+Precedence: engine/family defaults < ``--config FILE`` (YAML or JSON mapping of dest names, e.g.
+``{"steps": 500, "batch_size": 128}``) < flags given on the command line.
+``--resume RUN_DIR`` takes the run's saved config; flags given explicitly may change only the keys
+of :data:`eoflow_fast.train.engine.RESUME_MUTABLE` (e.g. ``--steps`` to train longer).
+Exit status: 0 done, 1 runtime failure (non-finite loss, unusable checkpoint), 2 usage error,
+128 + signal number after SIGTERM/SIGINT (a checkpoint was written first).
+Under ``torchrun --nproc-per-node N -m eoflow_fast.cli.main train ...`` the same command trains
+data-parallel (``--batch-size`` stays the global batch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from eoflow_fast.train import engine, registry
+from eoflow_fast.train.checkpoint import CheckpointError
+
+_META = ("help", "config", "resume", "run_dir")  # flags that are not config keys
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    if text == "auto":
+        return text
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
+    return text
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """The engine flags; defaults from :data:`engine.DEFAULTS` (see its table for meanings)."""
+    d = engine.DEFAULTS
+    g = parser.add_argument_group("engine")
+    g.add_argument("--config", metavar="FILE", help="YAML/JSON file of config keys; flags override it")
+    g.add_argument("--run-dir", metavar="DIR", help="run folder (default: runs/MODEL-YYYYmmdd-HHMMSS)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    g.add_argument("--steps", type=_int_at_least(1), default=d["steps"], help="optimizer steps in total")
+    g.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
+                   help="global batch size (split over DDP processes)")
+    g.add_argument("--lr", type=_nonneg_float, default=d["lr"], help="learning rate")
+    g.add_argument("--optimizer", choices=engine.CHOICES["optimizer"], default=d["optimizer"])
+    g.add_argument("--weight-decay", type=_nonneg_float, default=d["weight_decay"])
+    g.add_argument("--lr-schedule", choices=engine.CHOICES["lr_schedule"], default=d["lr_schedule"])
+    g.add_argument("--warmup-steps", type=_int_at_least(0), default=d["warmup_steps"])
+    g.add_argument("--ckpt-every", type=_int_at_least(0), default=d["ckpt_every"],
+                   help="checkpoint period in steps (0: at the end and on signals only)")
+    g.add_argument("--keep", type=_int_at_least(1), default=d["keep"], help="checkpoints to keep")
+    g.add_argument("--eval-every", type=_int_at_least(0), default=d["eval_every"],
+                   help="evaluation period (0: at the end only)")
+    g.add_argument("--plot-every", type=_int_at_least(0), default=d["plot_every"], help="plot period (0: never)")
+    g.add_argument("--log-every", type=_int_at_least(1), default=d["log_every"],
+                   help="progress / NaN-check / host-sync period")
+    g.add_argument("--seed", type=_int_at_least(0), default=d["seed"])
+    g.add_argument("--device", type=_device, default=d["device"], help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--amp", choices=engine.CHOICES["amp"], default=d["amp"],
+                   help="bf16 autocast (auto: on for CUDA)")
+    g.add_argument("--grad-clip", type=_nonneg_float, default=d["grad_clip"],
+                   help="max global gradient L2 norm (0: off)")
+    g.add_argument("--num-workers", type=_int_at_least(0), default=d["num_workers"], help="DataLoader workers")
+    g.add_argument("--deterministic", action="store_true", default=d["deterministic"],
+                   help="deterministic algorithms (slower on GPU)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=d["progress"],
+                   help="no progress bar")
+
+
+def family_parser(name: str) -> tuple[argparse.ArgumentParser, registry.ModelSpec]:
+    """The full parser of ``eoflow-fast train NAME``: engine flags plus the family's flags."""
+    spec = registry.get(name)
+    parser = argparse.ArgumentParser(prog=f"eoflow-fast train {name}", description=spec.help,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_engine_args(parser)
+    spec.add_args(parser)
+    return parser, spec
+
+
+def _read_config_file(parser: argparse.ArgumentParser, path: str) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        parser.error(f"argument --config: cannot read {path}: {exc.strerror}")
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as exc:
+        parser.error(f"argument --config: {path} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {exc}")
+    if not isinstance(values, dict):
+        parser.error(f"argument --config: {path} must hold a mapping of config keys, got {type(values).__name__}")
+    actions = {a.dest: a for a in parser._actions if a.dest not in _META}
+    for key, value in values.items():
+        if key == "model":
+            continue
+        if key not in actions:
+            parser.error(f"argument --config: {path} has unknown key {key!r}; known: {sorted(actions)}")
+        if actions[key].choices is not None and value not in actions[key].choices:
+            parser.error(f"argument --config: {path}: {key}={value!r}, expected one of {list(actions[key].choices)}")
+    return values
+
+
+def parse_family_args(name: str, argv: list[str]):
+    """``(parser, config values, explicitly given dests, parsed namespace, spec)`` for ``train NAME argv``."""
+    try:
+        parser, spec = family_parser(name)
+    except Exception as exc:  # the family module is missing or broken
+        argparse.ArgumentParser(prog="eoflow-fast train").error(
+            f"model family {name!r} is not available ({registry.FAMILY_MODULES[name]}): {type(exc).__name__}: {exc}")
+    pre, _ = parser.parse_known_args(argv)  # --help and flag errors surface here
+    if pre.config:
+        file_values = _read_config_file(parser, pre.config)
+        if file_values.get("model", name) != name:
+            parser.error(f"argument --config: {pre.config} is for model {file_values['model']!r}, not {name!r}")
+        parser.set_defaults(**{k: v for k, v in file_values.items() if k != "model"})
+    args = parser.parse_args(argv)
+    saved = {a: a.default for a in parser._actions}
+    for a in parser._actions:
+        a.default = argparse.SUPPRESS
+    try:
+        explicit = set(vars(parser.parse_args(argv))) - set(_META)
+    finally:
+        for a, default in saved.items():
+            a.default = default
+    values = {k: v for k, v in vars(args).items() if k not in _META}
+    return parser, values, explicit, args, spec
+
+
+def run(args) -> int:
+    name = args.model
+    parser, values, explicit, meta, spec = parse_family_args(name, args.family_args)
+    if meta.resume:
+        run_dir = Path(meta.resume)
+        try:
+            config = engine.read_config(run_dir)
+        except FileNotFoundError as exc:
+            parser.error(f"argument --resume: {exc}")
+        if config.get("model") != name:
+            parser.error(f"argument --resume: {run_dir} is a {config.get('model')!r} run, not {name!r}")
+        if meta.run_dir and Path(meta.run_dir).resolve() != run_dir.resolve():
+            parser.error("argument --run-dir: with --resume the run folder is RUN_DIR; omit --run-dir")
+        frozen = sorted(k for k in explicit if k not in engine.RESUME_MUTABLE and values[k] != config.get(k))
+        if frozen:
+            parser.error(
+                "argument --resume: " + ", ".join(f"--{k.replace('_', '-')} ({config.get(k)!r} -> {values[k]!r})"
+                                                  for k in frozen)
+                + f" cannot change on resume; only {sorted(engine.RESUME_MUTABLE - {'run_dir'})} can")
+        config.update({k: values[k] for k in explicit if k in engine.RESUME_MUTABLE})
+    else:
+        run_dir = Path(meta.run_dir or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        config = {"model": name, **values}
+
+    engine.seed_everything(config["seed"])
+    model, train_dataset, eval_dataset = spec.build(config)
+    evaluate = plot = None
+    if spec.evaluate is not None:
+        eval_parser = argparse.ArgumentParser()
+        if spec.add_eval_args is not None:
+            spec.add_eval_args(eval_parser)
+        eval_args = eval_parser.parse_args([])
+
+        def evaluate(model, step):
+            return spec.evaluate(run_dir, model, config, eval_args)
+    if spec.plot is not None:
+        def plot(model, step):
+            spec.plot(run_dir, model, config, step)
+
+    try:
+        summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
+                               evaluate=evaluate, plot=plot, resume=bool(meta.resume))
+    except engine.TrainingInterrupted as exc:
+        print(f"eoflow-fast train: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    except (engine.NonFiniteLossError, CheckpointError) as exc:
+        print(f"eoflow-fast train: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"eoflow-fast train: error: {exc}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model family", description="Train a registered model family.",
+        epilog="Run 'eoflow-fast train MODEL --help' for the engine and MODEL flags.")
+    parser.add_argument("model", metavar="MODEL", choices=sorted(registry.FAMILY_MODULES),
+                        help=f"model family: {', '.join(sorted(registry.FAMILY_MODULES))}")
+    parser.add_argument("family_args", nargs=argparse.REMAINDER, metavar="...",
+                        help="engine and family flags (see 'eoflow-fast train MODEL --help')")
+    parser.set_defaults(func=run)

@@ -1,0 +1,110 @@
+"""Run metrics: one JSON object per line in ``RUN_DIR/metrics.jsonl``, plus a tqdm progress bar.
+
+Records (flat dicts, every value a number or string):
+
+* ``{"kind": "train", "step": s, "time": t, <term>: value, ..., "loss": sum, "lr/<group>": lr,
+  "grad_norm": |g|_2 (with clipping), <auxiliary>: value}`` -- one per optimizer step; ``step`` is
+  the number of steps completed after that update (1 for the first), ``loss`` the optimized sum,
+  ``time`` seconds since the run (or resumed run) started.
+* ``{"kind": "eval", "step": s, "time": t, <name>: value, ...}`` -- one per evaluation.
+* ``{"kind": "event", "step": s, "event": "start" | "resume" | "checkpoint" | "interrupt" | "end", ...}``.
+
+On resume, :func:`truncate_after` drops records past the checkpoint's step (and a partial last
+line left by a kill) so the file reads as one uninterrupted run. Only rank 0 writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[dict]:
+    """All complete records of ``RUN_DIR/metrics.jsonl`` (optionally only those of ``kind``)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        if kind is None or rec.get("kind") == kind:
+            records.append(rec)
+    return records
+
+
+def truncate_after(run_dir: str | os.PathLike, step: int) -> None:
+    """Rewrite ``metrics.jsonl`` keeping only complete records with ``step <= step``.
+
+    An ``eval`` record at ``step`` itself is kept only when the checkpoint was written after it,
+    which the engine guarantees (eval runs before the checkpoint of the same step).
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return
+    kept = [json.dumps(r) for r in read_metrics(run_dir) if r.get("step", 0) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan" / "inf": JSON has no literal for them
+    return value
+
+
+class RunLog:
+    """Rank-0 writer of ``metrics.jsonl`` and owner of the progress bar (inert on other ranks)."""
+
+    def __init__(self, run_dir: str | os.PathLike, active: bool, total_steps: int, start_step: int,
+                 progress: bool):
+        self.active = active
+        self._file = None
+        self._bar = None
+        if not active:
+            return
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        self._file = open(Path(run_dir) / METRICS_FILE, "a", buffering=1)
+        if progress:
+            self._bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True,
+                             mininterval=0.5, desc="train")
+
+    def write(self, record: dict) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+
+    def sync(self) -> None:
+        """Flush and fsync, so the records up to a checkpoint survive a crash with it."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def progress(self, step: int, shown: dict) -> None:
+        """Advance the bar to ``step`` and show ``shown`` (name -> float) as its postfix."""
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+
+    def message(self, text: str) -> None:
+        if not self.active:
+            return
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
