@@ -123,6 +123,8 @@ class EOFlow(nn.Module):
 
     # ---------------------------------------------------------------- training
     def loss_terms(self, batch, step: int) -> dict[str, torch.Tensor]:
+        """Engine contract: ``objective`` = L above (optimized), diagnostics ``_nll_per_dim`` =
+        mean NLL_b / D and ``_mtc_per_dim`` = (estimate - sum_b NLL_b) / (B D); updates the running H."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         B, D = x.shape[0], self.dim
         z, log_det = self.encode(self.augment(x))

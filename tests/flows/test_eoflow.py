@@ -41,7 +41,7 @@ def test_stochastic_estimator_is_unbiased(gen, B):
     model = _small_model(gen)
     x = torch.randn(B, 6, generator=gen, dtype=torch.float64)
     exact, z, _ = _exact_manifold_nll(model, x)
-    draws = torch.tensor([float(model.loss_terms(x, 0)["objective"]) * B * 6 for _ in range(400)],
+    draws = torch.tensor([float(model.loss_terms(x, 0)["objective"].detach()) * B * 6 for _ in range(400)],
                          dtype=torch.float64)
     stderr = float(draws.std() / math.sqrt(len(draws)))
     assert stderr > 0  # the estimate is random: the test can fail
