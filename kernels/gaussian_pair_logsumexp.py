@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 _LOG_2PI = math.log(2.0 * math.pi)
-_TILE = 8192  # elements per (BLOCK_N, BLOCK_M, BLOCK_D) tile
+_TILE = 4096  # elements per (BLOCK_N, BLOCK_M, BLOCK_D) tile: 32 fp32 registers a thread at 4 warps
 _BLOCK_N = 16
 
 

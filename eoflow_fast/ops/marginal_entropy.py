@@ -15,6 +15,7 @@ import torch
 
 from ..reference import marginal_entropy as ref
 from ._checks import check_choice, check_float, check_ndim
+from ._dispatch import BACKENDS
 from .gaussian_pair_logsumexp import gaussian_pair_logsumexp
 
 OP = "marginal_entropy"
@@ -26,6 +27,7 @@ def marginal_entropy(z: torch.Tensor, *, method: str = "kde", bandwidth: float |
     check_float(OP, "z", z)
     check_ndim(OP, "z", z, 2)
     check_choice(OP, "method", method, ref.METHODS)
+    check_choice(OP, "backend", backend, BACKENDS)
     if z.shape[0] < 2:
         raise ValueError(f"{OP}: needs at least 2 rows in z, got shape {tuple(z.shape)}")
     if bandwidth is not None:

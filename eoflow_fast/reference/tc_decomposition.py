@@ -46,11 +46,11 @@ ESTIMATORS = ("mws", "mss", "plain")
 def mss_log_weights(batch_size: int, dataset_size: int, *, dtype=torch.float32, device=None) -> torch.Tensor:
     """(B, B) log of the minibatch-stratified-sampling weight matrix W (see module doc); B >= 2."""
     n, m = float(dataset_size), float(batch_size - 1)
-    w = torch.full((batch_size, batch_size), 1.0 / m, dtype=torch.float64, device=device)
+    log_w = torch.full((batch_size, batch_size), -math.log(m), dtype=dtype, device=device)
     rows = torch.arange(batch_size, device=device)
-    w[rows, (rows + 1) % batch_size] = (n - m) / (n * m)
-    w[rows, rows] = 1.0 / n
-    return w.log().to(dtype)
+    log_w[rows, (rows + 1) % batch_size] = math.log((n - m) / (n * m))
+    log_w[rows, rows] = -math.log(n)
+    return log_w
 
 
 def tc_decomposition(

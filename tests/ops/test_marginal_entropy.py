@@ -91,5 +91,7 @@ def test_bad_inputs():
         ops.marginal_entropy(z, bandwidth=0.0)
     with pytest.raises(ValueError, match="z must have 2 dims"):
         ops.marginal_entropy(z[0])
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ops.marginal_entropy(z, method="gaussian", backend="gpu")
     with pytest.raises(TypeError, match="floating-point"):
         ops.marginal_entropy(z.long())
