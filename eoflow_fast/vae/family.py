@@ -5,7 +5,7 @@ Per-model defaults of the shared flags (used when the flag is not given, after a
     --beta   beta 4, betatcvae 6, cascade 10 (beta_max), bfvae 4
     --gamma  factorvae / bfvae 10 (TC weight), annealed 1000 (capacity weight)
 Evaluation: disentanglement metrics through ``eoflow_fast.metrics.evaluate`` on the data's ground
-truth, plus the per-dimension KL of the mean encoder over ``--num-points`` observations and the
+truth (default mig, nmi, informative), or, for data without one, the per-dimension KL and the
 dimensions flagged informative (KL_k > ``--kl-threshold``, vae_deft.md §A.4 [INFERRED]).
 Plots: reconstructions, latent traversals, per-dimension KL over training.
 """
@@ -19,7 +19,6 @@ import torch
 from eoflow_fast.train.registry import ModelSpec, register
 
 from .architectures import build_encoder_decoder
-from .likelihoods import gaussian_kl_per_dim
 from .objectives import MODELS, batch_x, make_objective
 from .presets import TABLE3, table3
 
@@ -108,54 +107,76 @@ def build(config: dict):
 
 
 # ---- evaluation ------------------------------------------------------------------------------
-def representation_fn(model, batch_size: int = 256):
-    """observations ndarray (n, *shape) -> mean codes ndarray (n, d) (the encoder's mu)."""
+def _encode_fn(model, batch_size: int = 256):
+    """observations ndarray (n, *shape) -> (mu, logvar) ndarrays (n, d), in chunks on the model's device."""
     device = next(model.parameters()).device
 
     @torch.no_grad()
-    def fn(observations: np.ndarray) -> np.ndarray:
+    def fn(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = torch.as_tensor(np.asarray(observations), dtype=torch.float32)
-        return torch.cat([model.encode(c.to(device))[0].cpu() for c in x.split(batch_size)]).numpy()
+        parts = [model.encode(c.to(device)) for c in x.split(batch_size)]
+        return tuple(torch.cat([p[i] for p in parts]).float().cpu().numpy() for i in (0, 1))
 
     return fn
 
 
-@torch.no_grad()
-def per_dimension_kl(model, dataset, num_points: int, batch_size: int = 256) -> np.ndarray:
-    """KL_k = mean_n KL(q(z_k|x_n) || N(0, 1)) over the first ``num_points`` items, shape (d,)."""
+def representation_fn(model):
+    """observations ndarray (n, *shape) -> mean codes ndarray (n, d) (the encoder's mu)."""
+    encode = _encode_fn(model)
+    return lambda observations: encode(observations)[0]
+
+
+def decode_fn(model):
+    """codes ndarray (n, d) -> mean of p(x|z) flattened to (n, features)."""
     device = next(model.parameters()).device
-    n = min(num_points, len(dataset))
-    total = None
-    for start in range(0, n, batch_size):
-        x = torch.stack([batch_x(dataset[i]) for i in range(start, min(start + batch_size, n))]).to(device)
-        mu, logvar = model.encode(x)
-        part = gaussian_kl_per_dim(mu, logvar) * x.shape[0]
-        total = part if total is None else total + part
-    return (total / n).cpu().numpy()
+
+    @torch.no_grad()
+    def fn(codes: np.ndarray) -> np.ndarray:
+        z = torch.as_tensor(np.asarray(codes), dtype=torch.float32, device=device)
+        return model.mean_output(z).reshape(z.shape[0], -1).float().cpu().numpy()
+
+    return fn
+
+
+EVAL_METRICS = "mig,nmi,informative"
 
 
 def add_eval_args(parser) -> None:
-    parser.add_argument("--metrics", nargs="*", default=["mig"], help="names for eoflow_fast.metrics.evaluate")
-    parser.add_argument("--num-points", type=int, default=10_000, help="observations for the per-dimension KL")
+    from eoflow_fast import metrics
+
+    metrics.add_eval_args(parser)
+    parser.set_defaults(metrics=EVAL_METRICS)
+    parser.add_argument("--num-points", type=int, default=10_000,
+                        help="data without ground truth: observations for the per-dimension KL")
     parser.add_argument("--kl-threshold", type=float, default=0.1, help="informative if KL_k > this (nats)")
-    parser.add_argument("--eval-seed", type=int, default=0)
 
 
 def evaluate(run_dir, model, config, args) -> dict:
+    """Ground-truth image data (dsprites*, triangle): ``metrics.evaluate`` (default mig, nmi,
+    informative) with the mean codes, the encoder (for "informative") and the decoder (for
+    "fvh_lt"). Other data: {"informative": per-dimension KL over ``--num-points`` observations,
+    the dimensions above ``--kl-threshold`` and, for FA tables, the count-rule false discovery rate
+    against the planted number of factors}."""
     from eoflow_fast import metrics
     from eoflow_fast.data import get_dataset, get_ground_truth
+    from eoflow_fast.data.registry import FA_CONFIGS, GROUND_TRUTH_SPECS
 
     model.eval()
-    threshold = getattr(args, "kl_threshold", 0.1)
-    dataset = get_dataset(config["data"], split="train")
-    kl = per_dimension_kl(model, dataset, getattr(args, "num_points", 10_000))
-    result: dict = {"kl_per_dim": kl.tolist(), "informative_dims": [int(k) for k in np.nonzero(kl > threshold)[0]]}
-    names = list(getattr(args, "metrics", ["mig"]) or [])
-    if names:
-        ground_truth = get_ground_truth(config["data"])
-        rng = np.random.RandomState(getattr(args, "eval_seed", 0))
-        result.update(metrics.evaluate(names, ground_truth, representation_fn(model), rng, out_dir=run_dir))
-    return result
+    spec = config["data"]
+    if spec in GROUND_TRUTH_SPECS:
+        kw = metrics.eval_kwargs(args)
+        return metrics.evaluate(kw.pop("names"), get_ground_truth(spec), representation_fn(model), kw.pop("rng"),
+                                out_dir=run_dir, encoder_fn=_encode_fn(model), decode_fn=decode_fn(model), **kw)
+    dataset = get_dataset(spec, split="train")
+    n = min(args.num_points, len(dataset))
+    observations = torch.stack([batch_x(dataset[i]) for i in range(n)]).numpy()
+    kl = metrics.per_dimension_kl(*_encode_fn(model)(observations))
+    flagged = metrics.informative_dimensions(kl, args.kl_threshold)
+    result = {"kl_per_dim": kl.tolist(), "informative_dims": np.nonzero(flagged)[0].tolist(),
+              "num_informative": int(flagged.sum())}
+    if spec in FA_CONFIGS:
+        result.update(metrics.false_discovery_rate(flagged, num_factors=get_ground_truth(spec).num_factors))
+    return {"informative": result}
 
 
 # ---- plots -----------------------------------------------------------------------------------
