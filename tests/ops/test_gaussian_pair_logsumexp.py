@@ -140,8 +140,8 @@ def test_bad_inputs():
 
 
 @pytest.mark.cuda
-def test_cuda_large_batch_matches_cpp_path(gen):
-    """A batch whose reference tensor would be big: the Triton result against float64 C++/reference."""
+def test_cuda_large_batch_matches_reference(gen):
+    """A larger batch on the GPU (several m blocks per row, D = 64): Triton against the float64 reference."""
     z, mu, logvar, _ = _inputs(gen, 700, 700, 64, False)
     g_joint, g_marginal = torch.randn(700, dtype=torch.float64), torch.randn(700, 64, dtype=torch.float64)
     expected = _run(ref.gaussian_pair_logsumexp, z, mu, logvar, None, True, g_joint, g_marginal)
@@ -150,3 +150,20 @@ def test_cuda_large_batch_matches_cpp_path(gen):
                g_marginal.cuda().float())
     for a, b in zip(got[:2] + tuple(got[2]), expected[:2] + tuple(expected[2])):
         assert _rel_err(a, b) < 1e-4
+
+
+@pytest.mark.slow
+@needs_cpp
+def test_torch_compile_matches_eager(gen):
+    """Under torch.compile the fused op is one custom-op node; values and gradients match eager."""
+    z, mu, logvar, weights = _inputs(gen, 12, 12, 5, True)
+
+    def loss(z, mu, logvar, weights):
+        log_joint, log_marginal = ops.gaussian_pair_logsumexp(z, mu, logvar, weights=weights, backend="cpp")
+        return log_joint.sum() + (log_marginal ** 2).sum()
+
+    leaves = [t.requires_grad_() for t in (z, mu, logvar, weights)]
+    want = torch.autograd.grad(loss(*leaves), leaves)
+    got = torch.autograd.grad(torch.compile(loss, fullgraph=True)(*leaves), leaves)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)

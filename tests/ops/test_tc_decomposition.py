@@ -99,8 +99,7 @@ def test_reference_matches_paper_and_disentanglement_lib_formulas(gen):
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_terms_sum_to_sampled_kl(gen, estimator):
-    """mi + tc + dwkl = mean[log q(z|x) - log p(z)] for every estimator; for large independent
-    posteriors the MSS/MWS total correlation of a factorised code is small against its MI."""
+    """mi + tc + dwkl = mean[log q(z|x) - log p(z)] (the sampled KL) for every estimator."""
     z, mu, logvar = _posterior(gen, 31, 4)
     mi, tc, dwkl = ops.tc_decomposition(z, mu, logvar, 31, estimator=estimator, backend="torch")
     kl = (-0.5 * (logvar + (z - mu) ** 2 * torch.exp(-logvar)) + 0.5 * z ** 2).sum(1).mean()
