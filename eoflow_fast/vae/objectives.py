@@ -66,8 +66,9 @@ class VAE(nn.Module):
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
     def forward(self, x: torch.Tensor):
-        """Returns (decoder output, mu, logvar, z)."""
-        mu, logvar = self.encode(x)
+        """Returns (decoder output, mu, logvar, z); half-precision mu, logvar (bf16 autocast) are
+        raised to float32, so z, the KL and the TC estimates are not computed in bf16."""
+        mu, logvar = (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in self.encode(x))
         z = self.sample(mu, logvar)
         return self.decode(z), mu, logvar, z
 
