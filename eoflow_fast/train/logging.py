@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -99,7 +100,7 @@ class RunLog:
         if self._bar is not None:
             self._bar.write(text)
         else:
-            print(text, flush=True)
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
