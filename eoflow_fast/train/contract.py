@@ -36,10 +36,15 @@ class Trainable(Protocol):
 
 def optimized_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
     """Sum of the terms the engine optimizes (names not starting with ``_``)."""
-    parts = [v for k, v in terms.items() if not k.startswith("_")]
-    if not parts:
+    total = None
+    for k, v in terms.items():
+        if not k.startswith("_"):
+            total = v if total is None else total + v
+    if total is None:
         raise ValueError(f"loss_terms returned no optimizable term (got keys {sorted(terms)})")
-    return torch.stack([p.reshape(()) for p in parts]).sum()
+    if total.dim() != 0:
+        raise ValueError(f"loss_terms must return scalar tensors; the optimized sum has shape {tuple(total.shape)}")
+    return total
 
 
 def param_groups(model: torch.nn.Module, lr: float) -> list[dict]:

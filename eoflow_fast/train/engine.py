@@ -304,6 +304,11 @@ def evaluate_loss(model: torch.nn.Module, dataset, batch_size: int, device: torc
     return {k: v / count for k, v in sums.items()}
 
 
+def _next_boundary(step: int, every: dict, steps: int) -> int:
+    """The first step after ``step`` at which some period in ``every`` is due (or ``steps``)."""
+    return min([steps] + [(step // n + 1) * n for n in every.values() if n > 0])
+
+
 @dataclass
 class _StepRecord:
     step: int
@@ -524,6 +529,7 @@ class _Trainer:
         buffer: list[_StepRecord] = []
         term_names: tuple = ()
         step = start
+        next_boundary = _next_boundary(step, every, steps)
         model.train()
         try:
             with _StopSignals() as signals:
@@ -553,11 +559,12 @@ class _Trainer:
                         buffer.append(_StepRecord(step, time.perf_counter() - self.t0, self.names,
                                                   torch.stack([p.float() for p in parts]),
                                                   [g["lr"] for g in self.optimizer.param_groups], aux))
+                        stop = bool(signals.signum) and not env.distributed
+                        if step < next_boundary and not stop:
+                            continue
+                        next_boundary = _next_boundary(step, every, steps)
                         last = step >= steps
                         due = {k: (n > 0 and step % n == 0) for k, n in every.items()}
-                        stop = bool(signals.signum) and not env.distributed
-                        if not (last or stop or any(due.values())):
-                            continue
                         stop = self._flush(buffer, signals.signum) or stop
                         self._evaluate_and_plot(
                             step, can_eval and (due["eval_every"] or (last and not stop)),
