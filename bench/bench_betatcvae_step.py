@@ -14,6 +14,7 @@ one step and the ratios to ``eager``; JSON to ``bench/results/betatcvae_step_<de
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -62,19 +63,32 @@ def variants(device: str) -> list[str]:
 
 
 def run(device: str, batches=(256, 2048), quick: bool = False) -> dict:
+    """Variants are timed round-robin (one step of each per repetition), so load drift on a shared
+    machine hits them alike; median and min over the repetitions."""
     reps, warmup = (1, 1) if quick else (5 if device == "cpu" else 20, 2)
     rows = []
     for batch in batches:
         x = images(batch, device)
-        for variant in variants(device):
-            row = {"B": batch, "variant": variant}
-            step = training_step(make_model(variant, device), x)
-            try:
-                row.update(time_fn(step, device, warmup=warmup, reps=reps))
-                row.update(peak_mib=peak_memory(step, device) / 2**20, status="ok")
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                row["status"] = "out of memory"
+        steps = {v: training_step(make_model(v, device), x) for v in variants(device)}
+        times: dict[str, list[float]] = {v: [] for v in steps}
+        status = {v: "ok" for v in steps}
+        for rep in range(warmup + reps):
+            for v, step in steps.items():
+                if status[v] != "ok":
+                    continue
+                try:
+                    t = time_fn(step, device, warmup=0, reps=1)["median_ms"]
+                except torch.cuda.OutOfMemoryError:
+                    torch.cuda.empty_cache()
+                    status[v] = "out of memory"
+                    continue
+                if rep >= warmup:
+                    times[v].append(t)
+        for v, step in steps.items():
+            row = {"B": batch, "variant": v, "status": status[v]}
+            if status[v] == "ok":
+                row.update(median_ms=statistics.median(times[v]), min_ms=min(times[v]), reps=reps,
+                           peak_mib=peak_memory(step, device) / 2**20)
             rows.append(row)
     for r in rows:
         eager = next((q for q in rows if q["B"] == r["B"] and q["variant"] == "eager" and "median_ms" in q), None)
