@@ -8,7 +8,8 @@ NaN check and the JSONL writes (checkpoints only at the end, outside the timed w
 
 Time per step: bare loop, wall time of ``steps - warmup`` steps after ``warmup`` steps; engine,
 the difference of the ``time`` fields of ``metrics.jsonl`` records ``warmup`` and ``steps`` over
-their count. The two run alternately ``repeats`` times (a shared machine drifts); reported:
+their count. The two run alternately ``repeats`` times, each going first in half of the pairs (a shared
+machine drifts); reported:
 ``overhead = median(engine) / median(bare) - 1`` (target < 5% at a ~10 ms step) and, less
 sensitive to other jobs' bursts, ``overhead_of_minima = min(engine) / min(bare) - 1``.
 
@@ -103,11 +104,13 @@ def measure(device: torch.device, dim: int, hidden: int, batch_size: int, steps:
     bare, eng = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):
-            torch.manual_seed(r)
-            bare.append(bare_loop(Regressor(dim, hidden).to(device), dataset, batch_size, steps, warmup, device))
-            torch.manual_seed(r)
-            eng.append(engine_loop(Regressor(dim, hidden), dataset, batch_size, steps, warmup, device,
-                                   Path(tmp) / f"run{r}"))
+            runs = [lambda: bare.append(bare_loop(Regressor(dim, hidden).to(device), dataset, batch_size,
+                                                  steps, warmup, device)),
+                    lambda: eng.append(engine_loop(Regressor(dim, hidden), dataset, batch_size, steps, warmup,
+                                                   device, Path(tmp) / f"run{r}"))]
+            for run in runs if r % 2 == 0 else runs[::-1]:  # alternate which goes first
+                torch.manual_seed(r)
+                run()
     bare_ms, engine_ms = statistics.median(bare), statistics.median(eng)
     return {"dim": dim, "hidden": hidden, "batch_size": batch_size, "steps": steps, "warmup": warmup,
             "repeats": repeats, "bare_ms": bare, "engine_ms": eng, "bare_median_ms": bare_ms,
@@ -124,7 +127,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    steps, warmup, repeats = (40, 10, 2) if args.quick else (210, 10, 7)
+    steps, warmup, repeats = (40, 10, 2) if args.quick else (110, 10, 15)
     result = measure(device, 256, args.hidden, 128, steps, warmup, repeats)
     path = write_result("engine_overhead", args.device, {
         "note": "shared machine: other jobs run concurrently; medians of alternating repeats",
