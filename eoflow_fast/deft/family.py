@@ -7,6 +7,8 @@ all G K latents; reconstructions, traversals, per-dimension KL over training).
 """
 from __future__ import annotations
 
+import sys
+
 from eoflow_fast.train.registry import ModelSpec, register
 from eoflow_fast.vae import family as vae_family
 
@@ -17,12 +19,12 @@ from .presets import PRESETS, get_preset
 def add_args(parser) -> None:
     g = parser.add_argument_group("deft")
     g.add_argument("--preset", choices=sorted(PRESETS), default="dsprites", help="DEFT Table 2 setting")
-    g.add_argument("--data", default=None, help="dataset spec (default: the preset's)")
-    g.add_argument("--groups", type=int, default=None, help="G (default: the preset's)")
-    g.add_argument("--latents-per-group", type=int, default=None, help="K (default: the preset's)")
-    g.add_argument("--betas", type=float, nargs="+", default=None, help="beta per stage (default: the preset's)")
+    g.add_argument("--data", default=None, help="dataset spec (None: the preset's)")
+    g.add_argument("--groups", type=int, default=None, help="G (None: the preset's)")
+    g.add_argument("--latents-per-group", type=int, default=None, help="K (None: the preset's)")
+    g.add_argument("--betas", type=float, nargs="+", default=None, help="beta per stage (None: the preset's)")
     g.add_argument("--stage-steps", type=int, default=None,
-                   help="steps per stage (default: epochs per stage * steps per epoch)")
+                   help="steps per stage (None: the preset's epochs per stage * steps per epoch)")
     g.add_argument("--deft-gamma", type=float, default=0.1, help="backward scale of the inactive encoders")
     g.add_argument("--gamma-mode", choices=["lr", "grad"], default="lr",
                    help="lr: per-encoder learning rates (Algorithm 1); grad: gradient scaling (authors' code)")
@@ -66,6 +68,10 @@ def build(config: dict):
     kw = resolve(config, len(dataset))
     del kw["data"]
     kw["channels"] = vae_family.observation_shape(dataset)[0]
+    total = kw["groups"] * kw["stage_steps"]
+    if config.get("steps", total) < total:
+        print(f"deft: warning: --steps {config['steps']} ends in stage {config['steps'] // kw['stage_steps']} of "
+              f"{kw['groups']}; all stages need --steps {total} ({kw['stage_steps']} per stage)", file=sys.stderr)
     return DEFT(**kw), dataset, None
 
 
