@@ -20,7 +20,19 @@ The engine knows a model only through these methods (an ``nn.Module`` that imple
 ``auxiliary_optimizers() -> dict[str, torch.optim.Optimizer]``  (optional; default: {})
 
 ``extra_state() / load_extra_state(state)``  (optional)
-    Picklable model-side state that is not in ``state_dict`` (running statistics, samplers' RNG).
+    Model-side state that is not in ``state_dict`` (running statistics, samplers' RNG). It is
+    read back with ``torch.load(weights_only=True)``, so it must consist of tensors, numbers,
+    strings, ``None`` and lists/tuples/dicts of them (convert numpy arrays to tensors).
+
+``ddp_find_unused_parameters``  (optional attribute; default False)
+    Set True when some parameters take no part in ``loss_terms`` (e.g. a discriminator trained
+    only in ``auxiliary_step``); passed to ``DistributedDataParallel``.
+
+Under DDP the engine runs ``loss_terms`` through ``DistributedDataParallel.forward``, so the main
+gradients are averaged over processes; ``auxiliary_step`` runs outside it and must average its own
+gradients (``eoflow_fast.train.distributed.all_reduce_grads_(params, env)``) to keep ranks equal.
+Per-step values are logged as ``float(term)``; a term named ``"loss"`` is allowed only alone
+(``"loss"`` is the logged name of the optimized sum).
 """
 from __future__ import annotations
 
@@ -35,7 +47,7 @@ class Trainable(Protocol):
 
 
 def optimized_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the terms the engine optimizes (names not starting with ``_``)."""
+    """Sum of the terms the engine optimizes: ``sum_{k not starting with "_"} terms[k]`` (a scalar)."""
     total = None
     for k, v in terms.items():
         if not k.startswith("_"):
@@ -48,6 +60,7 @@ def optimized_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def param_groups(model: torch.nn.Module, lr: float) -> list[dict]:
+    """``model.param_groups(lr)`` if defined, else one group ``"all"`` of the trainable parameters."""
     if hasattr(model, "param_groups"):
         return model.param_groups(lr)
     return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "name": "all"}]

@@ -550,6 +550,7 @@ class _Trainer:
                         if clip > 0:
                             parts.append(torch.nn.utils.clip_grad_norm_(params, clip))
                         self.optimizer.step()
+                        lrs = [g["lr"] for g in self.optimizer.param_groups]  # the ones this update used
                         if self.scheduler is not None:
                             self.scheduler.step()
                         aux = hook_aux(batch, step) if hook_aux is not None else None
@@ -558,7 +559,7 @@ class _Trainer:
                             term_names = self._record_names(terms, clip > 0)
                         buffer.append(_StepRecord(step, time.perf_counter() - self.t0, self.names,
                                                   torch.stack([p.float() for p in parts]),
-                                                  [g["lr"] for g in self.optimizer.param_groups], aux))
+                                                  lrs, aux))
                         stop = bool(signals.signum) and not env.distributed
                         if step < next_boundary and not stop:
                             continue
