@@ -1,0 +1,59 @@
+"""The "vae" family: flags -> objective and hyperparameters (defaults, Table 3 presets, bfVAE
+ablations), build on a table, plots."""
+import pytest
+import torch
+
+from eoflow_fast.train import registry
+from eoflow_fast.vae import family as F
+from eoflow_fast.vae import objectives as O
+
+
+def test_registered():
+    assert registry.get("vae").build is F.build and registry.get("deft").name == "deft"
+
+
+@pytest.mark.parametrize("config,name,expected", [
+    ({"objective": "beta"}, "beta", {"beta": 4.0}),
+    ({"objective": "beta", "preset": "dsprites"}, "beta", {"beta": 16.0}),
+    ({"objective": "beta", "preset": "dsprites", "beta": 2.0}, "beta", {"beta": 2.0}),
+    ({"objective": "betatcvae", "preset": "scream", "tc_estimator": "mss"}, "betatcvae",
+     {"beta": 6.0, "dataset_size": 1000, "estimator": "mss"}),
+    ({"objective": "annealed", "preset": "color"}, "annealed",
+     {"capacity": 10.0, "gamma": 1000.0, "iteration_threshold": 100_000}),
+    ({"objective": "cascade", "cascade_stage_steps": 50}, "cascade", {"beta_max": 10.0, "stage_steps": 50}),
+    ({"objective": "factorvae"}, "factorvae", {"gamma": 10.0, "disc_lr": 1e-4}),
+    ({"objective": "dipvae2", "lambda_od": 5.0}, "dipvae2", {"lambda_od": 5.0, "lambda_d": None}),
+    ({"objective": "bfvae", "ablation": "vanilla"}, "vanilla", {}),
+    ({"objective": "bfvae", "ablation": "factor", "gamma": 3.0}, "factorvae", {"gamma": 3.0, "disc_lr": 1e-4}),
+    ({"objective": "bfvae", "beta": 8.0, "gamma": 2.0}, "bfvae", {"beta": 8.0, "gamma": 2.0, "disc_lr": 1e-4}),
+])
+def test_resolve_hparams(config, name, expected):
+    assert F.resolve_hparams(config, 1000) == (name, expected)
+
+
+def test_resolve_hparams_rejects_misuse():
+    with pytest.raises(ValueError, match="--ablation applies to --model bfvae"):
+        F.resolve_hparams({"objective": "beta", "ablation": "beta"}, 10)
+    with pytest.raises(ValueError, match="no setting"):
+        F.resolve_hparams({"objective": "factorvae", "preset": "dsprites"}, 10)
+
+
+def test_build_on_fa15_and_plot(tmp_path):
+    config = {"objective": "betatcvae", "data": "fa15", "latent_dim": 4, "encoder": "standard", "beta": 6.0}
+    model, dataset, eval_dataset = F.build(config)
+    assert isinstance(model, O.BetaTCVAE) and model.dataset_size == len(dataset) and eval_dataset is None
+    assert model.reconstruction == "gaussian" and model.encoder.input_dim == 15 and model.encoder.latent_dim == 4
+    model.kl_history = [(0, [1.0, 0.1, 0.0, 0.0]), (100, [2.0, 0.2, 0.0, 0.01])]
+    F.plot(str(tmp_path), model, config, 100)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["kl_per_dim_100.png", "traversals_100.png"]
+
+
+def test_representation_and_decode_functions():
+    from eoflow_fast.vae.architectures import build_encoder_decoder
+
+    model = O.VAE(*build_encoder_decoder((5,), 2), reconstruction="gaussian")
+    obs = torch.randn(300, 5).numpy()
+    codes = F.representation_fn(model)(obs)
+    assert codes.shape == (300, 2)
+    torch.testing.assert_close(torch.as_tensor(codes), model.encode(torch.as_tensor(obs))[0].detach())
+    assert F.decode_fn(model)(codes).shape == (300, 5)
