@@ -30,7 +30,7 @@ The engine knows a model only through these methods (an ``nn.Module`` that imple
 
 Under DDP the engine runs ``loss_terms`` through ``DistributedDataParallel.forward``, so the main
 gradients are averaged over processes; ``auxiliary_step`` runs outside it and must average its own
-gradients (``eoflow_fast.train.distributed.all_reduce_grads_(params, env)``) to keep ranks equal.
+gradients (``eoflow_fast.train.distributed.all_reduce_grads_(params)``) to keep ranks equal.
 Per-step values are logged as ``float(term)``; a term named ``"loss"`` is allowed only alone
 (``"loss"`` is the logged name of the optimized sum).
 """

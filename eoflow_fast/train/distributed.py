@@ -97,11 +97,15 @@ def all_reduce_mean_(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return tensor
 
 
-def all_reduce_grads_(parameters, env: DistEnv) -> None:
-    """Average ``.grad`` over ranks, for optimizers the model steps itself (``auxiliary_step``)."""
+def all_reduce_grads_(parameters) -> None:
+    """Average ``.grad`` over the ranks of the default process group (no-op without one), for
+    optimizers a model steps itself in ``auxiliary_step``: ``g <- (1/W) sum_r g_r``."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
     for p in parameters:
         if p.grad is not None:
-            all_reduce_mean_(p.grad, env)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(dist.get_world_size())
 
 
 def gather_objects(obj, env: DistEnv) -> list:
