@@ -50,6 +50,8 @@ def add_args(parser) -> None:
     g.add_argument("--lambda-od", type=float, default=10.0, help="DIP-VAE off-diagonal weight")
     g.add_argument("--lambda-d", type=float, default=None, help="DIP-VAE diagonal weight (default 10 l_od for I, l_od for II)")
     g.add_argument("--disc-lr", type=float, default=1e-4, help="FactorVAE discriminator Adam lr")
+    g.add_argument("--disc-width", type=int, default=1000, help="discriminator hidden width (disentanglement_lib: 1000)")
+    g.add_argument("--disc-depth", type=int, default=6, help="discriminator hidden layers (disentanglement_lib: 6)")
     g.add_argument("--kl-log-every", type=int, default=100)
 
 
@@ -73,6 +75,7 @@ def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
         hp["gamma"] = gamma if gamma is not None else GAMMA_DEFAULT[model]
     if model in ("factorvae", "bfvae"):
         hp["disc_lr"] = config.get("disc_lr", 1e-4)
+        hp["disc_width"], hp["disc_depth"] = config.get("disc_width", 1000), config.get("disc_depth", 6)
     if model == "betatcvae":
         hp["dataset_size"], hp["estimator"] = dataset_size, config.get("tc_estimator", "mws")
     if model == "annealed":

@@ -21,11 +21,13 @@ def test_registered():
     ({"objective": "annealed", "preset": "color"}, "annealed",
      {"capacity": 10.0, "gamma": 1000.0, "iteration_threshold": 100_000}),
     ({"objective": "cascade", "cascade_stage_steps": 50}, "cascade", {"beta_max": 10.0, "stage_steps": 50}),
-    ({"objective": "factorvae"}, "factorvae", {"gamma": 10.0, "disc_lr": 1e-4}),
+    ({"objective": "factorvae"}, "factorvae", {"gamma": 10.0, "disc_lr": 1e-4, "disc_width": 1000, "disc_depth": 6}),
     ({"objective": "dipvae2", "lambda_od": 5.0}, "dipvae2", {"lambda_od": 5.0, "lambda_d": None}),
     ({"objective": "bfvae", "ablation": "vanilla"}, "vanilla", {}),
-    ({"objective": "bfvae", "ablation": "factor", "gamma": 3.0}, "factorvae", {"gamma": 3.0, "disc_lr": 1e-4}),
-    ({"objective": "bfvae", "beta": 8.0, "gamma": 2.0}, "bfvae", {"beta": 8.0, "gamma": 2.0, "disc_lr": 1e-4}),
+    ({"objective": "bfvae", "ablation": "factor", "gamma": 3.0, "disc_width": 64}, "factorvae",
+     {"gamma": 3.0, "disc_lr": 1e-4, "disc_width": 64, "disc_depth": 6}),
+    ({"objective": "bfvae", "beta": 8.0, "gamma": 2.0}, "bfvae",
+     {"beta": 8.0, "gamma": 2.0, "disc_lr": 1e-4, "disc_width": 1000, "disc_depth": 6}),
 ])
 def test_resolve_hparams(config, name, expected):
     assert F.resolve_hparams(config, 1000) == (name, expected)
