@@ -100,8 +100,8 @@ def information_freezing_point(betas: list[float], mi: list[float], threshold: f
 
 def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: float = 200.0,
                    beta_low: float = 1.0, schedule: str = "loglinear", lr: float = 5e-4,
-                   batch_size: int = 64, mi_every: int = 1, mi_samples: int = 8, mi_points: int = 512, threshold: float = 0.1, collapse: float = 0.01,
-                   stop_after_freeze: bool = False, generator: torch.Generator | None = None) -> AnnealingResult:
+                   batch_size: int = 64, mi_every: int = 1, mi_samples: int = 8, mi_points: int = 512,
+                   threshold: float = 0.1, collapse: float = 0.01, stop_after_freeze: bool = False, generator: torch.Generator | None = None) -> AnnealingResult:
     """Run the annealing test on ``data`` (N, ...), a tensor on the model's device.
 
     Each step trains ``model`` (any ``VAE``: its encode/decode/reconstruction; its own
@@ -116,6 +116,7 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
     n = data.shape[0]
     probe = data if n <= mi_points else data[torch.randperm(n, generator=generator)[:mi_points].to(data.device)]
     res = AnnealingResult()
+    kls = []  # device scalars, read back once at the end (no host sync per step)
     collapsed = False
     for step in range(steps):
         beta = beta_schedule(step, steps, beta_high, beta_low, schedule)
@@ -130,13 +131,14 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
         loss.backward()
         opt.step()
         res.betas.append(beta)
-        res.kl.append(float(kl.detach()))
+        kls.append(kl.detach())
         if step % mi_every == 0 or step == steps - 1:
             res.mi_steps.append(step)
             res.mi.append(dataset_mutual_information(model, probe, mi_samples))
             collapsed = collapsed or res.mi[-1] <= collapse
             if stop_after_freeze and collapsed and res.mi[-1] > threshold:
                 break
+    res.kl = torch.stack(kls).tolist()
     ifp, idx = information_freezing_point([res.betas[s] for s in res.mi_steps], res.mi, threshold, collapse)
     res.ifp, res.ifp_step = ifp, (res.mi_steps[idx] if idx is not None else None)
     return res
