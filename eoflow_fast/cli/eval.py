@@ -18,6 +18,7 @@ import torch
 
 from eoflow_fast.train import engine, registry
 from eoflow_fast.train.checkpoint import CheckpointError
+from eoflow_fast.train.logging import jsonable
 
 
 def run(args) -> int:
@@ -51,8 +52,8 @@ def run(args) -> int:
                                           amp=False, step=loaded.step)
     record = {"step": loaded.step, "checkpoint": loaded.checkpoint.name, **result}
     with open(run_dir / "eval.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    print(json.dumps(record, indent=2))
+        f.write(json.dumps(jsonable(record)) + "\n")
+    print(json.dumps(jsonable(record), indent=2))
     return 0
 
 

@@ -28,6 +28,7 @@ import torch
 
 from eoflow_fast.train import engine, registry
 from eoflow_fast.train.checkpoint import CheckpointError
+from eoflow_fast.train.logging import jsonable
 
 _META = ("help", "config", "resume", "run_dir")  # flags that are not config keys
 
@@ -216,7 +217,7 @@ def run(args) -> int:
         print(f"eoflow-fast train: error: {exc}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", 0)) == 0:
-        print(json.dumps(summary, indent=2, default=str))
+        print(json.dumps(jsonable(summary), indent=2))
     return 0
 
 

@@ -502,7 +502,7 @@ class _Trainer:
                     self.log.write({"kind": "eval", "step": step, "time": round(time.perf_counter() - self.t0, 4),
                                     **result})
                     self.log.message(f"eval @ {step}: " + ", ".join(
-                        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+                        f"{k}={float(v):.4g}" for k, v in result.items() if isinstance(v, (int, float))))
                 if do_plot:
                     self.plot(model, step)
             model.train()

@@ -56,10 +56,20 @@ def truncate_after(run_dir: str | os.PathLike, step: int) -> None:
     os.replace(tmp, path)
 
 
-def _jsonable(value):
+def jsonable(value):
+    """JSON form of a metric value: numbers stay numbers (non-finite ones become "nan"/"inf",
+    which JSON has no literal for), numpy/torch scalars become numbers, arrays nested lists."""
+    if hasattr(value, "tolist"):  # numpy and torch scalars and arrays
+        value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "nan" / "inf": JSON has no literal for them
-    return value
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
 class RunLog:
@@ -80,7 +90,7 @@ class RunLog:
 
     def write(self, record: dict) -> None:
         if self._file is not None:
-            self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+            self._file.write(json.dumps({k: jsonable(v) for k, v in record.items()}) + "\n")
 
     def sync(self) -> None:
         """Flush and fsync, so the records up to a checkpoint survive a crash with it."""
