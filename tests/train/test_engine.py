@@ -167,7 +167,8 @@ def test_eval_and_plot_do_not_change_the_training_stream(tmp_path):
     def evaluate(model, step):
         torch.rand(100)  # consumes randomness, which must not leak into training
         calls.append(("eval", step))
-        return {"probe": float(step)}
+        return {"probe": float(step), "per_factor": np.array([step, 0.5], dtype=np.float32),
+                "nan_score": np.float64("nan")}
 
     def plot(model, step):
         torch.rand(100)
@@ -182,6 +183,7 @@ def test_eval_and_plot_do_not_change_the_training_stream(tmp_path):
     assert calls == [("eval", 4), ("plot", 6), ("eval", 8), ("eval", 12), ("plot", 12)]
     evals = read_metrics(tmp_path / "a", "eval")
     assert [e["step"] for e in evals] == [4, 8, 12] and evals[-1]["probe"] == 12.0
+    assert evals[-1]["per_factor"] == [12.0, 0.5] and evals[-1]["nan_score"] == "nan"  # numpy -> JSON
     # eval/loss is the batch-weighted mean of the optimized terms over the eval set
     with torch.no_grad():
         model_terms = engine.evaluate_loss(engine.load_run(tmp_path / "a")[0], eval_data, 1000,
