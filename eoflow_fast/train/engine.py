@@ -206,7 +206,6 @@ def _isolated_rng(device: torch.device):
 
 def _configure_determinism(deterministic: bool, device: torch.device) -> None:
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -345,6 +344,8 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
         raise TypeError(f"train: model {type(model).__name__} has no loss_terms(batch, step) method")
     cfg = resolve_config(config)
     run_dir = Path(run_dir)
+    if cfg["deterministic"]:  # cuBLAS reads it when the CUDA context starts (in setup at the latest)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     env = distributed.setup(cfg["device"])
     try:
         return _Trainer(model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot).run(resume)
