@@ -482,7 +482,7 @@ class _Trainer:
             self.last_terms = record
         buffer.clear()
         shown = {k: v for k, v in self.last_terms.items() if k not in ("kind", "step", "time")
-                 and not k.startswith("lr/")}
+                 and not k.startswith("lr/") and isinstance(v, (int, float))}
         self.log.progress(self.last_terms.get("step", 0), shown)
         return host[-1] > 0
 
