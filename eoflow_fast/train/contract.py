@@ -54,9 +54,9 @@ def optimized_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
             total = v if total is None else total + v
     if total is None:
         raise ValueError(f"loss_terms returned no optimizable term (got keys {sorted(terms)})")
-    if total.dim() != 0:
+    if total.numel() != 1:
         raise ValueError(f"loss_terms must return scalar tensors; the optimized sum has shape {tuple(total.shape)}")
-    return total
+    return total.reshape(())
 
 
 def param_groups(model: torch.nn.Module, lr: float) -> list[dict]:
