@@ -8,55 +8,78 @@ with n_ab the joint counts of (x[:, i] = a, y[:, j] = b) and n_a, n_b the margin
 ``sklearn.metrics.mutual_info_score(y[:, j], x[:, i])`` (disentanglement_lib's
 ``discrete_mutual_info``) without d*F separate calls: all d*F*Kx*Ky joint counts come from one
 ``torch.bincount`` over the combined index ((i F + j) Kx + x[n, i]) Ky + y[n, j] (chunked over the
-columns of x when N*d*F is large), so the whole matrix is computed on the labels' device (GPU when
+columns of x when N*d*F is large); the labels are held latent-major (d, N) so each step is one
+broadcast op, so the whole matrix is computed on the labels' device (GPU when
 given CUDA tensors). Counts are exact integers; the sums are taken in float64.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from .discretize import NUM_BINS, histogram_discretize
+from .discretize import NUM_BINS, bin_labels_by_column
 
-# Largest number of (n, i, j) index entries materialised at once (int64: 8 bytes each).
+# Largest number of (i, j, n) index entries materialised at once (int64: 8 bytes each).
 _MAX_INDEX_ENTRIES = 1 << 25
 
 
-def _as_long(name: str, labels, device=None) -> torch.Tensor:
+def _labels_by_column(name: str, labels, device=None) -> tuple[torch.Tensor, int]:
+    """Integer labels (N, k) (numpy or tensor) as a (k, N) int64 view with values in 0..K-1, and K.
+
+    Columns are relabelled to 0..K_c-1 (``torch.unique``) only when some value is negative or large
+    (>= max(2N, 64)); otherwise the values are used as they are (empty labels change neither mutual
+    information nor entropy).
+    """
     t = labels if isinstance(labels, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(labels))
     if t.dim() == 1:
         t = t[:, None]
     if t.dim() != 2:
         raise ValueError(f"discrete_mi: {name} must have shape (N, k), got shape {tuple(t.shape)}")
-    if t.is_floating_point():
-        if not torch.equal(t, t.round()):
-            raise TypeError(f"discrete_mi: {name} must hold integer labels, got non-integer floats")
-    t = t.to(torch.long)
-    return t if device is None else t.to(device)
+    if t.is_floating_point() and not torch.equal(t, t.round()):
+        raise TypeError(f"discrete_mi: {name} must hold integer labels, got non-integer floats")
+    t = t.to(device=device if device is not None else t.device, dtype=torch.long).t()
+    low, high = (int(v) for v in torch.aminmax(t))
+    if low >= 0 and high < max(2 * t.shape[1], 64):
+        return t, high + 1
+    t = torch.stack([torch.unique(row, return_inverse=True)[1] for row in t])
+    return t, int(t.max()) + 1
 
 
-def compact_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Relabel each column of an integer tensor (N, k) to 0..K_c-1 (sorted order of its values).
+def _mi_from_counts(joint: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """MI (nats, clamped at 0) and H(y) from joint counts (..., Kx, Ky) summing to n:
 
-    Returns the relabelled (N, k) int64 tensor and K = max_c K_c. Columns whose values already lie
-    in 0..K-1 are left as they are (empty labels do not change mutual information or entropy).
+    MI = log n + (1/n) [ sum_ab n_ab log n_ab - sum_a n_a log n_a - sum_b n_b log n_b ],
+    H(y) = log n - (1/n) sum_b n_b log n_b.
     """
-    if labels.numel() and int(labels.min()) >= 0 and int(labels.max()) < max(2 * labels.shape[0], 64):
-        return labels, int(labels.max()) + 1
-    cols = [torch.unique(labels[:, c], return_inverse=True)[1] for c in range(labels.shape[1])]
-    out = torch.stack(cols, dim=1)
-    return out, int(out.max()) + 1
-
-
-def _mi_from_counts(joint: torch.Tensor, n: int) -> torch.Tensor:
-    """MI (nats) from joint counts (..., Kx, Ky) summing to n: sum n_ab/n log(n n_ab / (n_a n_b))."""
     joint = joint.to(torch.float64)
-    n_a = joint.sum(-1, keepdim=True)
-    n_b = joint.sum(-2, keepdim=True)
-    safe = joint > 0
-    ratio = torch.where(safe, joint * n / (n_a * n_b).clamp_min(1.0), torch.ones_like(joint))
-    mi = (joint * torch.log(ratio)).sum((-2, -1)) / n
-    return mi.clamp_min(0.0)
+    n_a, n_b = joint.sum(-1), joint.sum(-2)
+    y_term = torch.special.xlogy(n_b, n_b).sum(-1)
+    total = torch.special.xlogy(joint, joint).sum((-2, -1)) - torch.special.xlogy(n_a, n_a).sum(-1) - y_term
+    return (total / n + math.log(n)).clamp_min(0.0), math.log(n) - y_term / n
+
+
+def mi_of_label_rows(x: torch.Tensor, kx: int, y: torch.Tensor, ky: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """MI (d, F) of label rows x (d, N) in 0..kx-1 and y (F, N) in 0..ky-1, one bincount per chunk of
+    rows; also the entropies H(y_j) (F,), read off the same joint counts."""
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"discrete_mi_matrix: x_labels has {x.shape[1]} rows, y_labels has {y.shape[1]}")
+    d, n = x.shape
+    f = y.shape[0]
+    cells = kx * ky
+    y_part = y + (torch.arange(f, device=y.device) * cells)[:, None]  # (F, N)
+    chunk = max(1, min(d, _MAX_INDEX_ENTRIES // max(1, n * f)))
+    out, entropy = [], None
+    for start in range(0, d, chunk):
+        xs = x[start:start + chunk]
+        c = xs.shape[0]
+        x_part = xs * ky + (torch.arange(c, device=x.device) * (f * cells))[:, None]  # (c, N)
+        counts = torch.bincount((x_part[:, None, :] + y_part[None, :, :]).reshape(-1), minlength=c * f * cells)
+        mi, entropy_rows = _mi_from_counts(counts.view(c, f, kx, ky), n)
+        out.append(mi)
+        entropy = entropy_rows[0] if entropy is None else entropy
+    return torch.cat(out, dim=0), entropy
 
 
 def discrete_mi_matrix(x_labels, y_labels, device=None) -> torch.Tensor:
@@ -65,26 +88,9 @@ def discrete_mi_matrix(x_labels, y_labels, device=None) -> torch.Tensor:
     Labels are integers (numpy arrays or tensors; any values, relabelled per column when needed).
     Runs on ``device`` if given, else on the device of ``x_labels`` (CPU for numpy input).
     """
-    x = _as_long("x_labels", x_labels, device)
-    y = _as_long("y_labels", y_labels, x.device)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"discrete_mi_matrix: x_labels has {x.shape[0]} rows, y_labels has {y.shape[0]}")
-    n, d = x.shape
-    f = y.shape[1]
-    x, kx = compact_labels(x)
-    y, ky = compact_labels(y)
-    cells = kx * ky
-    chunk = max(1, min(d, _MAX_INDEX_ENTRIES // max(1, n * f)))
-    y_part = y[:, None, :] + (torch.arange(f, device=y.device) * cells)[None, None, :]  # (N, 1, F)
-    out = []
-    for start in range(0, d, chunk):
-        xs = x[:, start:start + chunk]
-        c = xs.shape[1]
-        base = (torch.arange(c, device=x.device) * (f * cells))[None, :, None]  # (1, c, 1)
-        index = base + (xs * ky)[:, :, None] + y_part  # (N, c, F)
-        counts = torch.bincount(index.reshape(-1), minlength=c * f * cells)
-        out.append(_mi_from_counts(counts.view(c, f, kx, ky), n))
-    return torch.cat(out, dim=0)
+    x, kx = _labels_by_column("x_labels", x_labels, device)
+    y, ky = _labels_by_column("y_labels", y_labels, x.device)
+    return mi_of_label_rows(x, kx, y, ky)[0]
 
 
 def discrete_entropy(labels, device=None) -> torch.Tensor:
@@ -92,12 +98,11 @@ def discrete_entropy(labels, device=None) -> torch.Tensor:
 
     Equals ``sklearn.metrics.mutual_info_score(y_j, y_j)`` (disentanglement_lib's ``discrete_entropy``).
     """
-    y = _as_long("labels", labels, device)
-    y, k = compact_labels(y)
-    n, f = y.shape
-    counts = torch.bincount((y + torch.arange(f, device=y.device)[None, :] * k).reshape(-1), minlength=f * k)
-    p = counts.view(f, k).to(torch.float64) / n
-    return -(torch.where(p > 0, p * torch.log(p), torch.zeros_like(p))).sum(-1)
+    y, k = _labels_by_column("labels", labels, device)
+    f, n = y.shape
+    counts = torch.bincount((y + (torch.arange(f, device=y.device) * k)[:, None]).reshape(-1), minlength=f * k)
+    counts = counts.view(f, k).to(torch.float64)
+    return math.log(n) - torch.special.xlogy(counts, counts).sum(-1) / n
 
 
 def mutual_info_matrix(codes, factors, num_bins: int = NUM_BINS, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -105,13 +110,14 @@ def mutual_info_matrix(codes, factors, num_bins: int = NUM_BINS, device=None) ->
 
     codes (N, d) float, factors (N, F) integer (numpy or tensors). Returns
     ``(mi (d, F), factor_entropy (F,))`` as float64 numpy arrays, in nats: codes are discretised
-    with ``num_bins`` equal-width bins per column (``discretize.histogram_discretize``), then
-    ``mi = discrete_mi_matrix(labels, factors)`` and ``factor_entropy = discrete_entropy(factors)``.
+    with ``num_bins`` equal-width bins per column (as ``discretize.histogram_discretize``), then
+    ``mi = discrete_mi_matrix(labels, factors)``; ``factor_entropy`` (= ``discrete_entropy(factors)``)
+    comes from the same joint counts.
     """
     x = codes if isinstance(codes, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(codes))
     if device is not None:
         x = x.to(device)
-    labels = histogram_discretize(x, num_bins)
-    mi = discrete_mi_matrix(labels, factors, device=labels.device)
-    entropy = discrete_entropy(factors, device=labels.device)
+    labels = bin_labels_by_column(x, num_bins)  # (d, N), values 1..num_bins
+    y, ky = _labels_by_column("factors", factors, labels.device)
+    mi, entropy = mi_of_label_rows(labels, num_bins + 1, y, ky)
     return mi.cpu().numpy(), entropy.cpu().numpy()

@@ -27,11 +27,11 @@ def histogram_edges(column_min: np.ndarray, column_max: np.ndarray, num_bins: in
                      for lo, hi in zip(column_min, column_max)])
 
 
-def histogram_discretize(codes, num_bins: int = NUM_BINS) -> torch.Tensor:
-    """Equal-width histogram labels of each column of ``codes``.
+def bin_labels_by_column(codes, num_bins: int = NUM_BINS) -> torch.Tensor:
+    """Histogram labels in 1..num_bins, latent-major: int64 (d, N) on the codes' device.
 
-    codes: (N, d) float numpy array or tensor (any device). Returns int64 tensor (N, d) on the
-    codes' device with values in 0..num_bins-1 (see the module docstring for the exact edges).
+    This is disentanglement_lib's labelling exactly (``np.digitize`` of each row); the layout and
+    the 1-based labels are what ``discrete_mi`` consumes without further copies.
     """
     if num_bins < 1:
         raise ValueError(f"histogram_discretize: num_bins must be >= 1, got {num_bins}")
@@ -40,10 +40,17 @@ def histogram_discretize(codes, num_bins: int = NUM_BINS) -> torch.Tensor:
         raise ValueError(f"histogram_discretize: codes must have shape (N, d), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.to(torch.float64)
-    if not torch.isfinite(x).all():
+    column_min, column_max = (t.cpu().numpy() for t in torch.aminmax(x, dim=0))
+    if not (np.all(np.isfinite(column_min)) and np.all(np.isfinite(column_max))):
         raise ValueError("histogram_discretize: codes contain NaN or infinite values")
-    column_min = x.amin(dim=0).cpu().numpy()
-    column_max = x.amax(dim=0).cpu().numpy()
     edges = torch.from_numpy(histogram_edges(column_min, column_max, num_bins)).to(device=x.device, dtype=x.dtype)
-    labels = torch.searchsorted(edges.contiguous(), x.t().contiguous(), right=True) - 1
-    return labels.t()
+    return torch.searchsorted(edges, x.t().contiguous(), right=True)
+
+
+def histogram_discretize(codes, num_bins: int = NUM_BINS) -> torch.Tensor:
+    """Equal-width histogram labels of each column of ``codes``.
+
+    codes: (N, d) float numpy array or tensor (any device). Returns int64 tensor (N, d) on the
+    codes' device with values in 0..num_bins-1 (see the module docstring for the exact edges).
+    """
+    return (bin_labels_by_column(codes, num_bins) - 1).t()

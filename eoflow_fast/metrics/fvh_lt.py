@@ -7,7 +7,8 @@ For anchors z^(a) (A, d) (encoder means of data points), a grid t_1..t_T (defaul
     x^(a, i) = g(z^(a) with z_k := t_i)
     V_kj = mean_a Var_i [ x_j^(a, i) ]              (variance along the traversal, ddof 0; (d, p))
     share_kj = V_kj / sum_k V_kj                     (per-feature normalisation; 0 for a feature no dim moves)
-    specificity_k = 1 - H(V_k. / sum_j V_kj) / log p (1: the dim moves one feature; 0 for a zero row)
+    specificity_k = 1 - H(V_k. / sum_j V_kj) / log p (1: the dim moves one feature; 0 for a zero row,
+                     i.e. a row total below 1e-12 of the largest, round-off of a constant decode)
 
 V is the heat map; informative, disentangled dims have a few large entries in their row.
 """
@@ -20,15 +21,17 @@ from ._common import represent
 NUM_STEPS = 11
 SPAN = 3.0
 NUM_ANCHORS = 64
+RELATIVE_ZERO = 1e-12  # a row whose total variance is below this fraction of the largest counts as zero
 
 
 def _row_specificity(v: np.ndarray) -> np.ndarray:
     totals = v.sum(axis=1, keepdims=True)
-    p = np.where(totals > 0, v / np.where(totals > 0, totals, 1.0), 0.0)
+    moves = totals > RELATIVE_ZERO * max(float(totals.max()), 0.0)
+    p = np.where(moves, v / np.where(moves, totals, 1.0), 0.0)
     entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=1)
     if v.shape[1] < 2:
-        return (totals[:, 0] > 0).astype(np.float64)
-    return np.where(totals[:, 0] > 0, 1.0 - entropy / np.log(v.shape[1]), 0.0)
+        return moves[:, 0].astype(np.float64)
+    return np.where(moves[:, 0], 1.0 - entropy / np.log(v.shape[1]), 0.0)
 
 
 def fvh_lt(decode_fn, anchors, grid=None, num_steps: int = NUM_STEPS, span: float = SPAN) -> dict:

@@ -10,7 +10,7 @@ With Sigma = np.cov of the codes (d, d), ddof 1:
 tr sqrt(D Sigma), D = diag(Sigma), is computed as sum_k sqrt(lambda_k) with lambda_k the eigenvalues
 of the symmetric D^1/2 Sigma D^1/2 (similar to D Sigma), instead of ``scipy.linalg.sqrtm(D Sigma)``:
 the same number, without complex round-off. The code x code MI matrix is one batched pass
-(``discrete_mi.discrete_mi_matrix``). Defaults (gin ``unsupervised_metrics``): num_train = 10,000, 20 bins.
+(``discrete_mi.mi_of_label_rows``). Defaults (gin ``unsupervised_metrics``): num_train = 10,000, 20 bins.
 
 ``log_det_gap`` is the one routine behind the Gaussian total correlation and the flow metrics
 MTC and MPMI (``flow.py``): for a symmetric positive definite A, 1/2 (sum_i log A_ii - logdet A) >= 0.
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ._common import check_code_shape, sample_codes_factors
-from .discrete_mi import discrete_mi_matrix
-from .discretize import NUM_BINS, histogram_discretize
+from .discrete_mi import mi_of_label_rows
+from .discretize import NUM_BINS, bin_labels_by_column
 
 NUM_TRAIN = 10_000
 BATCH_SIZE = 16
@@ -53,8 +53,8 @@ def unsupervised(codes, num_bins: int = NUM_BINS, device=None) -> dict:
     if device is not None:
         x = x.to(device)
     cov = np.cov(x.detach().cpu().numpy().astype(np.float64), rowvar=False)
-    labels = histogram_discretize(x, num_bins)
-    mi = discrete_mi_matrix(labels, labels).cpu().numpy()
+    labels = bin_labels_by_column(x, num_bins)  # (d, N), values 1..num_bins
+    mi = mi_of_label_rows(labels, num_bins + 1, labels, num_bins + 1)[0].cpu().numpy()
     np.fill_diagonal(mi, 0.0)
     wasserstein = gaussian_wasserstein_correlation(cov)
     return {"gaussian_total_correlation": float(log_det_gap(cov)),
