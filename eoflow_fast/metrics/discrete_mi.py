@@ -14,6 +14,7 @@ given CUDA tensors). Counts are exact integers; the sums are taken in float64.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -23,6 +24,26 @@ from .discretize import NUM_BINS, bin_labels_by_column
 
 # Largest number of (i, j, n) index entries materialised at once (int64: 8 bytes each).
 _MAX_INDEX_ENTRIES = 1 << 25
+
+
+@contextlib.contextmanager
+def single_thread_on_cpu(device):
+    """Run torch CPU ops on one thread inside the block (restored after); no-op for other devices.
+
+    The MI pass is ~20 memory-bound ops on a few MB: with torch's intra-op threads each op waits
+    for every thread to be scheduled, which measured 10x slower than one thread on a busy 2-core
+    machine (bench/bench_metrics.py). ``torch.set_num_threads`` is process-wide, so other threads
+    of the process also see one thread while the block runs.
+    """
+    if torch.device(device).type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _labels_by_column(name: str, labels, device=None) -> tuple[torch.Tensor, int]:
@@ -88,9 +109,10 @@ def discrete_mi_matrix(x_labels, y_labels, device=None) -> torch.Tensor:
     Labels are integers (numpy arrays or tensors; any values, relabelled per column when needed).
     Runs on ``device`` if given, else on the device of ``x_labels`` (CPU for numpy input).
     """
-    x, kx = _labels_by_column("x_labels", x_labels, device)
-    y, ky = _labels_by_column("y_labels", y_labels, x.device)
-    return mi_of_label_rows(x, kx, y, ky)[0]
+    with single_thread_on_cpu(device if device is not None else getattr(x_labels, "device", "cpu")):
+        x, kx = _labels_by_column("x_labels", x_labels, device)
+        y, ky = _labels_by_column("y_labels", y_labels, x.device)
+        return mi_of_label_rows(x, kx, y, ky)[0]
 
 
 def discrete_entropy(labels, device=None) -> torch.Tensor:
@@ -98,11 +120,12 @@ def discrete_entropy(labels, device=None) -> torch.Tensor:
 
     Equals ``sklearn.metrics.mutual_info_score(y_j, y_j)`` (disentanglement_lib's ``discrete_entropy``).
     """
-    y, k = _labels_by_column("labels", labels, device)
-    f, n = y.shape
-    counts = torch.bincount((y + (torch.arange(f, device=y.device) * k)[:, None]).reshape(-1), minlength=f * k)
-    counts = counts.view(f, k).to(torch.float64)
-    return math.log(n) - torch.special.xlogy(counts, counts).sum(-1) / n
+    with single_thread_on_cpu(device if device is not None else getattr(labels, "device", "cpu")):
+        y, k = _labels_by_column("labels", labels, device)
+        f, n = y.shape
+        counts = torch.bincount((y + (torch.arange(f, device=y.device) * k)[:, None]).reshape(-1), minlength=f * k)
+        counts = counts.view(f, k).to(torch.float64)
+        return math.log(n) - torch.special.xlogy(counts, counts).sum(-1) / n
 
 
 def mutual_info_matrix(codes, factors, num_bins: int = NUM_BINS, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +140,8 @@ def mutual_info_matrix(codes, factors, num_bins: int = NUM_BINS, device=None) ->
     x = codes if isinstance(codes, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(codes))
     if device is not None:
         x = x.to(device)
-    labels = bin_labels_by_column(x, num_bins)  # (d, N), values 1..num_bins
-    y, ky = _labels_by_column("factors", factors, labels.device)
-    mi, entropy = mi_of_label_rows(labels, num_bins + 1, y, ky)
+    with single_thread_on_cpu(x.device):
+        labels = bin_labels_by_column(x, num_bins)  # (d, N), values 1..num_bins
+        y, ky = _labels_by_column("factors", factors, labels.device)
+        mi, entropy = mi_of_label_rows(labels, num_bins + 1, y, ky)
     return mi.cpu().numpy(), entropy.cpu().numpy()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ._common import check_code_shape, sample_codes_factors
-from .discrete_mi import mi_of_label_rows
+from .discrete_mi import mi_of_label_rows, single_thread_on_cpu
 from .discretize import NUM_BINS, bin_labels_by_column
 
 NUM_TRAIN = 10_000
@@ -53,8 +53,9 @@ def unsupervised(codes, num_bins: int = NUM_BINS, device=None) -> dict:
     if device is not None:
         x = x.to(device)
     cov = np.cov(x.detach().cpu().numpy().astype(np.float64), rowvar=False)
-    labels = bin_labels_by_column(x, num_bins)  # (d, N), values 1..num_bins
-    mi = mi_of_label_rows(labels, num_bins + 1, labels, num_bins + 1)[0].cpu().numpy()
+    with single_thread_on_cpu(x.device):
+        labels = bin_labels_by_column(x, num_bins)  # (d, N), values 1..num_bins
+        mi = mi_of_label_rows(labels, num_bins + 1, labels, num_bins + 1)[0].cpu().numpy()
     np.fill_diagonal(mi, 0.0)
     wasserstein = gaussian_wasserstein_correlation(cov)
     return {"gaussian_total_correlation": float(log_det_gap(cov)),

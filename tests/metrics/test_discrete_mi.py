@@ -57,3 +57,10 @@ def test_discrete_mi_on_cuda_matches_cpu(rs):
     cpu = mutual_info_matrix(codes, factors)[0]
     gpu = mutual_info_matrix(torch.from_numpy(codes).cuda(), torch.from_numpy(factors).cuda())[0]
     np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-12)
+
+
+def test_single_thread_block_restores_thread_count():
+    before = torch.get_num_threads()
+    with discrete_mi.single_thread_on_cpu("cpu"):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
