@@ -31,6 +31,23 @@ of them); a keyword no metric takes is an error. Label-free metrics take model c
 ignored by metrics that do not use them. "separation" is computed from "dbsr_ls" (and "fvh_lt"
 when ``decode_fn`` is given, "informative" when ``encoder_fn`` is given), which are added to the run.
 With ``out_dir`` the table is printed and JSON + heat maps are written (``report.write_report``).
+
+A model family's ``evaluate`` hook (``eoflow-fast eval RUN_DIR --metrics mig,dci``) is::
+
+    from eoflow_fast import metrics
+    from eoflow_fast.data import get_ground_truth
+
+    def add_eval_args(parser):
+        metrics.add_eval_args(parser)          # --metrics, --metric-seed, --num-train, --num-test
+
+    def evaluate(run_dir, model, config, args):
+        gtd = get_ground_truth(config["dataset"])
+        def representation_fn(obs):            # encoder mean, float32 (n, d)
+            with torch.no_grad():
+                return model.encode(torch.from_numpy(obs).to(device))[0].cpu().numpy()
+        return metrics.evaluate(**metrics.eval_kwargs(args), ground_truth_data=gtd,
+                                representation_fn=representation_fn, out_dir=Path(run_dir) / "eval",
+                                encoder_fn=..., decode_fn=..., jacobian_fn=...)  # optional callables
 """
 from __future__ import annotations
 
