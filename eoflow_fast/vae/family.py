@@ -211,7 +211,8 @@ def plot(run_dir, model, config, step) -> None:
     model.eval()
     device = next(model.parameters()).device
     dataset = get_dataset(config["data"], split="train")
-    x = torch.stack([batch_x(dataset[i]) for i in range(min(8, len(dataset)))]).to(device)
+    picks = np.unique(np.linspace(0, len(dataset) - 1, 8).astype(np.int64))  # spread over the data set
+    x = torch.stack([batch_x(dataset[int(i)]) for i in picks]).to(device)
     mu, _ = model.encode(x)
     recon = model.mean_output(mu)
     values = torch.linspace(-2.5, 2.5, 9, device=device)
