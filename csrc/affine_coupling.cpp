@@ -16,6 +16,8 @@
 #include <torch/library.h>
 #include <torch/torch.h>
 
+#include <type_traits>
+
 namespace {
 
 using at::vec::Vectorized;
@@ -26,23 +28,37 @@ struct Clamped {
   Vectorized<T> s, d1, d2;
 };
 
-template <typename T>
-inline Clamped<T> soft_clamp(const Vectorized<T>& a, T clamp, int64_t fn) {
+// FN is a template parameter so that every kernel loop below is compiled once per clamp function
+// and direction, with no branches inside the vector loop.
+template <int64_t FN, typename T>
+inline Clamped<T> soft_clamp(const Vectorized<T>& a, T clamp) {
   using V = Vectorized<T>;
-  if (fn == kAtan) {
+  if constexpr (FN == kAtan) {
     const V k(static_cast<T>(0.6366197723675814)), one(1), c(clamp);
     V u = a / c;
     V q = one / (one + u * u);
     V d1 = k * q;
     return {c * k * u.atan(), d1, V(-2) * u * d1 * q / c};
-  }
-  if (fn == kTanh) {
+  } else if constexpr (FN == kTanh) {
     const V one(1), c(clamp);
     V th = (a / c).tanh();
     V d1 = one - th * th;
     return {c * th, d1, V(-2) * th * d1 / c};
+  } else {
+    return {a, V(1), V(0)};
   }
-  return {a, V(1), V(0)};
+}
+
+// Calls f(integral_constant<FN>, bool_constant<REVERSE>) for the runtime (fn, reverse).
+template <typename F>
+inline void with_config(int64_t fn, bool reverse, F&& f) {
+  auto dir = [&](auto fn_c) {
+    if (reverse) f(fn_c, std::true_type{});
+    else f(fn_c, std::false_type{});
+  };
+  if (fn == kAtan) dir(std::integral_constant<int64_t, kAtan>{});
+  else if (fn == kTanh) dir(std::integral_constant<int64_t, kTanh>{});
+  else dir(std::integral_constant<int64_t, kNone>{});
 }
 
 void check_inputs(const std::vector<at::Tensor>& ts) {
@@ -68,18 +84,6 @@ struct RowPtr {
 
 inline int64_t row_grain(int64_t N) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(N, 1)); }
 
-// Runs body(row, col, count) over vector-sized chunks of every row, rows in parallel.
-// count < Vec::size() only on a row's tail; loadu(ptr, count) zero-fills the remainder.
-template <typename T, typename F>
-void for_each_chunk(int64_t B, int64_t N, F body) {
-  constexpr int64_t W = Vectorized<T>::size();
-  at::parallel_for(0, B, row_grain(N), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t j = 0; j < N; j += W) body(r, j, std::min(W, N - j));
-    }
-  });
-}
-
 template <typename T>
 inline Vectorized<T> vload(const T* p, int64_t off, int64_t n) {  // p[off : off + n], zero-filled
   return n == Vectorized<T>::size() ? Vectorized<T>::loadu(p + off) : Vectorized<T>::loadu(p + off, n);
@@ -95,6 +99,14 @@ inline T hsum(const Vectorized<T>& v) {
   return at::vec::vec_reduce_all<T>([](Vectorized<T>& a, Vectorized<T>& b) { return a + b; }, v);
 }
 
+// Runs row_fn(r) for every row, rows split across threads.
+template <typename F>
+inline void for_rows(int64_t B, int64_t N, F&& row_fn) {
+  at::parallel_for(0, B, row_grain(N), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) row_fn(r);
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& x, const at::Tensor& s_raw, const at::Tensor& t,
                                        double clamp, int64_t fn, bool reverse) {
   check_inputs({x, s_raw, t});
@@ -106,18 +118,23 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& x, const at::Tensor& s_
     const RowPtr<scalar_t> X(x), A(s_raw), T(t), Y(y);
     scalar_t* pld = log_det.data_ptr<scalar_t>();
     const scalar_t c = static_cast<scalar_t>(clamp);
-    at::parallel_for(0, B, row_grain(N), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
+    with_config(fn, reverse, [&](auto fn_c, auto rev_c) {
+      constexpr int64_t FN = decltype(fn_c)::value;
+      constexpr bool REV = decltype(rev_c)::value;
+      for_rows(B, N, [&](int64_t r) {
+        const scalar_t *xr = X[r], *ar = A[r], *tr = T[r];
+        scalar_t* yr = Y[r];
         V acc(0);
         for (int64_t j = 0; j < N; j += V::size()) {
           const int64_t n = std::min<int64_t>(V::size(), N - j);
-          V xv = vload(X[r], j, n), tv = vload(T[r], j, n);
-          auto cl = soft_clamp<scalar_t>(vload(A[r], j, n), c, fn);
-          vstore(reverse ? (xv - tv) * cl.s.neg().exp() : xv * cl.s.exp() + tv, Y[r], j, n);
+          V xv = vload(xr, j, n), tv = vload(tr, j, n);
+          auto cl = soft_clamp<FN, scalar_t>(vload(ar, j, n), c);
+          if constexpr (REV) vstore((xv - tv) * cl.s.neg().exp(), yr, j, n);
+          else vstore(xv * cl.s.exp() + tv, yr, j, n);
           acc = acc + cl.s;  // tail lanes hold s(0) = 0
         }
-        pld[r] = reverse ? -hsum(acc) : hsum(acc);
-      }
+        pld[r] = REV ? -hsum(acc) : hsum(acc);
+      });
     });
   });
   return {y, log_det};
@@ -130,27 +147,37 @@ std::vector<at::Tensor> bwd(const at::Tensor& x, const at::Tensor& s_raw, const 
   check_inputs({x, s_raw, t, gy});
   const int64_t B = x.size(0), N = x.size(1);
   auto gx = at::empty({B, N}, x.options()), gs = at::empty({B, N}, x.options());
-  auto gt = reverse ? at::empty({B, N}, x.options()) : at::Tensor();
+  auto gt = at::empty({reverse ? B : 0, N}, x.options());
   auto gldc = gld.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_coupling_bwd", [&] {
     using V = Vectorized<scalar_t>;
-    const RowPtr<scalar_t> X(x), A(s_raw), T(t), GY(gy), GX(gx), GS(gs);
+    const RowPtr<scalar_t> X(x), A(s_raw), T(t), GY(gy), GX(gx), GS(gs), GT(gt);
     const scalar_t* pgld = gldc.data_ptr<scalar_t>();
     const scalar_t c = static_cast<scalar_t>(clamp);
-    for_each_chunk<scalar_t>(B, N, [&](int64_t r, int64_t j, int64_t n) {
-      V xv = vload(X[r], j, n), g = vload(GY[r], j, n), gl(pgld[r]);
-      auto cl = soft_clamp<scalar_t>(vload(A[r], j, n), c, fn);
-      if (reverse) {
-        V e = cl.s.neg().exp();
-        V gxv = g * e;
-        vstore(gxv, GX[r], j, n);
-        vstore(gxv.neg(), gt.data_ptr<scalar_t>() + r * N, j, n);
-        vstore(((g * (xv - vload(T[r], j, n)) * e + gl) * cl.d1).neg(), GS[r], j, n);
-      } else {
-        V gxv = g * cl.s.exp();
-        vstore(gxv, GX[r], j, n);
-        vstore((gxv * xv + gl) * cl.d1, GS[r], j, n);
-      }
+    with_config(fn, reverse, [&](auto fn_c, auto rev_c) {
+      constexpr int64_t FN = decltype(fn_c)::value;
+      constexpr bool REV = decltype(rev_c)::value;
+      for_rows(B, N, [&](int64_t r) {
+        const scalar_t *xr = X[r], *ar = A[r], *tr = T[r], *gyr = GY[r];
+        scalar_t *gxr = GX[r], *gsr = GS[r];
+        const V gl(pgld[r]);
+        for (int64_t j = 0; j < N; j += V::size()) {
+          const int64_t n = std::min<int64_t>(V::size(), N - j);
+          V xv = vload(xr, j, n), g = vload(gyr, j, n);
+          auto cl = soft_clamp<FN, scalar_t>(vload(ar, j, n), c);
+          if constexpr (REV) {
+            V e = cl.s.neg().exp();
+            V gxv = g * e;
+            vstore(gxv, gxr, j, n);
+            vstore(gxv.neg(), GT[r], j, n);
+            vstore(((g * (xv - vload(tr, j, n)) * e + gl) * cl.d1).neg(), gsr, j, n);
+          } else {
+            V gxv = g * cl.s.exp();
+            vstore(gxv, gxr, j, n);
+            vstore((gxv * xv + gl) * cl.d1, gsr, j, n);
+          }
+        }
+      });
     });
   });
   if (reverse) return {gx, gs, gt};
@@ -171,15 +198,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> jvp_fwd(
     const RowPtr<scalar_t> X(x), A(s_raw), T(t), DX(dx), DA(ds_raw), DT(dt), Y(y), DY(dy);
     scalar_t *pld = log_det.data_ptr<scalar_t>(), *pdld = dlog_det.data_ptr<scalar_t>();
     const scalar_t c = static_cast<scalar_t>(clamp);
-    at::parallel_for(0, B, row_grain(N), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
+    with_config(fn, reverse, [&](auto fn_c, auto rev_c) {
+      constexpr int64_t FN = decltype(fn_c)::value;
+      constexpr bool REV = decltype(rev_c)::value;
+      for_rows(B, N, [&](int64_t r) {
         V acc(0), dacc(0);
         for (int64_t j = 0; j < N; j += V::size()) {
           const int64_t n = std::min<int64_t>(V::size(), N - j);
           V xv = vload(X[r], j, n), tv = vload(T[r], j, n), dxv = vload(DX[r], j, n), dtv = vload(DT[r], j, n);
-          auto cl = soft_clamp<scalar_t>(vload(A[r], j, n), c, fn);
+          auto cl = soft_clamp<FN, scalar_t>(vload(A[r], j, n), c);
           V ds = cl.d1 * vload(DA[r], j, n);
-          if (reverse) {
+          if constexpr (REV) {
             V e = cl.s.neg().exp();
             V yv = (xv - tv) * e;
             vstore(yv, Y[r], j, n);
@@ -192,10 +221,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> jvp_fwd(
           acc = acc + cl.s;
           dacc = dacc + ds;
         }
-        const scalar_t sign = reverse ? -1 : 1;
-        pld[r] = sign * hsum(acc);
-        pdld[r] = sign * hsum(dacc);
-      }
+        pld[r] = REV ? -hsum(acc) : hsum(acc);
+        pdld[r] = REV ? -hsum(dacc) : hsum(dacc);
+      });
     });
   });
   return {y, log_det, dy, dlog_det};
@@ -215,40 +243,48 @@ std::vector<at::Tensor> jvp_bwd(const at::Tensor& x, const at::Tensor& s_raw, co
   auto opts = x.options();
   auto gx = at::empty({B, N}, opts), ga = at::empty({B, N}, opts);
   auto gdx = at::empty({B, N}, opts), gda = at::empty({B, N}, opts);
-  auto gt = reverse ? at::empty({B, N}, opts) : at::Tensor(), gdt = reverse ? at::empty({B, N}, opts) : at::Tensor();
+  auto gt = at::empty({reverse ? B : 0, N}, opts), gdt = at::empty({reverse ? B : 0, N}, opts);
   auto gldc = gld.contiguous(), gdldc = gdld.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "affine_coupling_jvp_bwd", [&] {
     using V = Vectorized<scalar_t>;
     const RowPtr<scalar_t> X(x), A(s_raw), T(t), DX(dx), DA(ds_raw), DT(dt), GY(gy), GDY(gdy);
-    const RowPtr<scalar_t> GX(gx), GA(ga), GDX(gdx), GDA(gda);
+    const RowPtr<scalar_t> GX(gx), GA(ga), GDX(gdx), GDA(gda), GT(gt), GDT(gdt);
     const scalar_t *pgld = gldc.data_ptr<scalar_t>(), *pgdld = gdldc.data_ptr<scalar_t>();
     const scalar_t c = static_cast<scalar_t>(clamp);
-    for_each_chunk<scalar_t>(B, N, [&](int64_t r, int64_t j, int64_t n) {
-      V xv = vload(X[r], j, n), dxv = vload(DX[r], j, n), da = vload(DA[r], j, n);
-      V g = vload(GY[r], j, n), gd = vload(GDY[r], j, n), gl(pgld[r]), gdl(pgdld[r]);
-      auto cl = soft_clamp<scalar_t>(vload(A[r], j, n), c, fn);
-      V ds = cl.d1 * da, gxv, gdxv, g_ds, g_s;
-      if (reverse) {
-        V e = cl.s.neg().exp();
-        V yv = (xv - vload(T[r], j, n)) * e;
-        V dyv = (dxv - vload(DT[r], j, n)) * e - yv * ds;
-        gxv = e * (g - gd * ds);
-        gdxv = gd * e;
-        g_ds = (gd * yv + gdl).neg();
-        g_s = (g * yv + gl + gd * dyv).neg();
-        vstore(gxv.neg(), gt.data_ptr<scalar_t>() + r * N, j, n);
-        vstore(gdxv.neg(), gdt.data_ptr<scalar_t>() + r * N, j, n);
-      } else {
-        V e = cl.s.exp();
-        gxv = e * (g + gd * ds);
-        gdxv = gd * e;
-        g_ds = gdxv * xv + gdl;
-        g_s = g * xv * e + gl + gdxv * (dxv + xv * ds);
-      }
-      vstore(gxv, GX[r], j, n);
-      vstore(gdxv, GDX[r], j, n);
-      vstore(g_s * cl.d1 + g_ds * cl.d2 * da, GA[r], j, n);
-      vstore(g_ds * cl.d1, GDA[r], j, n);
+    with_config(fn, reverse, [&](auto fn_c, auto rev_c) {
+      constexpr int64_t FN = decltype(fn_c)::value;
+      constexpr bool REV = decltype(rev_c)::value;
+      for_rows(B, N, [&](int64_t r) {
+        const V gl(pgld[r]), gdl(pgdld[r]);
+        for (int64_t j = 0; j < N; j += V::size()) {
+          const int64_t n = std::min<int64_t>(V::size(), N - j);
+          V xv = vload(X[r], j, n), dxv = vload(DX[r], j, n), da = vload(DA[r], j, n);
+          V g = vload(GY[r], j, n), gd = vload(GDY[r], j, n);
+          auto cl = soft_clamp<FN, scalar_t>(vload(A[r], j, n), c);
+          V ds = cl.d1 * da, gxv, gdxv, g_ds, g_s;
+          if constexpr (REV) {
+            V e = cl.s.neg().exp();
+            V yv = (xv - vload(T[r], j, n)) * e;
+            V dyv = (dxv - vload(DT[r], j, n)) * e - yv * ds;
+            gxv = e * (g - gd * ds);
+            gdxv = gd * e;
+            g_ds = (gd * yv + gdl).neg();
+            g_s = (g * yv + gl + gd * dyv).neg();
+            vstore(gxv.neg(), GT[r], j, n);
+            vstore(gdxv.neg(), GDT[r], j, n);
+          } else {
+            V e = cl.s.exp();
+            gxv = e * (g + gd * ds);
+            gdxv = gd * e;
+            g_ds = gdxv * xv + gdl;
+            g_s = g * xv * e + gl + gdxv * (dxv + xv * ds);
+          }
+          vstore(gxv, GX[r], j, n);
+          vstore(gdxv, GDX[r], j, n);
+          vstore(g_s * cl.d1 + g_ds * cl.d2 * da, GA[r], j, n);
+          vstore(g_ds * cl.d1, GDA[r], j, n);
+        }
+      });
     });
   });
   if (reverse) return {gx, ga, gdx, gda, gt, gdt};
