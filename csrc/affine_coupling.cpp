@@ -28,6 +28,32 @@ struct Clamped {
   Vectorized<T> s, d1, d2;
 };
 
+// atan for float32 with Cephes' range reduction and polynomial (relative error ~1e-7, the same
+// as kernels/affine_coupling.py), about 3x cheaper than Sleef's u10 atan; float64 keeps Sleef.
+inline Vectorized<float> atan_f32(const Vectorized<float>& x) {
+  using V = Vectorized<float>;
+  const V one(1.f), zero(0.f);
+  const V a = x.abs();
+  const V big = a > V(2.414213562373095f), mid = a > V(0.4142135623730950f);
+  // r = a (small), (a - 1) / (a + 1) (mid), -1 / a (big): one division
+  V num = V::blendv(V::blendv(a, a - one, mid), V(-1.f), big);
+  V den = V::blendv(V::blendv(one, a + one, mid), a, big);
+  const V r = num / den;
+  const V base = V::blendv(V::blendv(zero, V(0.7853981633974483f), mid), V(1.5707963267948966f), big);
+  const V z = r * r;
+  V p = at::vec::fmadd(V(8.05374449538e-2f), z, V(-1.38776856032e-1f));
+  p = at::vec::fmadd(p, z, V(1.99777106478e-1f));
+  p = at::vec::fmadd(p, z, V(-3.33329491539e-1f));
+  const V res = base + at::vec::fmadd(p * z, r, r);
+  return V::blendv(res, res.neg(), x < zero);
+}
+
+template <typename T>
+inline Vectorized<T> vatan(const Vectorized<T>& u) {
+  if constexpr (std::is_same_v<T, float>) return atan_f32(u);
+  else return u.atan();
+}
+
 // FN is a template parameter so that every kernel loop below is compiled once per clamp function
 // and direction, with no branches inside the vector loop.
 template <int64_t FN, typename T>
@@ -38,7 +64,7 @@ inline Clamped<T> soft_clamp(const Vectorized<T>& a, T clamp) {
     V u = a / c;
     V q = one / (one + u * u);
     V d1 = k * q;
-    return {c * k * u.atan(), d1, V(-2) * u * d1 * q / c};
+    return {c * k * vatan(u), d1, V(-2) * u * d1 * q / c};
   } else if constexpr (FN == kTanh) {
     const V one(1), c(clamp);
     V th = (a / c).tanh();
