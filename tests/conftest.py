@@ -29,3 +29,20 @@ def gen():
     seed = int.from_bytes(os.urandom(4), "little")
     print(f"generator seed: {seed}")
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test (tiny models; the CI cores are shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tc_op():
+    """The fused beta-TCVAE estimator under test (``ops.tc_decomposition``)."""
+    from eoflow_fast import ops
+
+    return ops.tc_decomposition

@@ -28,32 +28,11 @@ import torch
 
 from eoflow_fast.train import engine, registry
 from eoflow_fast.train.checkpoint import CheckpointError
+from eoflow_fast.train.argtypes import int_at_least as _int_at_least
+from eoflow_fast.train.argtypes import nonneg_float as _nonneg_float
 from eoflow_fast.train.logging import jsonable
 
 _META = ("help", "config", "resume", "run_dir")  # flags that are not config keys
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
-
-    return parse
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
 
 
 def _device(text: str) -> str:

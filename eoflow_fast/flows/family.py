@@ -25,25 +25,14 @@ import math
 import torch
 
 from ..train import registry
+from ..train.argtypes import int_at_least
 from .architectures import mlp_flow, multiscale_flow
 from .eoflow import EOFlow
 
 ARCHS = ("mlp", "glow", "realnvp")
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text}")
-        return value
-    return parse
-
-
-_positive_int, _nonneg_int = _int_at_least(1), _int_at_least(0)
+_positive_int, _nonneg_int = int_at_least(1), int_at_least(0)
 
 
 def _float_in(low: float, high: float = math.inf):

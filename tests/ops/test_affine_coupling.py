@@ -3,10 +3,10 @@ import math
 
 import pytest
 import torch
+from backend_cases import case_params, needs_cpp
 
 from eoflow_fast import ops
 from eoflow_fast.ops import BackendUnavailable
-from eoflow_fast.ops._dispatch import cpp_ops
 from eoflow_fast.reference import affine_coupling as ref
 
 CLAMP_FNS = ["atan", "tanh", "none"]
@@ -15,18 +15,9 @@ CPU_CASES = [("cpp", "cpu", torch.float64, 1e-12), ("cpp", "cpu", torch.float32,
              ("triton", "cpu", torch.float32, 2e-5), ("triton", "cpu", torch.float64, 2e-6)]
 CUDA_CASES = [("triton", "cuda", torch.float32, 2e-5), ("triton", "cuda", torch.float16, 2e-2),
               ("triton", "cuda", torch.bfloat16, 5e-2)]
-needs_cpp = pytest.mark.skipif(cpp_ops() is None, reason="C++ extension not built")
 
 
-def _case_params(cases):
-    out = []
-    for c in cases:
-        marks = [pytest.mark.cuda] if c[1] == "cuda" else ([needs_cpp] if c[0] == "cpp" else [])
-        out.append(pytest.param(*c, marks=marks, id=f"{c[0]}-{c[1]}-{str(c[2])[6:]}"))
-    return out
-
-
-ALL_CASES = _case_params(CPU_CASES + CUDA_CASES)
+ALL_CASES = case_params(CPU_CASES + CUDA_CASES)
 
 
 def _inputs(gen, shape, n, dtype, device, scale=1.5):

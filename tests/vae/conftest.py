@@ -1,19 +1,7 @@
-"""Fixtures of the vae tests: one torch thread (tiny models; the CI cores are shared) and the
-beta-TCVAE op (``ops.tc_decomposition``)."""
+"""Every test here runs on one torch thread (fixtures ``one_thread``, ``tc_op``: tests/conftest.py)."""
 import pytest
-import torch
-
-from eoflow_fast import ops
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def tc_op():
-    return ops.tc_decomposition
