@@ -80,6 +80,33 @@ class MultiscaleFlow(InvertibleModule):
             log_det = log_det + ld
         return h, log_det, dh
 
+    def _linearize(self, x):
+        B = x.shape[0]
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"MultiscaleFlow: x has shape {tuple(x.shape)}, expected (B, {self.input_shape})")
+        log_det, outs, inverses = x.new_zeros(B), [], []
+        for level, (kept, out_shape) in zip(self.levels, self.shapes):
+            x, ld, inv = level._linearize(x)
+            log_det = log_det + ld
+            inverses.append(inv)
+            if out_shape is not None:
+                x, z_l = x.split([kept[0], out_shape[0]], dim=1)
+                outs.append(z_l.reshape(B, -1))
+        outs.append(x.reshape(B, -1))
+        sizes = [o.shape[1] for o in outs]
+
+        def inverse_jvp(dz):
+            pieces = dz.split(sizes, dim=1)
+            dh = pieces[-1].reshape(B, *self.shapes[-1][0])
+            j = len(sizes) - 2
+            for inv, (kept, out_shape) in zip(reversed(inverses), reversed(self.shapes)):
+                if out_shape is not None:
+                    dh = torch.cat([dh, pieces[j].reshape(B, *out_shape)], 1)
+                    j -= 1
+                dh = inv(dh)
+            return dh
+        return torch.cat(outs, 1), log_det, inverse_jvp
+
 
 def multiscale_flow(input_shape, arch: str = "glow", levels: int = 2, steps: int = 4, hidden: int = 64,
                     clamp: float = 2.0, clamp_fn: str = "atan", seed: int = 0) -> MultiscaleFlow:

@@ -9,6 +9,12 @@ Every block is an ``nn.Module`` implementing one method, ``_flow(x, dx, rev)``:
     The same primal plus the forward-mode tangent ``dout = (d out / d x) dx`` computed with the
     block's own tangent rules (spec §6.2), no ``torch.func`` involved, so it is differentiable
     by ordinary reverse mode (reverse-over-forward) and runs under ``torch.no_grad``.
+``linearize(x) -> (out, log_det, inverse_jvp)``
+    The forward pass plus a function ``inverse_jvp(dy) = J_{f^{-1}}(out) dy = (df/dx)^{-1} dy``,
+    the decoder JVP at ``out = f(x)``. Since f^{-1}(f(x)) = x, the inverse pass would recompute
+    the forward's activations; blocks reuse them instead (spec §6.2: coupling subnets keep their
+    ReLU outputs, s and t), so only the tangent is propagated. Blocks implement
+    ``_linearize(x)``; the default recomputes the inverse primal through ``_flow``.
 """
 from __future__ import annotations
 
@@ -22,6 +28,10 @@ class InvertibleModule(nn.Module):
     def _flow(self, x: torch.Tensor, dx: torch.Tensor | None, rev: bool):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _linearize(self, x: torch.Tensor):
+        out, log_det, _ = self._flow(x, None, False)
+        return out, log_det, lambda dy: self._flow(out, dy, True)[2]
+
     def forward(self, x: torch.Tensor, rev: bool = False):
         out, log_det, _ = self._flow(x, None, rev)
         return out, log_det
@@ -30,6 +40,16 @@ class InvertibleModule(nn.Module):
         if dx.shape != x.shape:
             raise ValueError(f"{type(self).__name__}.jvp: dx has shape {tuple(dx.shape)}, x has shape {tuple(x.shape)}")
         return self._flow(x, dx, rev)
+
+    def linearize(self, x: torch.Tensor):
+        out, log_det, inverse_jvp = self._linearize(x)
+
+        def checked_inverse_jvp(dy: torch.Tensor) -> torch.Tensor:
+            if dy.shape != out.shape:
+                raise ValueError(f"{type(self).__name__}.linearize: dy has shape {tuple(dy.shape)}, "
+                                 f"the output has shape {tuple(out.shape)}")
+            return inverse_jvp(dy)
+        return out, log_det, checked_inverse_jvp
 
 
 class LinearInvertible(InvertibleModule):
@@ -50,6 +70,10 @@ class LinearInvertible(InvertibleModule):
             return out, log_det, None
         return out[:B], log_det, out[B:]
 
+    def _linearize(self, x):
+        out, log_det, _ = self._flow(x, None, False)
+        return out, log_det, lambda dy: self._map(dy, True)[0]
+
 
 class SequenceFlow(InvertibleModule):
     """Composition f = f_n o ... o f_1; log-dets add; ``rev`` runs the blocks backwards."""
@@ -67,3 +91,16 @@ class SequenceFlow(InvertibleModule):
             x, ld, dx = block._flow(x, dx, rev)
             log_det = log_det + ld
         return x, log_det, dx
+
+    def _linearize(self, x):
+        log_det, inverses = x.new_zeros(x.shape[0]), []
+        for block in self.blocks:
+            x, ld, inv = block._linearize(x)
+            log_det = log_det + ld
+            inverses.append(inv)
+
+        def inverse_jvp(dy):
+            for inv in reversed(inverses):
+                dy = inv(dy)
+            return dy
+        return x, log_det, inverse_jvp

@@ -9,7 +9,12 @@ Split x = [x1, x2] along dim 1 (features, or channels of an image), sizes (c1, c
 Inverse: x2 = (y2 - t1) * exp(-s1), then x1 = (y1 - t2) * exp(-s2). The elementwise affine part and
 its tangent run through ``eoflow_fast.ops.affine_coupling`` / ``affine_coupling_jvp`` (fused kernels).
 Subnet tangents (spec §6.2): linear/conv -> the same weight without bias, ReLU -> the primal mask;
-primal and tangent rows are stacked [h; dh] so each layer is one GEMM/convolution.
+in ``jvp`` primal and tangent rows are stacked [h; dh] so each layer is one GEMM/convolution.
+``linearize`` keeps the forward's subnet ReLU outputs, s_raw and t and propagates only the tangent
+of the inverse (spec §6.2, inverse direction, with u = s_raw):
+
+    [du1, dt1] = J_subnet1(y1) dy1;  dx2 = (dy2 - dt1) e^{-s1} - x2 s1'(u1) du1
+    [du2, dt2] = J_subnet2(x2) dx2;  dx1 = (dy1 - dt2) e^{-s2} - x1 s2'(u2) du2
 The subnets' last layer is zero-initialised, so every block starts as the identity.
 """
 from __future__ import annotations
@@ -45,6 +50,30 @@ class Subnet(nn.Sequential):
             else:
                 raise TypeError(f"Subnet: no tangent rule for layer {type(layer).__name__}")
         return h, dh
+
+    def forward_cached(self, h: torch.Tensor):
+        """Primal pass that also returns the ReLU outputs (which autograd keeps alive anyway)."""
+        acts = []
+        for layer in self:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                acts.append(h)
+        return h, acts
+
+    def tangent(self, dh: torch.Tensor, acts: list[torch.Tensor]) -> torch.Tensor:
+        """J_subnet(h) dh from the ReLU outputs of ``forward_cached(h)``: dh * 1[act > 0] is
+        ``threshold_backward(dh, act, 0)``, whose backward saves nothing new."""
+        acts = iter(acts)
+        for layer in self:
+            if isinstance(layer, nn.ReLU):
+                dh = torch.ops.aten.threshold_backward(dh, next(acts), 0.0)
+            elif isinstance(layer, nn.Linear):
+                dh = F.linear(dh, layer.weight)
+            elif isinstance(layer, nn.Conv2d):
+                dh = F.conv2d(dh, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+            else:
+                raise TypeError(f"Subnet: no tangent rule for layer {type(layer).__name__}")
+        return dh
 
 
 def mlp_subnet(c_in: int, c_out: int, hidden: int, n_hidden_layers: int = 2) -> Subnet:
@@ -118,3 +147,19 @@ class AffineCoupling(InvertibleModule):
             y1, ld1, dy1 = self._affine(a, st2, da, dst2, True)
         out = torch.cat([y1, y2], dim=1)
         return out, ld1 + ld2, (None if dx is None else torch.cat([dy1, dy2], dim=1))
+
+    def _linearize(self, x):
+        if x.shape[1] != self.c1 + self.c2:
+            raise ValueError(f"AffineCoupling: x has {x.shape[1]} channels on dim 1, expected {self.c1 + self.c2}")
+        x1, x2 = x.split([self.c1, self.c2], dim=1)
+        st2, acts2 = self.subnet2.forward_cached(x2)
+        y1, ld1, _ = self._affine(x1, st2, None, None, False)
+        st1, acts1 = self.subnet1.forward_cached(y1)
+        y2, ld2, _ = self._affine(x2, st1, None, None, False)
+
+        def inverse_jvp(dy):
+            dy1, dy2 = dy.split([self.c1, self.c2], dim=1)
+            _, _, dx2 = self._affine(y2, st1, dy2, self.subnet1.tangent(dy1, acts1), True)
+            _, _, dx1 = self._affine(y1, st2, dy1, self.subnet2.tangent(dx2, acts2), True)
+            return torch.cat([dx1, dx2], dim=1)
+        return torch.cat([y1, y2], dim=1), ld1 + ld2, inverse_jvp

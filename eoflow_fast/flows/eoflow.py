@@ -11,7 +11,8 @@ Loss (spec §1.3, lambda_i = 0):  L = [(1-lam) sum_b NLL_b + lam sum_b sum_i NLL
 
 Stochastic estimator of sum_b sum_i NLL_{b,i} (spec §3.2): each sample b gets one latent index k_b
 (B >= D: a permutation of all D dims plus B-D uniform draws, shuffled over the batch; B < D: B
-distinct dims), one forward-mode JVP through the decoder at the encoded point (z not detached)
+distinct dims), one forward-mode JVP through the decoder at the encoded point (z not detached; the
+decoder's primal activations are the encoder's, reused through ``InvertibleModule.linearize``)
 gives u_b = J(z_b) e_{k_b}, l_b = (1/2) log ||u_b||^2, M_k = #{b: k_b = k}, m_b = B / M_{k_b}, and
 
     estimate = (D/|M|) [ sum_b sum_{i in M} z_{b,i}^2/2 + sum_b m_b l_b ],   M = set of sampled dims,
@@ -95,10 +96,16 @@ class EOFlow(nn.Module):
 
     def encode(self, x: torch.Tensor):
         """x (B, *input_shape) -> (z (B, D), log|det df/dx| (B,))."""
-        if x.dim() < 2 or x[0].numel() != self.dim:
-            raise ValueError(f"EOFlow.encode: x has shape {tuple(x.shape)}, expected (B, {self.input_shape})")
         z, log_det = self.flow(self._to_flow(x))
         return z.reshape(x.shape[0], -1), log_det
+
+    def encode_linearized(self, x: torch.Tensor):
+        """(z (B, D), log|det df/dx| (B,), decoder_jvp_at_z) with decoder_jvp_at_z(dz (B, D)) =
+        J(z) dz flattened to (B, D), reusing the encoder's activations (spec §6.2)."""
+        B = x.shape[0]
+        z, log_det, inverse_jvp = self.flow.linearize(self._to_flow(x))
+        z_flat = z.reshape(B, -1)
+        return z_flat, log_det, lambda dz: inverse_jvp(dz.reshape(z.shape)).reshape(B, -1)
 
     def decode_full(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> x (B, *input_shape) = g(z)."""
@@ -127,7 +134,10 @@ class EOFlow(nn.Module):
         mean NLL_b / D and ``_mtc_per_dim`` = (estimate - sum_b NLL_b) / (B D); updates the running H."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         B, D = x.shape[0], self.dim
-        z, log_det = self.encode(self.augment(x))
+        if self.lam == 0.0:
+            z, log_det = self.encode(self.augment(x))
+        else:
+            z, log_det, decoder_jvp = self.encode_linearized(self.augment(x))
         nll = 0.5 * (z ** 2).sum(1) - log_det  # (B,)
         terms = {"_nll_per_dim": nll.mean().detach() / D}
         if self.lam == 0.0:
@@ -136,7 +146,7 @@ class EOFlow(nn.Module):
         k = sample_dims(B, D, device=z.device)
         tangent = torch.zeros_like(z)
         tangent[torch.arange(B, device=z.device), k] = 1.0
-        u = self.decoder_jvp(z, tangent)
+        u = decoder_jvp(tangent)
         log_norm = 0.5 * torch.log((u ** 2).sum(1))  # l_b
         manifold = stochastic_manifold_nll(z, log_norm, k)
         terms["objective"] = ((1 - self.lam) * nll.sum() + self.lam * manifold) / (B * D)

@@ -61,6 +61,10 @@ class ActNorm(InvertibleModule):
             return (x - bias) / scale, -log_det, (None if dx is None else dx / scale)
         return x * scale + bias, log_det, (None if dx is None else dx * scale)
 
+    def _linearize(self, x):
+        out, log_det, _ = self._flow(x, None, False)
+        return out, log_det, lambda dy: dy / self._shape(torch.exp(self.log_scale), dy)
+
 
 class Permutation(LinearInvertible):
     """Fixed random permutation of dim 1 (seeded); log_det = 0."""

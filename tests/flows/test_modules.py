@@ -79,6 +79,32 @@ def test_jvp_matches_torch_func(case, rev, gen):
     torch.testing.assert_close(dout, ref_dout, atol=1e-9, rtol=1e-9)
 
 
+def test_linearize_reuses_forward_and_matches_inverse_jvp(case, gen):
+    """linearize(x): out and log_det as forward; inverse_jvp(dy) = jvp(f(x), dy, rev=True), and its
+    gradient w.r.t. x and the parameters equals that of the recomputing path (g(f(x)) = x)."""
+    module, x = case
+    x = x.clone().requires_grad_(True)
+    dy = torch.randn(module(x)[0].shape, generator=gen, dtype=x.dtype)
+    w = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    out, log_det, inverse_jvp = module.linearize(x)
+    ref_out, ref_log_det = module(x)
+    torch.testing.assert_close(out, ref_out, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(log_det, ref_log_det, atol=1e-12, rtol=1e-12)
+    dx = inverse_jvp(dy)
+    ref_dx = module.jvp(ref_out, dy, rev=True)[2]
+    torch.testing.assert_close(dx, ref_dx, atol=1e-9, rtol=1e-9)
+    inputs = [x] + [p for p in module.parameters() if p.requires_grad]
+    grads = torch.autograd.grad((w * dx).sum() + log_det.sum() + (out ** 2).sum(), inputs, allow_unused=True)
+    ref_grads = torch.autograd.grad((w * ref_dx).sum() + ref_log_det.sum() + (ref_out ** 2).sum(), inputs, allow_unused=True)
+    for g, r in zip(grads, ref_grads):
+        if r is None:
+            assert g is None or not g.any()
+        else:
+            torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-8)
+    with pytest.raises(ValueError, match="dy has shape"):
+        inverse_jvp(dy[:, :1])
+
+
 def test_jvp_is_differentiable(gen):
     """Reverse-over-forward: grad of a function of the tangent matches finite differences (gradcheck)."""
     module = _randomise(AffineCoupling(4, 6, "mlp"), gen).double()
