@@ -96,12 +96,13 @@ class MultiscaleFlow(InvertibleModule):
         sizes = [o.shape[1] for o in outs]
 
         def inverse_jvp(dz):
+            n = dz.shape[0]
             pieces = dz.split(sizes, dim=1)
-            dh = pieces[-1].reshape(B, *self.shapes[-1][0])
+            dh = pieces[-1].reshape(n, *self.shapes[-1][0])
             j = len(sizes) - 2
             for inv, (kept, out_shape) in zip(reversed(inverses), reversed(self.shapes)):
                 if out_shape is not None:
-                    dh = torch.cat([dh, pieces[j].reshape(B, *out_shape)], 1)
+                    dh = torch.cat([dh, pieces[j].reshape(n, *out_shape)], 1)
                     j -= 1
                 dh = inv(dh)
             return dh

@@ -13,13 +13,21 @@ Every block is an ``nn.Module`` implementing one method, ``_flow(x, dx, rev)``:
     The forward pass plus a function ``inverse_jvp(dy) = J_{f^{-1}}(out) dy = (df/dx)^{-1} dy``,
     the decoder JVP at ``out = f(x)``. Since f^{-1}(f(x)) = x, the inverse pass would recompute
     the forward's activations; blocks reuse them instead (spec §6.2: coupling subnets keep their
-    ReLU outputs, s and t), so only the tangent is propagated. Blocks implement
-    ``_linearize(x)``; the default recomputes the inverse primal through ``_flow``.
+    ReLU outputs, s and t), so only the tangent is propagated. ``dy`` may also stack m tangents
+    per point, shape (m*B, ...), row j*B + b belonging to point b (the caches are tiled m times:
+    m Jacobian columns per point in one call). Blocks implement ``_linearize(x)``; the default
+    recomputes the inverse primal through ``_flow``.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def tile_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """t (B, ...) repeated along dim 0 to (rows, ...), rows a multiple of B."""
+    m = rows // t.shape[0]
+    return t if m == 1 else t.repeat(m, *([1] * (t.dim() - 1)))
 
 
 class InvertibleModule(nn.Module):
@@ -30,7 +38,7 @@ class InvertibleModule(nn.Module):
 
     def _linearize(self, x: torch.Tensor):
         out, log_det, _ = self._flow(x, None, False)
-        return out, log_det, lambda dy: self._flow(out, dy, True)[2]
+        return out, log_det, lambda dy: self._flow(tile_rows(out, dy.shape[0]), dy, True)[2]
 
     def forward(self, x: torch.Tensor, rev: bool = False):
         out, log_det, _ = self._flow(x, None, rev)
@@ -45,9 +53,10 @@ class InvertibleModule(nn.Module):
         out, log_det, inverse_jvp = self._linearize(x)
 
         def checked_inverse_jvp(dy: torch.Tensor) -> torch.Tensor:
-            if dy.shape != out.shape:
-                raise ValueError(f"{type(self).__name__}.linearize: dy has shape {tuple(dy.shape)}, "
-                                 f"the output has shape {tuple(out.shape)}")
+            B = out.shape[0]
+            if dy.shape[1:] != out.shape[1:] or dy.shape[0] == 0 or dy.shape[0] % B:
+                raise ValueError(f"{type(self).__name__}.linearize: dy has shape {tuple(dy.shape)}, expected "
+                                 f"(m*{B}, {', '.join(map(str, out.shape[1:]))}) for the output {tuple(out.shape)}")
             return inverse_jvp(dy)
         return out, log_det, checked_inverse_jvp
 

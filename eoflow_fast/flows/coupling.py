@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from .base import InvertibleModule
+from .base import InvertibleModule, tile_rows
 
 
 class Subnet(nn.Sequential):
@@ -158,8 +158,11 @@ class AffineCoupling(InvertibleModule):
         y2, ld2, _ = self._affine(x2, st1, None, None, False)
 
         def inverse_jvp(dy):
+            n = dy.shape[0]
             dy1, dy2 = dy.split([self.c1, self.c2], dim=1)
-            _, _, dx2 = self._affine(y2, st1, dy2, self.subnet1.tangent(dy1, acts1), True)
-            _, _, dx1 = self._affine(y1, st2, dy1, self.subnet2.tangent(dx2, acts2), True)
+            tiled = [tile_rows(a, n) for a in acts1]
+            _, _, dx2 = self._affine(tile_rows(y2, n), tile_rows(st1, n), dy2, self.subnet1.tangent(dy1, tiled), True)
+            tiled = [tile_rows(a, n) for a in acts2]
+            _, _, dx1 = self._affine(tile_rows(y1, n), tile_rows(st2, n), dy1, self.subnet2.tangent(dx2, tiled), True)
             return torch.cat([dx1, dx2], dim=1)
         return torch.cat([y1, y2], dim=1), ld1 + ld2, inverse_jvp

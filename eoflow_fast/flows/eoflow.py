@@ -100,12 +100,14 @@ class EOFlow(nn.Module):
         return z.reshape(x.shape[0], -1), log_det
 
     def encode_linearized(self, x: torch.Tensor):
-        """(z (B, D), log|det df/dx| (B,), decoder_jvp_at_z) with decoder_jvp_at_z(dz (B, D)) =
-        J(z) dz flattened to (B, D), reusing the encoder's activations (spec §6.2)."""
-        B = x.shape[0]
+        """(z (B, D), log|det df/dx| (B,), decoder_jvp_at_z) with decoder_jvp_at_z(dz (m*B, D)) =
+        J(z) dz flattened to (m*B, D), row j*B + b at z_b, reusing the encoder's activations (spec §6.2)."""
         z, log_det, inverse_jvp = self.flow.linearize(self._to_flow(x))
-        z_flat = z.reshape(B, -1)
-        return z_flat, log_det, lambda dz: inverse_jvp(dz.reshape(z.shape)).reshape(B, -1)
+        z_flat = z.reshape(x.shape[0], -1)
+
+        def decoder_jvp_at_z(dz):
+            return inverse_jvp(dz.reshape(dz.shape[0], *z.shape[1:])).reshape(dz.shape[0], -1)
+        return z_flat, log_det, decoder_jvp_at_z
 
     def decode_full(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> x (B, *input_shape) = g(z)."""
@@ -173,9 +175,9 @@ class EOFlow(nn.Module):
                           sigma: float | None = None) -> dict[str, torch.Tensor]:
         """Exact H_i over the samples x (N, *input_shape), each encoded once after augmentation.
 
-        For every batch of points and every chunk of ``chunk`` dims, builds the (n*chunk, D)
-        one-hot tangents, runs one decoder JVP and keeps only the column norms, so memory is
-        O(batch_size * chunk * D). Returns ``entropy`` H (D,), ``total_entropy`` H = D h + E log|det J|,
+        For every batch of points (encoded once, activations kept) and every chunk of ``chunk`` dims,
+        builds the (chunk*n, D) one-hot tangents, propagates them through the decoder tangent pass
+        and keeps only the column norms, so memory is O(batch_size * chunk * D). Returns ``entropy`` H (D,), ``total_entropy`` H = D h + E log|det J|,
         ``mtc`` = sum_i H_i - H, ``order`` = argsort(H, descending).
         """
         D = self.dim
@@ -184,16 +186,15 @@ class EOFlow(nn.Module):
         n = 0
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
-            z, log_det = self.encode(self.augment(xb, sigma))
+            z, log_det, decoder_jvp = self.encode_linearized(self.augment(xb, sigma))
             sum_log_det += float(log_det.double().sum())
             for c0 in range(0, D, chunk):
                 dims = torch.arange(c0, min(c0 + chunk, D), device=z.device)
-                zr = z.repeat_interleave(len(dims), 0)
-                tangent = torch.zeros_like(zr)
-                tangent[torch.arange(zr.shape[0], device=z.device), dims.repeat(z.shape[0])] = 1.0
-                u = self.decoder_jvp(zr, tangent)
-                log_norm = 0.5 * torch.log((u.double() ** 2).sum(1)).view(z.shape[0], len(dims))
-                sum_log_norm[c0:c0 + len(dims)] += log_norm.sum(0).cpu()
+                tangent = z.new_zeros(len(dims) * z.shape[0], D)  # row j*n + b: e_{dims[j]} at z_b
+                tangent[torch.arange(tangent.shape[0], device=z.device), dims.repeat_interleave(z.shape[0])] = 1.0
+                u = decoder_jvp(tangent)
+                log_norm = 0.5 * torch.log((u.double() ** 2).sum(1)).view(len(dims), z.shape[0])
+                sum_log_norm[c0:c0 + len(dims)] += log_norm.sum(1).cpu()
             n += xb.shape[0]
         entropy = GAUSS_ENTROPY + sum_log_norm / n
         total = D * GAUSS_ENTROPY - sum_log_det / n  # log|det J| = -log|det df/dx|

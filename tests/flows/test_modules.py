@@ -101,8 +101,15 @@ def test_linearize_reuses_forward_and_matches_inverse_jvp(case, gen):
             assert g is None or not g.any()
         else:
             torch.testing.assert_close(g, r, atol=1e-8, rtol=1e-8)
+    # m = 3 tangents per point, stacked tile-wise: row j*B + b belongs to point b
+    dys = torch.randn((3 * dy.shape[0],) + dy.shape[1:], generator=gen, dtype=x.dtype)
+    stacked = inverse_jvp(dys)
+    for j, dy_j in enumerate(dys.chunk(3)):
+        torch.testing.assert_close(stacked.chunk(3)[j], module.jvp(ref_out, dy_j, rev=True)[2], atol=1e-9, rtol=1e-9)
     with pytest.raises(ValueError, match="dy has shape"):
         inverse_jvp(dy[:, :1])
+    with pytest.raises(ValueError, match="dy has shape"):
+        inverse_jvp(torch.cat([dy, dy[:1]]))
 
 
 def test_jvp_is_differentiable(gen):
