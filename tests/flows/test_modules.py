@@ -1,4 +1,5 @@
 """Every flow block: exact inverse, log-det = log|det| of autograd's Jacobian, jvp = torch.func.jvp."""
+import copy
 import math
 
 import pytest
@@ -8,11 +9,11 @@ from eoflow_fast.flows import (ActNorm, AffineCoupling, HaarDownsample, InvConv1
                                SequenceFlow, Squeeze, mlp_flow, multiscale_flow)
 
 
-def _randomise(module, gen):
+def _randomise(module, gen, scale=0.3):
     """Move every parameter off its identity-like init so couplings, ActNorm and rotations act."""
     with torch.no_grad():
         for name, p in module.named_parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
         for m in module.modules():
             if isinstance(m, ActNorm):
                 m.initialized.fill_(True)
@@ -160,3 +161,24 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="subnet"):
         AffineCoupling(4, 8, subnet="rnn")
     assert math.isclose(float(Orthogonal(3)(torch.randn(2, 3))[1][0]), 0.0)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("arch", ["glow", "realnvp"])
+def test_linearize_on_cuda_matches_cpu_float64(arch, gen):
+    """The training path on CUDA (Triton coupling kernels, float32): out, log_det, the decoder tangent
+    and the parameter gradients match the float64 CPU computation."""
+    ref = _randomise(multiscale_flow((3, 8, 8), arch, levels=2, steps=2, hidden=8).double(), gen, scale=0.05)
+    x = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    w = torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64)
+    dz = torch.randn(4, 3 * 8 * 8, generator=gen, dtype=torch.float64)
+    results = []
+    with torch.backends.cudnn.flags(allow_tf32=False):  # TF32 convolutions would round to ~1e-3
+        for module, dev, dtype in [(ref, "cpu", torch.float64), (copy.deepcopy(ref).float().cuda(), "cuda", torch.float32)]:
+            out, log_det, inverse_jvp = module.linearize(x.to(dev, dtype))
+            dx = inverse_jvp(dz.to(dev, dtype))
+            loss = (w.to(dev, dtype) * dx).sum() + log_det.sum() + (out ** 2).sum()
+            grads = torch.autograd.grad(loss, list(module.parameters()))
+            results.append([t.detach().double().cpu() for t in (out, log_det, dx, *grads)])
+    for r, c in zip(*results):
+        torch.testing.assert_close(c, r, atol=1e-3, rtol=1e-3)
