@@ -7,8 +7,8 @@ downsampling, then ``steps`` x [GLOW two-sided affine coupling (conv subnets 3x3
 clamp 2), fixed channel permutation]; half the channels factored out after each level but the last.
 
 Variants:
-  eoflow_fast  eoflow_fast.flows (fused affine-coupling op, hand-written tangent rules, stacked
-               [h; dh] convolutions)
+  eoflow_fast  eoflow_fast.flows (fused affine-coupling op, hand-written tangent rules; the
+               decoder JVP reuses the encoder's activations through ``linearize``, spec §6.2)
   eager        the same modules with the PyTorch reference op (backend="torch")
   freia        FrEIA GraphINN (HaarDownsampling, GLOWCouplingBlock, PermuteRandom, Split,
                Flatten, Concat1d); the JVP through ``rev=True`` with torch.autograd.forward_ad
