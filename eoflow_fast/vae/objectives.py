@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from eoflow_fast import ops
+from eoflow_fast.train.distributed import all_reduce_grads_
 
 from .architectures import Discriminator
 from .likelihoods import MEAN, gaussian_kl_per_dim, get_reconstruction
@@ -214,7 +215,7 @@ class BfVAE(VAE):
     FactorVAE density-ratio estimate TC_D = mean_b (D(z_b)_0 - D(z_b)_1) (logits of discriminator D).
 
     D (``Discriminator``) is trained in ``auxiliary_step`` with its own Adam (lr 1e-4, betas 0.5,
-    0.9; disentanglement_lib) to minimise -(1/2 mean log p_0(z) + 1/2 mean log p_1(shuffle(z))),
+    0.9; disentanglement_lib; gradients averaged over DDP ranks) to minimise -(1/2 mean log p_0(z) + 1/2 mean log p_1(shuffle(z))),
     probabilities clipped to [1e-6, 1 - 1e-6], on the detached codes z of the step's VAE forward.
     Ablations: vanilla (beta 1, gamma 0), beta (beta > 1, gamma 0), factor (beta 1, gamma > 0).
     The verified paper text does not give the loss; this reading follows its ablation names.
@@ -256,6 +257,7 @@ class BfVAE(VAE):
         self.disc_optimizer.zero_grad(set_to_none=True)
         loss = self.discriminator_loss(z)
         loss.backward()
+        all_reduce_grads_(self.discriminator.parameters())  # under DDP: one discriminator for all ranks
         self.disc_optimizer.step()
         self._codes = None
         return {"disc_loss": float(loss.detach())}
