@@ -42,8 +42,10 @@ def check_code_shape(metric: str, name: str, codes) -> tuple[int, int]:
     return shape
 
 
-def check_factors(metric: str, name: str, factors, num_rows: int, codes_name: str = "codes") -> np.ndarray:
-    """Integer numpy array (N, F) with the same N as the codes, or an error naming the argument."""
+def check_factors(metric: str, name: str, factors, num_rows: int, codes_name: str = "codes",
+                  integer: bool = True) -> np.ndarray:
+    """Numpy array (N, F) with the same N as the codes, or an error naming the argument; integer
+    (int64) unless ``integer=False`` (continuous factors, returned as float64)."""
     arr = to_numpy(factors)
     if arr.ndim == 1:
         arr = arr[:, None]
@@ -51,6 +53,10 @@ def check_factors(metric: str, name: str, factors, num_rows: int, codes_name: st
         raise ValueError(f"{metric}: {name} must have shape (N, F), got shape {arr.shape}")
     if arr.shape[0] != num_rows:
         raise ValueError(f"{metric}: {name} has {arr.shape[0]} rows, {codes_name} has {num_rows}")
+    if not integer:
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"{metric}: {name} must hold finite numbers, got dtype {arr.dtype}")
+        return arr.astype(np.float64)
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.equal(np.mod(arr, 1), 0)):
             raise TypeError(f"{metric}: {name} must hold integer factor values, got dtype {arr.dtype}")

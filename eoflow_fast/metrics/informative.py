@@ -74,7 +74,8 @@ def abs_correlation(codes, factors) -> np.ndarray:
 
 def informative(mu, logvar, factors=None, threshold: float = THRESHOLD,
                 min_association: float = MIN_ASSOCIATION) -> dict:
-    """KL per dimension, the informative mask and (when factors (N, F) are given) the matched FDR.
+    """KL per dimension, the informative mask and (when factors (N, F), discrete or continuous, are
+    given) the matched FDR.
 
     Returns {"kl_per_dim" (d,), "informative" (d,) bool, "num_informative", and with factors:
     "fdr", "num_false", "association" (d, F)}.
@@ -84,7 +85,7 @@ def informative(mu, logvar, factors=None, threshold: float = THRESHOLD,
     out = {"kl_per_dim": kl, "informative": mask, "num_informative": int(mask.sum())}
     if factors is not None:
         mu = np.asarray(mu, dtype=np.float64)
-        factors = check_factors("informative", "factors", factors, mu.shape[0], "mu").astype(np.float64)
+        factors = check_factors("informative", "factors", factors, mu.shape[0], "mu", integer=False)
         association = abs_correlation(mu, factors)
         fdr = false_discovery_rate(mask, association=association, min_association=min_association)
         out.update({"fdr": fdr["fdr"], "num_false": fdr["num_false"], "association": association})

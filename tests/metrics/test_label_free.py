@@ -45,6 +45,11 @@ def test_fdr_on_fa_data_with_planted_informative_set(rs):
     assert out["num_informative"] == q + 1
     assert out["fdr"] == pytest.approx(1 / (q + 1))
     assert metrics.false_discovery_rate(out["informative"], num_factors=q)["fdr"] == pytest.approx(1 / (q + 1))
+    # continuous factors (FA's are Gaussian) are taken as they are
+    cont = metrics.informative(mu, logvar, factors=f)
+    assert cont["num_informative"] == q + 1 and cont["fdr"] == pytest.approx(1 / (q + 1))
+    with pytest.raises(ValueError, match="finite"):
+        metrics.informative(mu, logvar, factors=np.where(f > 2, np.nan, f))
 
 
 def test_fdr_counts_weak_matches_as_false():
