@@ -204,13 +204,23 @@ def _isolated_rng(device: torch.device):
     _set_rng_state(saved, device)
 
 
-def _configure_determinism(deterministic: bool, device: torch.device) -> None:
+@contextlib.contextmanager
+def _determinism(deterministic: bool, device: torch.device):
+    """``deterministic``: deterministic algorithms and cuDNN, no cuDNN autotuning; else cuDNN
+    autotuning on CUDA. The process's previous settings come back when training returns or raises."""
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             cudnn.deterministic, cudnn.benchmark)
     if deterministic:
         torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+        cudnn.deterministic, cudnn.benchmark = True, False
     elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        cudnn.deterministic, cudnn.benchmark = saved[2], saved[3]
 
 
 def _build_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
@@ -348,7 +358,8 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     env = distributed.setup(cfg["device"])
     try:
-        return _Trainer(model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot).run(resume)
+        with _determinism(cfg["deterministic"], env.device):
+            return _Trainer(model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot).run(resume)
     finally:
         distributed.teardown(env)
 
@@ -366,7 +377,6 @@ class _Trainer:
     # ----------------------------------------------------------------- set-up
     def _prepare(self, resume: bool) -> int:
         cfg, env, model = self.cfg, self.env, self.model
-        _configure_determinism(cfg["deterministic"], self.device)
         model.to(self.device)
         self.optimizer = _build_optimizer(model, cfg)
         self.scheduler = _build_scheduler(self.optimizer, cfg)

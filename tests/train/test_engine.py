@@ -41,6 +41,19 @@ def test_resume_reproduces_uninterrupted_losses_bitwise(tmp_path):
         assert torch.equal(v, full_params[k]), k
 
 
+def test_deterministic_mode_is_scoped_to_the_run(tmp_path):
+    assert not torch.are_deterministic_algorithms_enabled()
+    cfg = toy_config(steps=2, deterministic=True)
+    model, data, _ = build(RandomnessModel, cfg)
+    seen = []
+    loss_terms = model.loss_terms
+    model.loss_terms = lambda batch, step: (seen.append(torch.are_deterministic_algorithms_enabled()),
+                                            loss_terms(batch, step))[1]
+    engine.train(model, data, cfg, tmp_path / "run")
+    assert seen and all(seen)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     cfg = toy_config(steps=10)
     model, data, _ = build(toy.ToyAutoencoder, cfg)
