@@ -66,14 +66,20 @@ class LinearInvertible(InvertibleModule):
 
     Subclasses implement ``_map(x, rev) -> (out, log_det_scalar)``. The tangent is the same linear
     map, so primal and tangent share one call on the stacked batch ``[x; dx]`` (one GEMM/gather).
+    Under autocast the map runs in x's dtype (only coupling subnets take the lower precision).
     """
 
     def _map(self, x: torch.Tensor, rev: bool):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _full_precision_map(self, x: torch.Tensor, rev: bool):
+        """``_map`` with autocast off: invertible linear maps and their log-dets stay in x's dtype."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self._map(x, rev)
+
     def _flow(self, x, dx, rev):
         B = x.shape[0]
-        out, log_det = self._map(x if dx is None else torch.cat([x, dx]), rev)
+        out, log_det = self._full_precision_map(x if dx is None else torch.cat([x, dx]), rev)
         log_det = log_det.expand(B) if torch.is_tensor(log_det) else x.new_full((B,), float(log_det))
         if dx is None:
             return out, log_det, None
@@ -81,7 +87,7 @@ class LinearInvertible(InvertibleModule):
 
     def _linearize(self, x):
         out, log_det, _ = self._flow(x, None, False)
-        return out, log_det, lambda dy: self._map(dy, True)[0]
+        return out, log_det, lambda dy: self._full_precision_map(dy, True)[0]
 
 
 class SequenceFlow(InvertibleModule):

@@ -120,13 +120,14 @@ class AffineCoupling(InvertibleModule):
         self.clamp, self.clamp_fn, self.backend = clamp, clamp_fn, backend
 
     def _affine(self, x, st, dx, dst, rev):
-        """x -> x*exp(s)+t (or its inverse) with [s_raw, t] = st split along dim 1; tangent optional."""
-        s_raw, t = st.chunk(2, dim=1)
+        """x -> x*exp(s)+t (or its inverse) with [s_raw, t] = st split along dim 1; tangent optional.
+        Subnet outputs are cast to x's dtype, so under autocast only the subnets run in low precision."""
+        s_raw, t = st.to(x.dtype).chunk(2, dim=1)
         kw = dict(clamp=self.clamp, clamp_fn=self.clamp_fn, reverse=rev, backend=self.backend)
         if dx is None:
             y, log_det = ops.affine_coupling(x, s_raw, t, **kw)
             return y, log_det, None
-        ds_raw, dt = dst.chunk(2, dim=1)
+        ds_raw, dt = dst.to(x.dtype).chunk(2, dim=1)
         y, log_det, dy, _ = ops.affine_coupling_jvp(x, s_raw, t, dx, ds_raw, dt, **kw)
         return y, log_det, dy
 

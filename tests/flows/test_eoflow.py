@@ -182,3 +182,33 @@ def test_running_entropy_first_visit(gen):
     J = _decoder_jacobians(model, z.detach())[0]
     torch.testing.assert_close(model.entropy_running, (GAUSS_ENTROPY + torch.log(torch.linalg.vector_norm(J, dim=0))).float())
     assert model.entropy_visits.tolist() == [1] * 6
+
+
+@pytest.mark.parametrize("arch", ["glow", "realnvp", "mlp"])
+def test_bf16_autocast_runs_only_subnets_in_low_precision(arch, gen):
+    """Under bf16 autocast (the engine's default on CUDA, tested here on the CPU) the flow state, z and
+    the log-dets stay float32, and the objective and its gradients stay close to full precision."""
+    from eoflow_fast.flows import multiscale_flow
+
+    shape = (16,) if arch == "mlp" else (3, 8, 8)
+    flow = mlp_flow(16, blocks=2, hidden=16) if arch == "mlp" else multiscale_flow(shape, arch, 2, 1, 8)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
+        for m in flow.modules():
+            if isinstance(m, ActNorm):
+                m.initialized.fill_(True)
+    model = EOFlow(flow, shape, flat_input=arch == "mlp", sigma=0.0, dequantize=False)
+    x = torch.rand((8,) + shape, generator=gen)
+    results = []
+    for enabled in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            torch.manual_seed(3)  # the same sampled Jacobian columns
+            objective = model.loss_terms(x, 0)["objective"]
+            z, log_det = model.encode(x)
+        assert objective.dtype == z.dtype == log_det.dtype == torch.float32
+        grads = torch.autograd.grad(objective, [p for p in model.parameters() if p.requires_grad])
+        results.append((objective.detach(), torch.cat([g.flatten() for g in grads])))
+    (obj32, g32), (obj16, g16) = results
+    assert torch.isfinite(obj16) and abs(float(obj16 - obj32)) < 1e-2 * max(1.0, abs(float(obj32)))
+    assert float(torch.linalg.vector_norm(g16 - g32) / torch.linalg.vector_norm(g32)) < 5e-2
