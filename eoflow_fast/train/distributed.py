@@ -89,23 +89,28 @@ def wrap(module: torch.nn.Module, env: DistEnv, find_unused_parameters: bool = F
     )
 
 
+def _mean_over_ranks_(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.div_(world_size)
+
+
 def all_reduce_mean_(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
     """In place: ``tensor <- mean over ranks of tensor`` (identity when alone)."""
-    if env.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        tensor.div_(env.world_size)
-    return tensor
+    return _mean_over_ranks_(tensor, env.world_size) if env.distributed else tensor
 
 
 def all_reduce_grads_(parameters) -> None:
     """Average ``.grad`` over the ranks of the default process group (no-op without one), for
-    optimizers a model steps itself in ``auxiliary_step``: ``g <- (1/W) sum_r g_r``."""
+    optimizers a model steps itself in ``auxiliary_step``: ``g <- (1/W) sum_r g_r``, one collective
+    over the flattened gradients."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return
-    for p in parameters:
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad.div_(dist.get_world_size())
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = _mean_over_ranks_(torch.cat([g.reshape(-1) for g in grads]), dist.get_world_size())
+    for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(mean.view_as(g))
 
 
 def gather_objects(obj, env: DistEnv) -> list:
