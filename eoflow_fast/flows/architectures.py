@@ -42,12 +42,15 @@ class MultiscaleFlow(InvertibleModule):
         self.levels = torch.nn.ModuleList(levels)
         self.shapes = shapes  # per level: (kept_shape, factored_shape or None) after that level
 
+    def _check_input(self, x):
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"MultiscaleFlow: x has shape {tuple(x.shape)}, expected (B, {self.input_shape})")
+
     def _flow(self, x, dx, rev):
         B = x.shape[0]
         log_det = x.new_zeros(B)
         if not rev:
-            if tuple(x.shape[1:]) != self.input_shape:
-                raise ValueError(f"MultiscaleFlow: x has shape {tuple(x.shape)}, expected (B, {self.input_shape})")
+            self._check_input(x)
             outs, douts = [], []
             for level, (kept, out_shape) in zip(self.levels, self.shapes):
                 x, ld, dx = level._flow(x, dx, False)
@@ -82,8 +85,7 @@ class MultiscaleFlow(InvertibleModule):
 
     def _linearize(self, x):
         B = x.shape[0]
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"MultiscaleFlow: x has shape {tuple(x.shape)}, expected (B, {self.input_shape})")
+        self._check_input(x)
         log_det, outs, inverses = x.new_zeros(B), [], []
         for level, (kept, out_shape) in zip(self.levels, self.shapes):
             x, ld, inv = level._linearize(x)

@@ -131,10 +131,13 @@ class AffineCoupling(InvertibleModule):
         y, log_det, dy, _ = ops.affine_coupling_jvp(x, s_raw, t, dx, ds_raw, dt, **kw)
         return y, log_det, dy
 
-    def _flow(self, x, dx, rev):
+    def _split(self, x):
         if x.shape[1] != self.c1 + self.c2:
             raise ValueError(f"AffineCoupling: x has {x.shape[1]} channels on dim 1, expected {self.c1 + self.c2}")
-        a, b = x.split([self.c1, self.c2], dim=1)
+        return x.split([self.c1, self.c2], dim=1)
+
+    def _flow(self, x, dx, rev):
+        a, b = self._split(x)
         da, db = (None, None) if dx is None else dx.split([self.c1, self.c2], dim=1)
         if not rev:  # a = x1, b = x2
             st2, dst2 = self.subnet2(b, db)
@@ -150,9 +153,7 @@ class AffineCoupling(InvertibleModule):
         return out, ld1 + ld2, (None if dx is None else torch.cat([dy1, dy2], dim=1))
 
     def _linearize(self, x):
-        if x.shape[1] != self.c1 + self.c2:
-            raise ValueError(f"AffineCoupling: x has {x.shape[1]} channels on dim 1, expected {self.c1 + self.c2}")
-        x1, x2 = x.split([self.c1, self.c2], dim=1)
+        x1, x2 = self._split(x)
         st2, acts2 = self.subnet2.forward_cached(x2)
         y1, ld1, _ = self._affine(x1, st2, None, None, False)
         st1, acts1 = self.subnet1.forward_cached(y1)

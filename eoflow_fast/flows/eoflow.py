@@ -136,10 +136,7 @@ class EOFlow(nn.Module):
         mean NLL_b / D and ``_mtc_per_dim`` = (estimate - sum_b NLL_b) / (B D); updates the running H."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         B, D = x.shape[0], self.dim
-        if self.lam == 0.0:
-            z, log_det = self.encode(self.augment(x))
-        else:
-            z, log_det, decoder_jvp = self.encode_linearized(self.augment(x))
+        z, log_det, decoder_jvp = self.encode_linearized(self.augment(x))
         nll = 0.5 * (z ** 2).sum(1) - log_det  # (B,)
         terms = {"_nll_per_dim": nll.mean().detach() / D}
         if self.lam == 0.0:
@@ -177,8 +174,9 @@ class EOFlow(nn.Module):
 
         For every batch of points (encoded once, activations kept) and every chunk of ``chunk`` dims,
         builds the (chunk*n, D) one-hot tangents, propagates them through the decoder tangent pass
-        and keeps only the column norms, so memory is O(batch_size * chunk * D). Returns ``entropy`` H (D,), ``total_entropy`` H = D h + E log|det J|,
-        ``mtc`` = sum_i H_i - H, ``order`` = argsort(H, descending).
+        and keeps only the column norms, so memory is O(batch_size * chunk * D). Returns ``entropy``
+        H (D,), ``total_entropy`` H = D h + E log|det J|, ``mtc`` = sum_i H_i - H, ``order`` =
+        argsort(H, descending).
         """
         D = self.dim
         sum_log_norm = torch.zeros(D, dtype=torch.float64)
