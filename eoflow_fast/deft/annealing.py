@@ -101,7 +101,8 @@ def information_freezing_point(betas: list[float], mi: list[float], threshold: f
 def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: float = 200.0,
                    beta_low: float = 1.0, schedule: str = "loglinear", lr: float = 5e-4,
                    batch_size: int = 64, mi_every: int = 1, mi_samples: int = 8, mi_points: int = 512,
-                   threshold: float = 0.1, collapse: float = 0.01, stop_after_freeze: bool = False, generator: torch.Generator | None = None) -> AnnealingResult:
+                   threshold: float = 0.1, collapse: float = 0.01, stop_after_freeze: bool = False,
+                   generator: torch.Generator | None = None) -> AnnealingResult:
     """Run the annealing test on ``data`` (N, ...), a tensor on the model's device.
 
     Each step trains ``model`` (any ``VAE``: its encode/decode/reconstruction; its own

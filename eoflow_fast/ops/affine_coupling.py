@@ -73,7 +73,7 @@ def _(x, s_raw, t, gy, gld, clamp, clamp_fn, reverse, backend):
 
 
 def _jvp_fwd_impl(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, dx: torch.Tensor, ds_raw: torch.Tensor,
-                dt: torch.Tensor, clamp: float, clamp_fn: str, reverse: bool,
+                  dt: torch.Tensor, clamp: float, clamp_fn: str, reverse: bool,
                   backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     if backend == "triton":
         return triton_kernels(OP).coupling_jvp_fwd(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse)
@@ -91,7 +91,7 @@ def _(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse, backend):
 
 
 def _jvp_bwd_impl(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, dx: torch.Tensor, ds_raw: torch.Tensor,
-                dt: torch.Tensor, gy: torch.Tensor, gld: torch.Tensor, gdy: torch.Tensor, gdld: torch.Tensor,
+                  dt: torch.Tensor, gy: torch.Tensor, gld: torch.Tensor, gdy: torch.Tensor, gdld: torch.Tensor,
                   clamp: float, clamp_fn: str, reverse: bool, backend: str) -> list[torch.Tensor]:
     """[gx, gs_raw, gdx, gds_raw] (+ [gt, gdt] in reverse; in forward they are gy and gdy)."""
     if backend == "triton":
