@@ -67,21 +67,32 @@ class MultiscaleFlow(InvertibleModule):
         D = math.prod(self.input_shape)
         if x.dim() != 2 or x.shape[1] != D:
             raise ValueError(f"MultiscaleFlow: rev input must be (B, {D}), got shape {tuple(x.shape)}")
-        sizes = [math.prod(o) for _, o in self.shapes if o is not None] + [math.prod(self.shapes[-1][0])]
-        pieces = x.split(sizes, dim=1)
-        dpieces = None if dx is None else dx.split(sizes, dim=1)
-        h = pieces[-1].reshape(B, *self.shapes[-1][0])
-        dh = None if dx is None else dpieces[-1].reshape(B, *self.shapes[-1][0])
-        j = len(sizes) - 2
-        for level, (kept, out_shape) in zip(reversed(self.levels), reversed(self.shapes)):
-            if out_shape is not None:
-                h = torch.cat([h, pieces[j].reshape(B, *out_shape)], 1)
-                if dx is not None:
-                    dh = torch.cat([dh, dpieces[j].reshape(B, *out_shape)], 1)
-                j -= 1
-            h, ld, dh = level._flow(h, dh, True)
+
+        def step(i, hs):
+            nonlocal log_det
+            h, ld, dh = self.levels[i]._flow(hs[0], hs[1] if len(hs) > 1 else None, True)
             log_det = log_det + ld
-        return h, log_det, dh
+            return [h] if dh is None else [h, dh]
+        hs = self._reverse_walk([x] if dx is None else [x, dx], step)
+        return hs[0], log_det, (hs[1] if len(hs) > 1 else None)
+
+    def _reverse_walk(self, flats, step):
+        """Undo the factoring out, last level first, on flat tensors of shape (n, D) side by side.
+
+        Every tensor of ``flats`` is split like z; the walk starts from the last level's kept block,
+        re-attaches level i's factored piece (channels last) before ``hs = step(i, hs)`` and returns
+        the (n, *input_shape) tensors.
+        """
+        shapes = [o for _, o in self.shapes if o is not None] + [self.shapes[-1][0]]
+        sizes = [math.prod(s) for s in shapes]
+        parts = [[p.reshape(f.shape[0], *s) for p, s in zip(f.split(sizes, dim=1), shapes)] for f in flats]
+        hs, j = [p[-1] for p in parts], len(sizes) - 2
+        for i in reversed(range(len(self.levels))):
+            if self.shapes[i][1] is not None:
+                hs = [torch.cat([h, p[j]], 1) for h, p in zip(hs, parts)]
+                j -= 1
+            hs = step(i, hs)
+        return hs
 
     def _linearize(self, x):
         B = x.shape[0]
@@ -95,19 +106,9 @@ class MultiscaleFlow(InvertibleModule):
                 x, z_l = x.split([kept[0], out_shape[0]], dim=1)
                 outs.append(z_l.reshape(B, -1))
         outs.append(x.reshape(B, -1))
-        sizes = [o.shape[1] for o in outs]
 
         def inverse_jvp(dz):
-            n = dz.shape[0]
-            pieces = dz.split(sizes, dim=1)
-            dh = pieces[-1].reshape(n, *self.shapes[-1][0])
-            j = len(sizes) - 2
-            for inv, (kept, out_shape) in zip(reversed(inverses), reversed(self.shapes)):
-                if out_shape is not None:
-                    dh = torch.cat([dh, pieces[j].reshape(n, *out_shape)], 1)
-                    j -= 1
-                dh = inv(dh)
-            return dh
+            return self._reverse_walk([dz], lambda i, hs: [inverses[i](hs[0])])[0]
         return torch.cat(outs, 1), log_det, inverse_jvp
 
 
