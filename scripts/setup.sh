@@ -12,6 +12,6 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
   "$VPY" -m pip install -q --upgrade pip
   "$VPY" -m pip install -q "torch==2.13.0"
 fi
-"$VPY" -m pip install -q "setuptools>=64" wheel pybind11 ninja
+"$VPY" -m pip install -q "setuptools>=77" wheel pybind11 ninja
 "$VPY" -m pip install -q --no-build-isolation -e ".[test,bench]"
 "$VPY" -c "import torch, eoflow_fast.ops._dispatch as d; print('eoflow_fast ready; C++ extension:', 'built' if d.cpp_ops() else d._cpp_error())"
