@@ -22,9 +22,9 @@ import triton
 import triton.language as tl
 
 CLAMP_FN_IDS = {"atan": 0, "tanh": 1, "none": 2}
-_K = 0.6366197723675814  # 2 / pi
-_PI_2 = 1.5707963267948966
-_PI_4 = 0.7853981633974483
+_K = tl.constexpr(0.6366197723675814)  # 2 / pi; Triton reads globals only as constexpr
+_PI_2 = tl.constexpr(1.5707963267948966)
+_PI_4 = tl.constexpr(0.7853981633974483)
 
 
 @triton.jit
