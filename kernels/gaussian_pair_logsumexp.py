@@ -14,13 +14,15 @@ q_nmd = exp(x_nmd - log_marginal_nd) and k_nmd = g_joint_n p_nm + g_marginal_nd 
     dmu_md = sum_n 2 k_nmd u_nmd h_md,   dlogvar_md = sum_n k_nmd (u_nmd^2 h_md - 0.5)
     dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd
 
-Kernels work on (BLOCK_N, BLOCK_M, BLOCK_D) tiles with BLOCK_D >= D (all of d in one tile):
-the forward walks the m blocks for one n block keeping running maxima and sums for the joint
+Kernels work on (BLOCK_N, BLOCK_M, BLOCK_D) tiles. For D <= 64 one tile holds all of d: the
+forward walks the m blocks for one n block keeping running maxima and sums for the joint
 (BLOCK_N,) and for each marginal (BLOCK_N, BLOCK_D); the backward recomputes the tiles, once
-per n block (dz, dw) and once per m block (dmu, dlogvar), so nothing of size B' x B x D is
-stored and the results are deterministic (no atomics). Maxima are guarded so that a fully
-masked row never computes -inf - -inf. Arithmetic runs in float32 (float64 for float64 inputs);
-results come back in z's dtype.
+per n block (dz, dw) and once per m block (dmu, dlogvar). For D > 64 the same kernels run on
+64-wide d chunks (a second grid axis) and the joint, which needs all of d, goes through the
+(B', B) scores s_nm, summed over the chunks by ``_pair_sum_kernel`` (recomputed in the backward,
+where p_nm reads them). Nothing of size B' x B x D is stored and the results are deterministic
+(no atomics). Maxima are guarded so that a fully masked row never computes -inf - -inf.
+Arithmetic runs in float32 (float64 for float64 inputs); results come back in z's dtype.
 """
 import math
 
@@ -31,11 +33,12 @@ import triton.language as tl
 _LOG_2PI = math.log(2.0 * math.pi)
 # Elements per (BLOCK_N, BLOCK_M, BLOCK_D) tile: 32 (forward) and 16 (backward, which holds more
 # tile-sized values at once) fp32 registers a thread at 4 warps. With these, ptxas (triton 3.9)
-# reports no spills at D <= 64 on sm_80 and sm_90 (scripts/check_triton_compile.py). Larger D
-# spills: BLOCK_D >= D keeps all of d in one tile (D = 256: ~90 bytes, D = 1024: ~20 KB).
+# reports no spills on sm_80 and sm_90 (scripts/check_triton_compile.py). Before d was chunked,
+# one tile held all of d and D = 256 spilled ~90 bytes, D = 1024 ~20 KB.
 _TILE = 4096
 _TILE_BWD = 2048
 _BLOCK_N = 16
+_D_CHUNK = 64  # larger D is walked in chunks of this many dimensions
 
 
 @triton.jit
@@ -70,10 +73,11 @@ def _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D,
 
 @triton.jit
 def _fwd_kernel(Z, MU, C, H, W, LJ, LM, BP, B, D,
-                HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
+                HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr, JOINT: tl.constexpr,
                 BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """log_marginal for one (n block, d chunk); with JOINT (one chunk holds all of d) also log_joint."""
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     acc = C.dtype.element_ty
     j_max = tl.full((BLOCK_N,), float("-inf"), acc)
     j_sum = tl.zeros((BLOCK_N,), acc)
@@ -82,11 +86,12 @@ def _fwd_kernel(Z, MU, C, H, W, LJ, LM, BP, B, D,
     for m0 in range(0, B, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         u, log_density, w = _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D, HAS_W, EXCLUDE_SELF)
-        s = w + tl.sum(log_density, axis=2)
-        new_max = tl.maximum(j_max, tl.max(s, axis=1))
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-        j_sum = j_sum * tl.exp(j_max - shift) + tl.sum(tl.exp(s - shift[:, None]), axis=1)
-        j_max = new_max
+        if JOINT:
+            s = w + tl.sum(log_density, axis=2)
+            new_max = tl.maximum(j_max, tl.max(s, axis=1))
+            shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+            j_sum = j_sum * tl.exp(j_max - shift) + tl.sum(tl.exp(s - shift[:, None]), axis=1)
+            j_max = new_max
         x = w[:, :, None] + log_density
         new_max_d = tl.maximum(m_max, tl.max(x, axis=1))
         shift_d = tl.where(new_max_d == float("-inf"), 0.0, new_max_d)
@@ -94,16 +99,20 @@ def _fwd_kernel(Z, MU, C, H, W, LJ, LM, BP, B, D,
         m_max = new_max_d
     mask_n = offs_n < BP
     # padded rows (n >= B') are never stored; give them sum 1 so that no log(0) is evaluated
-    log_joint = tl.where(j_max == float("-inf"), 0.0, j_max) + tl.log(tl.where(mask_n, j_sum, 1.0))
     log_marginal = tl.where(m_max == float("-inf"), 0.0, m_max) + tl.log(tl.where(mask_n[:, None], m_sum, 1.0))
-    tl.store(LJ + offs_n, log_joint.to(LJ.dtype.element_ty), mask=mask_n)
+    if JOINT:
+        log_joint = tl.where(j_max == float("-inf"), 0.0, j_max) + tl.log(tl.where(mask_n, j_sum, 1.0))
+        tl.store(LJ + offs_n, log_joint.to(LJ.dtype.element_ty), mask=mask_n)
     tl.store(LM + offs_n[:, None].to(tl.int64) * D + offs_d[None, :], log_marginal.to(LM.dtype.element_ty),
              mask=mask_n[:, None] & (offs_d[None, :] < D))
 
 
 @triton.jit
-def _coefficients(log_density, w, offs_n, offs_d, LJ, LM, GJ, GM, BP, D):
-    """Returns k (BN, BM, BD; 0 on padded d) and dw (BN, BM) of one tile (module doc)."""
+def _coefficients(log_density, w, offs_n, offs_m, offs_d, LJ, LM, GJ, GM, S, BP, B, D, JOINT: tl.constexpr):
+    """Returns k (BN, BM, BD; 0 on padded d) and dw (BN, BM) of one tile (module doc).
+
+    JOINT: this tile holds all of d, so s_nm = w_nm + sum_d log N; else s_nm is read from S (B', B).
+    """
     acc = log_density.dtype
     mask_n = offs_n < BP
     nd = offs_n[:, None].to(tl.int64) * D + offs_d[None, :]
@@ -114,7 +123,12 @@ def _coefficients(log_density, w, offs_n, offs_d, LJ, LM, GJ, GM, BP, D):
     gm = tl.load(GM + nd, mask=ndmask, other=0.0).to(acc)
     lj = tl.where(lj == float("-inf"), 0.0, lj)
     lm = tl.where(lm == float("-inf"), 0.0, lm)
-    p = tl.exp(w + tl.sum(log_density, axis=2) - lj[:, None])
+    if JOINT:
+        s = w + tl.sum(log_density, axis=2)
+    else:
+        s = tl.load(S + offs_n[:, None].to(tl.int64) * B + offs_m[None, :],
+                    mask=mask_n[:, None] & (offs_m[None, :] < B), other=float("-inf")).to(acc)
+    p = tl.exp(s - lj[:, None])
     q = tl.exp(w[:, :, None] + log_density - lm[:, None, :])
     gq = tl.where(ndmask[:, None, :], gm[:, None, :] * q, 0.0)
     gp = gj[:, None] * p
@@ -122,17 +136,17 @@ def _coefficients(log_density, w, offs_n, offs_d, LJ, LM, GJ, GM, BP, D):
 
 
 @triton.jit
-def _bwd_n_kernel(Z, MU, C, H, W, LJ, LM, GJ, GM, DZ, DW, BP, B, D,
-                  HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr, WEIGHTS_GRAD: tl.constexpr,
+def _bwd_n_kernel(Z, MU, C, H, W, LJ, LM, GJ, GM, S, DZ, DW, BP, B, D,
+                  HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr, JOINT: tl.constexpr, WEIGHTS_GRAD: tl.constexpr,
                   BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    """dz (and dw) for one n block: dz_nd = -sum_m 2 k_nmd u_nmd h_md."""
+    """dz for one (n block, d chunk): dz_nd = -sum_m 2 k_nmd u_nmd h_md; dw too when JOINT."""
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     dz = tl.zeros((BLOCK_N, BLOCK_D), C.dtype.element_ty)
     for m0 in range(0, B, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         u, log_density, w = _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D, HAS_W, EXCLUDE_SELF)
-        k, dw = _coefficients(log_density, w, offs_n, offs_d, LJ, LM, GJ, GM, BP, D)
+        k, dw = _coefficients(log_density, w, offs_n, offs_m, offs_d, LJ, LM, GJ, GM, S, BP, B, D, JOINT)
         h = tl.load(H + offs_m[:, None].to(tl.int64) * D + offs_d[None, :],
                     mask=(offs_m[:, None] < B) & (offs_d[None, :] < D), other=0.0)
         dz -= 2.0 * tl.sum(k * u * h[None, :, :], axis=1)
@@ -144,12 +158,12 @@ def _bwd_n_kernel(Z, MU, C, H, W, LJ, LM, GJ, GM, DZ, DW, BP, B, D,
 
 
 @triton.jit
-def _bwd_m_kernel(Z, MU, C, H, W, LJ, LM, GJ, GM, DMU, DLV, BP, B, D,
-                  HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
+def _bwd_m_kernel(Z, MU, C, H, W, LJ, LM, GJ, GM, S, DMU, DLV, BP, B, D,
+                  HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr, JOINT: tl.constexpr,
                   BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    """dmu, dlogvar for one m block: sums over n of 2 k u h and k (u^2 h - 0.5)."""
+    """dmu, dlogvar for one (m block, d chunk): sums over n of 2 k u h and k (u^2 h - 0.5)."""
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     md = offs_m[:, None].to(tl.int64) * D + offs_d[None, :]
     mmask = (offs_m[:, None] < B) & (offs_d[None, :] < D)
     h = tl.load(H + md, mask=mmask, other=0.0)
@@ -158,15 +172,48 @@ def _bwd_m_kernel(Z, MU, C, H, W, LJ, LM, GJ, GM, DMU, DLV, BP, B, D,
     for n0 in range(0, BP, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         u, log_density, w = _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D, HAS_W, EXCLUDE_SELF)
-        k, dw = _coefficients(log_density, w, offs_n, offs_d, LJ, LM, GJ, GM, BP, D)
+        k, dw = _coefficients(log_density, w, offs_n, offs_m, offs_d, LJ, LM, GJ, GM, S, BP, B, D, JOINT)
         dmu += 2.0 * tl.sum(k * u, axis=0) * h
         dlv += tl.sum(k * (u * u * h[None, :, :] - 0.5), axis=0)
     tl.store(DMU + md, dmu.to(DMU.dtype.element_ty), mask=mmask)
     tl.store(DLV + md, dlv.to(DLV.dtype.element_ty), mask=mmask)
 
 
+@triton.jit
+def _pair_sum_kernel(Z, MU, C, H, W, LM, GM, OUT, BP, B, D,
+                     HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr, MARGINAL_GRAD: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One (n block, m block) of a (B', B) sum over all d, walking d in chunks.
+
+    MARGINAL_GRAD False: OUT = s_nm = w_nm + sum_d log N (-inf for dropped pairs).
+    MARGINAL_GRAD True:  OUT = sum_d g_marginal_nd q_nmd (the marginal part of dw).
+    """
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    total = tl.zeros((BLOCK_N, BLOCK_M), C.dtype.element_ty)
+    w = tl.zeros((BLOCK_N, BLOCK_M), C.dtype.element_ty)
+    for d0 in range(0, D, BLOCK_D):
+        offs_d = d0 + tl.arange(0, BLOCK_D)
+        u, log_density, w = _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D, HAS_W, EXCLUDE_SELF)
+        if MARGINAL_GRAD:
+            nd = offs_n[:, None].to(tl.int64) * D + offs_d[None, :]
+            ndmask = (offs_n[:, None] < BP) & (offs_d[None, :] < D)
+            lm = tl.load(LM + nd, mask=ndmask, other=0.0).to(total.dtype)
+            gm = tl.load(GM + nd, mask=ndmask, other=0.0).to(total.dtype)
+            lm = tl.where(lm == float("-inf"), 0.0, lm)
+            q = tl.exp(w[:, :, None] + log_density - lm[:, None, :])
+            total += tl.sum(tl.where(ndmask[:, None, :], gm[:, None, :] * q, 0.0), axis=2)
+        else:
+            total += tl.sum(log_density, axis=2)
+    if not MARGINAL_GRAD:
+        total = w + total
+    tl.store(OUT + offs_n[:, None].to(tl.int64) * B + offs_m[None, :], total,
+             mask=(offs_n[:, None] < BP) & (offs_m[None, :] < B))
+
+
 def _blocks(D, tile=_TILE):
-    block_d = triton.next_power_of_2(D)
+    """Tile sizes for the n/m-streaming kernels: BLOCK_D covers D up to _D_CHUNK, else one chunk."""
+    block_d = min(triton.next_power_of_2(D), _D_CHUNK)
     block_m = max(1, min(64, tile // (_BLOCK_N * block_d)))
     return dict(BLOCK_N=_BLOCK_N, BLOCK_M=block_m, BLOCK_D=block_d)
 
@@ -177,31 +224,62 @@ def _constants(logvar):
     return (-0.5 * (lv + _LOG_2PI)).contiguous(), (0.5 * torch.exp(-lv)).contiguous()
 
 
+def _pair_sum(z, mu, c, h, weights, exclude_self, lm=None, gm=None):
+    """(B', B) in the arithmetic dtype: s_nm, or with (lm, gm) the marginal part of dw (see _pair_sum_kernel)."""
+    (bp, d), b = z.shape, mu.shape[0]
+    out = torch.empty((bp, b), device=z.device, dtype=c.dtype)
+    grad = lm is not None
+    block_d = min(triton.next_power_of_2(d), 8 if grad else 16)
+    _pair_sum_kernel[(triton.cdiv(bp, 16), triton.cdiv(b, 16))](
+        z, mu, c, h, z if weights is None else weights, z if lm is None else lm, z if gm is None else gm, out,
+        bp, b, d, HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), MARGINAL_GRAD=grad,
+        BLOCK_N=16, BLOCK_M=16, BLOCK_D=block_d)
+    return out
+
+
 def pair_logsumexp_fwd(z, mu, logvar, weights, exclude_self):
-    """-> (log_joint (B',), log_marginal (B', D)) in z's dtype."""
+    """-> (log_joint (B',), log_marginal (B', D)) in z's dtype.
+
+    D <= _D_CHUNK: one kernel streams m once for both outputs. Larger D: the marginals run per
+    d chunk, and the joint is logsumexp_m of the (B', B) scores s_nm summed over all chunks.
+    """
     bp, d = z.shape
     c, h = _constants(logvar)
-    log_joint = torch.empty(bp, device=z.device, dtype=z.dtype)
     log_marginal = torch.empty_like(z)
     blocks = _blocks(d)
-    _fwd_kernel[(triton.cdiv(bp, blocks["BLOCK_N"]),)](
+    chunks = triton.cdiv(d, blocks["BLOCK_D"])
+    if chunks == 1:
+        log_joint = torch.empty(bp, device=z.device, dtype=z.dtype)
+    else:
+        log_joint = torch.logsumexp(_pair_sum(z, mu, c, h, weights, exclude_self), dim=1).to(z.dtype)
+    _fwd_kernel[(triton.cdiv(bp, blocks["BLOCK_N"]), chunks)](
         z, mu, c, h, z if weights is None else weights, log_joint, log_marginal, bp, mu.shape[0], d,
-        HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), **blocks)
+        HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), JOINT=chunks == 1, **blocks)
     return log_joint, log_marginal
 
 
 def pair_logsumexp_bwd(z, mu, logvar, weights, exclude_self, log_joint, log_marginal, grad_joint, grad_marginal,
                        weights_grad):
-    """-> (dz, dmu, dlogvar, dweights or None)."""
+    """-> (dz, dmu, dlogvar, dweights or None). Larger D recomputes the (B', B) scores once."""
     (bp, d), b = z.shape, mu.shape[0]
     c, h = _constants(logvar)
     dz, dmu, dlogvar = torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar)
-    dw = torch.empty((bp, b), device=z.device, dtype=z.dtype) if weights_grad else None
     w = z if weights is None else weights
     blocks = _blocks(d, _TILE_BWD)
-    flags = dict(HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), **blocks)
-    args = (z, mu, c, h, w, log_joint, log_marginal, grad_joint, grad_marginal)
-    _bwd_n_kernel[(triton.cdiv(bp, blocks["BLOCK_N"]),)](
-        *args, dz, z if dw is None else dw, bp, b, d, WEIGHTS_GRAD=bool(weights_grad), **flags)
-    _bwd_m_kernel[(triton.cdiv(b, blocks["BLOCK_M"]),)](*args, dmu, dlogvar, bp, b, d, **flags)
+    chunks = triton.cdiv(d, blocks["BLOCK_D"])
+    joint = chunks == 1
+    scores = z if joint else _pair_sum(z, mu, c, h, weights, exclude_self)
+    dw = None
+    if weights_grad:
+        if joint:
+            dw = torch.empty((bp, b), device=z.device, dtype=z.dtype)
+        else:
+            lj = torch.where(log_joint == float("-inf"), 0.0, log_joint).to(c.dtype)
+            gm_part = _pair_sum(z, mu, c, h, weights, exclude_self, log_marginal, grad_marginal)
+            dw = (grad_joint.to(c.dtype)[:, None] * torch.exp(scores - lj[:, None]) + gm_part).to(z.dtype)
+    flags = dict(HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), JOINT=joint, **blocks)
+    args = (z, mu, c, h, w, log_joint, log_marginal, grad_joint, grad_marginal, scores)
+    _bwd_n_kernel[(triton.cdiv(bp, blocks["BLOCK_N"]), chunks)](
+        *args, dz, z if dw is None else dw, bp, b, d, WEIGHTS_GRAD=bool(weights_grad) and joint, **flags)
+    _bwd_m_kernel[(triton.cdiv(b, blocks["BLOCK_M"]), chunks)](*args, dmu, dlogvar, bp, b, d, **flags)
     return dz, dmu, dlogvar, dw

@@ -41,8 +41,10 @@ def _run(fn, z, mu, logvar, weights, exclude_self, g_joint, g_marginal):
     return log_joint, log_marginal, grads
 
 
-# (B', B, D, weighted, exclude_self): sizes that are not multiples of any block or vector width
-SHAPES = [(13, 13, 3, False, False), (11, 29, 10, True, False), (40, 40, 5, True, True), (8, 8, 9, False, True)]
+# (B', B, D, weighted, exclude_self): sizes that are not multiples of any block or vector width;
+# D > 64 takes the Triton kernels' chunked-d path (two and three 64-wide chunks)
+SHAPES = [(13, 13, 3, False, False), (11, 29, 10, True, False), (40, 40, 5, True, True), (8, 8, 9, False, True),
+          (19, 19, 100, True, True), (18, 6, 130, True, False), (9, 9, 70, False, True)]
 
 
 @pytest.mark.parametrize("backend,device,dtype,rtol", ALL_CASES)
