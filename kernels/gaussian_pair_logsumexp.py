@@ -211,8 +211,10 @@ def _pair_sum_kernel(Z, MU, C, H, W, LM, GM, OUT, BP, B, D,
              mask=(offs_n[:, None] < BP) & (offs_m[None, :] < B))
 
 
-def _blocks(D, tile=_TILE):
-    """Tile sizes for the n/m-streaming kernels: BLOCK_D covers D up to _D_CHUNK, else one chunk."""
+def _blocks(D, tile, dtype):
+    """Tile sizes for the n/m-streaming kernels: BLOCK_D covers D up to _D_CHUNK, else one chunk.
+    float64 values take two registers each, so its tiles are half as large."""
+    tile = tile // 2 if dtype == torch.float64 else tile
     block_d = min(triton.next_power_of_2(D), _D_CHUNK)
     block_m = max(1, min(64, tile // (_BLOCK_N * block_d)))
     return dict(BLOCK_N=_BLOCK_N, BLOCK_M=block_m, BLOCK_D=block_d)
@@ -246,7 +248,7 @@ def pair_logsumexp_fwd(z, mu, logvar, weights, exclude_self):
     bp, d = z.shape
     c, h = _constants(logvar)
     log_marginal = torch.empty_like(z)
-    blocks = _blocks(d)
+    blocks = _blocks(d, _TILE, z.dtype)
     chunks = triton.cdiv(d, blocks["BLOCK_D"])
     if chunks == 1:
         log_joint = torch.empty(bp, device=z.device, dtype=z.dtype)
@@ -265,7 +267,7 @@ def pair_logsumexp_bwd(z, mu, logvar, weights, exclude_self, log_joint, log_marg
     c, h = _constants(logvar)
     dz, dmu, dlogvar = torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar)
     w = z if weights is None else weights
-    blocks = _blocks(d, _TILE_BWD)
+    blocks = _blocks(d, _TILE_BWD, z.dtype)
     chunks = triton.cdiv(d, blocks["BLOCK_D"])
     joint = chunks == 1
     scores = z if joint else _pair_sum(z, mu, c, h, weights, exclude_self)

@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -83,13 +84,13 @@ def compile_only(arch: int, sink: list):
         driver._active = previous
 
 
-def coupling_cases(quick=False):
+def coupling_cases(quick=False, dtypes=tuple(DTYPES)):
     """(name, thunk) for every entry point x direction x clamp x dtype of the coupling kernels."""
     b, n = 4, 96
     grid = itertools.product(DTYPES, (False, True), affine_coupling.CLAMP_FN_IDS)
     if quick:
         grid = [("f32", False, "atan"), ("f32", True, "tanh"), ("bf16", False, "atan"), ("f64", True, "none")]
-    for dtype, reverse, clamp_fn in grid:
+    for dtype, reverse, clamp_fn in (g for g in grid if g[0] in dtypes):
         t = lambda: torch.zeros(b, n, dtype=DTYPES[dtype])  # noqa: E731
         tag = f"{dtype} reverse={reverse} clamp={clamp_fn}"
         yield f"coupling_fwd {tag}", lambda: affine_coupling.coupling_fwd(t(), t(), t(), 2.0, clamp_fn, reverse)
@@ -102,14 +103,14 @@ def coupling_cases(quick=False):
             torch.zeros(b, dtype=DTYPES[dtype]), 2.0, clamp_fn, reverse)
 
 
-def pair_cases(quick=False, dims=(1, 10, 64, 256, 1024)):
+def pair_cases(quick=False, dtypes=tuple(DTYPES), dims=(1, 10, 64, 256, 1024)):
     """(name, thunk) for the pair log-sum-exp kernels: dtype x D (sets BLOCK_D) x weights x exclude_self."""
     b = 8
     grid = itertools.product(DTYPES, dims, (False, True), (False, True))
     if quick:
         grid = [("f32", 10, True, False), ("f32", 64, False, True), ("bf16", 10, False, True), ("f64", 10, True, True),
                 ("f32", 1000, True, True)]
-    for dtype, d, has_w, exclude in grid:
+    for dtype, d, has_w, exclude in (g for g in grid if g[0] in dtypes):
         def fwd_bwd(dtype=DTYPES[dtype], d=d, has_w=has_w, exclude=exclude):
             z, mu, lv = (torch.zeros(b, d, dtype=dtype) for _ in range(3))
             w = torch.zeros(b, b, dtype=dtype) if has_w else None
@@ -170,15 +171,19 @@ def main(argv=None):
     parser.add_argument("--targets", default="80,90", help="comma-separated SM versions (80 = A100, 90 = H100/H200)")
     parser.add_argument("--only", choices=("coupling", "pair"), help="one kernel family")
     parser.add_argument("--quick", action="store_true", help="a few variants of each kernel (what CI runs)")
+    parser.add_argument("--dtypes", default=",".join(DTYPES), help=f"comma-separated subset of {list(DTYPES)}")
     parser.add_argument("--max-spill", type=int, default=None, help="fail when a kernel spills more bytes")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
+    dtypes = tuple(args.dtypes.split(","))
+    if not set(dtypes) <= set(DTYPES):
+        parser.error(f"--dtypes: choose from {list(DTYPES)}, got {args.dtypes}")
     rows = []
     for arch in (int(a) for a in args.targets.split(",")):
         if args.only != "pair":
-            rows += check(arch, coupling_cases(args.quick))
+            rows += check(arch, coupling_cases(args.quick, dtypes))
         if args.only != "coupling":
-            rows += check(arch, pair_cases(args.quick))
+            rows += check(arch, pair_cases(args.quick, dtypes))
     failed = [r for r in rows if r["error"]]
     spilling = [r for r in rows if not r["error"] and args.max_spill is not None
                 and (r["spill_bytes"] or 0) > args.max_spill]
@@ -191,8 +196,11 @@ def main(argv=None):
             print(f"  spills: {r['target']} {r['case']} {r['kernel']}: {r['registers']} registers, "
                   f"{r['spill_bytes']} spill bytes")
     if args.json:
-        args.json.write_text(json.dumps({"triton": triton.__version__, "torch": torch.__version__,
-                                         "rows": rows}, indent=1))
+        facts = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "host": platform.node(),
+                 "host_gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                 "triton": triton.__version__, "torch": torch.__version__, "targets": args.targets,
+                 "quick": args.quick}
+        args.json.write_text(json.dumps({**facts, "rows": rows}, indent=1))
     return 1 if failed or spilling else 0
 
 
