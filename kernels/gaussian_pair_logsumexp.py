@@ -32,9 +32,10 @@ import triton.language as tl
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Elements per (BLOCK_N, BLOCK_M, BLOCK_D) tile: 32 (forward) and 16 (backward, which holds more
-# tile-sized values at once) fp32 registers a thread at 4 warps. With these, ptxas (triton 3.9)
-# reports no spills on sm_80 and sm_90 (scripts/check_triton_compile.py). Before d was chunked,
-# one tile held all of d and D = 256 spilled ~90 bytes, D = 1024 ~20 KB.
+# tile-sized values at once) fp32 registers a thread at 4 warps; float64 tiles are half as large.
+# With these, ptxas (triton 3.9, sm_90) reports spills of 16-72 bytes in 5 of 416 kernel variants
+# and none elsewhere (scripts/check_triton_compile.py). Before d was chunked, one tile held all of
+# d and D = 256 spilled ~90 bytes, D = 1024 ~20 KB.
 _TILE = 4096
 _TILE_BWD = 2048
 _BLOCK_N = 16
@@ -108,6 +109,18 @@ def _fwd_kernel(Z, MU, C, H, W, LJ, LM, BP, B, D,
 
 
 @triton.jit
+def _marginal_grad(log_density, w, offs_n, offs_d, LM, GM, BP, D):
+    """g_marginal_nd q_nmd of one tile (BN, BM, BD; 0 on padded n and d)."""
+    nd = offs_n[:, None].to(tl.int64) * D + offs_d[None, :]
+    ndmask = (offs_n[:, None] < BP) & (offs_d[None, :] < D)
+    lm = tl.load(LM + nd, mask=ndmask, other=0.0).to(log_density.dtype)
+    gm = tl.load(GM + nd, mask=ndmask, other=0.0).to(log_density.dtype)
+    lm = tl.where(lm == float("-inf"), 0.0, lm)
+    q = tl.exp(w[:, :, None] + log_density - lm[:, None, :])
+    return tl.where(ndmask[:, None, :], gm[:, None, :] * q, 0.0)
+
+
+@triton.jit
 def _coefficients(log_density, w, offs_n, offs_m, offs_d, LJ, LM, GJ, GM, S, BP, B, D, JOINT: tl.constexpr):
     """Returns k (BN, BM, BD; 0 on padded d) and dw (BN, BM) of one tile (module doc).
 
@@ -115,22 +128,16 @@ def _coefficients(log_density, w, offs_n, offs_m, offs_d, LJ, LM, GJ, GM, S, BP,
     """
     acc = log_density.dtype
     mask_n = offs_n < BP
-    nd = offs_n[:, None].to(tl.int64) * D + offs_d[None, :]
-    ndmask = mask_n[:, None] & (offs_d[None, :] < D)
     lj = tl.load(LJ + offs_n, mask=mask_n, other=0.0).to(acc)
     gj = tl.load(GJ + offs_n, mask=mask_n, other=0.0).to(acc)
-    lm = tl.load(LM + nd, mask=ndmask, other=0.0).to(acc)
-    gm = tl.load(GM + nd, mask=ndmask, other=0.0).to(acc)
     lj = tl.where(lj == float("-inf"), 0.0, lj)
-    lm = tl.where(lm == float("-inf"), 0.0, lm)
     if JOINT:
         s = w + tl.sum(log_density, axis=2)
     else:
         s = tl.load(S + offs_n[:, None].to(tl.int64) * B + offs_m[None, :],
                     mask=mask_n[:, None] & (offs_m[None, :] < B), other=float("-inf")).to(acc)
     p = tl.exp(s - lj[:, None])
-    q = tl.exp(w[:, :, None] + log_density - lm[:, None, :])
-    gq = tl.where(ndmask[:, None, :], gm[:, None, :] * q, 0.0)
+    gq = _marginal_grad(log_density, w, offs_n, offs_d, LM, GM, BP, D)
     gp = gj[:, None] * p
     return gp[:, :, None] + gq, gp + tl.sum(gq, axis=2)
 
@@ -196,13 +203,7 @@ def _pair_sum_kernel(Z, MU, C, H, W, LM, GM, OUT, BP, B, D,
         offs_d = d0 + tl.arange(0, BLOCK_D)
         u, log_density, w = _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D, HAS_W, EXCLUDE_SELF)
         if MARGINAL_GRAD:
-            nd = offs_n[:, None].to(tl.int64) * D + offs_d[None, :]
-            ndmask = (offs_n[:, None] < BP) & (offs_d[None, :] < D)
-            lm = tl.load(LM + nd, mask=ndmask, other=0.0).to(total.dtype)
-            gm = tl.load(GM + nd, mask=ndmask, other=0.0).to(total.dtype)
-            lm = tl.where(lm == float("-inf"), 0.0, lm)
-            q = tl.exp(w[:, :, None] + log_density - lm[:, None, :])
-            total += tl.sum(tl.where(ndmask[:, None, :], gm[:, None, :] * q, 0.0), axis=2)
+            total += tl.sum(_marginal_grad(log_density, w, offs_n, offs_d, LM, GM, BP, D), axis=2)
         else:
             total += tl.sum(log_density, axis=2)
     if not MARGINAL_GRAD:
@@ -232,10 +233,10 @@ def _pair_sum(z, mu, c, h, weights, exclude_self, lm=None, gm=None):
     out = torch.empty((bp, b), device=z.device, dtype=c.dtype)
     grad = lm is not None
     block_d = min(triton.next_power_of_2(d), 8 if grad else 16)
-    _pair_sum_kernel[(triton.cdiv(bp, 16), triton.cdiv(b, 16))](
+    _pair_sum_kernel[(triton.cdiv(bp, _BLOCK_N), triton.cdiv(b, _BLOCK_N))](
         z, mu, c, h, z if weights is None else weights, z if lm is None else lm, z if gm is None else gm, out,
         bp, b, d, HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), MARGINAL_GRAD=grad,
-        BLOCK_N=16, BLOCK_M=16, BLOCK_D=block_d)
+        BLOCK_N=_BLOCK_N, BLOCK_M=_BLOCK_N, BLOCK_D=block_d)
     return out
 
 
