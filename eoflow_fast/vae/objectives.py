@@ -216,7 +216,8 @@ class BfVAE(VAE):
 
     D (``Discriminator``) is trained in ``auxiliary_step`` with its own Adam (lr 1e-4, betas 0.5,
     0.9; disentanglement_lib; gradients averaged over DDP ranks) to minimise
-    -(1/2 mean log p_0(z) + 1/2 mean log p_1(shuffle(z))), probabilities clipped to [1e-6, 1 - 1e-6], on the detached codes z of the step's VAE forward.
+    -(1/2 mean log p_0(z) + 1/2 mean log p_1(shuffle(z))), probabilities clipped to [1e-6, 1 - 1e-6],
+    on the detached codes z of the step's VAE forward.
     Ablations: vanilla (beta 1, gamma 0), beta (beta > 1, gamma 0), factor (beta 1, gamma > 0).
     The verified paper text does not give the loss; this reading follows its ablation names.
     """
