@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _nvidia_backend_available() -> bool:
-    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("triton.backends.nvidia") is None:
+    if importlib.util.find_spec("triton") is None:
         return False
     spec = importlib.util.find_spec("triton.backends.nvidia")
-    return (Path(spec.origin).parent / "bin" / "ptxas").exists()
+    return spec is not None and (Path(spec.origin).parent / "bin" / "ptxas").exists()
 
 
 @pytest.mark.skipif(not _nvidia_backend_available(), reason="triton's NVIDIA backend or its ptxas is missing")
