@@ -5,8 +5,9 @@ there is one, the column and the line):
 
 - the file must be UTF-8 text (a NUL byte or invalid UTF-8 is refused as binary), with a header row;
   an empty file, a header without rows, an empty column name and a duplicated column name are refused;
-- the delimiter, unless given, is whichever of ``,`` ``;`` tab splits the header into the most
-  cells (no sniffing: a header without any of them is one column, a valid single-column CSV);
+- the delimiter, unless given, is the one of ``,`` ``;`` tab that splits the header, preferring
+  one that splits the first 20 lines into equally many cells (no sniffing: a header without any of
+  them is one column, a valid single-column CSV);
 - every row must have as many cells as the header (ragged rows are refused with their lines);
 - a kept column's cells must be numbers: ``inf``/``-inf``/overflowing literals (``1e309``) are
   refused with their line; an empty cell or ``nan`` is missing, and a row with a missing value in a
@@ -45,10 +46,15 @@ def _text(path: str) -> str:
                        "delimited UTF-8 text") from None
 
 
-def _delimiter(header_line: str) -> str:
-    """The candidate that splits the header into the most cells (ties: the order of DELIMITERS)."""
-    widths = [len(next(csv.reader([header_line], delimiter=d), [])) for d in DELIMITERS]
-    return DELIMITERS[int(np.argmax(widths))]
+def _delimiter(lines: list[str]) -> str:
+    """Of DELIMITERS, one that splits the header into several cells, preferring one that splits the
+    first (up to 20) lines into equally many, then the most cells (ties: the order of DELIMITERS); a
+    header with none of them is a single column."""
+    def score(d):
+        widths = [len(r) for r in csv.reader(lines, delimiter=d)]
+        return (widths[0] > 1, len(set(widths)) == 1, widths[0])
+
+    return max(DELIMITERS, key=score)
 
 
 def _rows(path: str, text: str, delimiter: str | None) -> tuple[list[str], list[tuple[int, list[str]]], str]:
@@ -57,7 +63,7 @@ def _rows(path: str, text: str, delimiter: str | None) -> tuple[list[str], list[
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         raise CsvError(f"csv: {path!r} is empty; expected a header row of column names and one sample per line")
-    delimiter = delimiter or _delimiter(lines[first])
+    delimiter = delimiter or _delimiter([line for line in lines[first:] if line.strip()][:20])
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header, body = None, []
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import warnings
@@ -76,7 +77,8 @@ def _reading(path: str, max_pixels: int | None):
     except UnreadableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise _too_large(path, f"PIL: {err}", max_pixels) from None
+        declared = re.search(r"\((\d+) pixels\)", str(err))  # PIL: "Image size (N pixels) exceeds limit ..."
+        raise _too_large(path, f"declares {declared[1] if declared else 'too many'} pixels", max_pixels) from None
     except (OSError, ValueError, SyntaxError) as err:  # PIL raises these for truncated/garbled files
         raise UnreadableImage(f"unreadable image {path}: {err}") from err
 

@@ -108,17 +108,21 @@ def _read_settings(settings_path: str, settings: dict, dst: str) -> bool:
 def _kept_shard(base: str, progress: Progress) -> bool:
     """True if shard ``base`` (.npy + .json) is complete and passes :func:`verify_shard`; else report why
     and return False so that it is packed again."""
-    if not (os.path.exists(base + ".json") and os.path.exists(base + ".npy")):
+    if not os.path.exists(base + ".json"):  # the manifest is written last: the shard was never finished
         return False
     name = os.path.basename(base) + ".npy"
     try:
         with open(base + ".json") as fh:
             record = json.load(fh).get("shard")
+    except (ValueError, UnicodeDecodeError, AttributeError) as err:
+        progress.write(f"data pack: manifest {os.path.basename(base)}.json is unreadable ({err}); re-packing {name}")
+        return False
+    try:
         if record is None:
             raise ShardError(f"shard {name}: its manifest has no integrity record (an older pack format)")
         verify_shard(base + ".npy", record)
         return True
-    except (ShardError, ValueError, AttributeError) as err:  # ValueError: a manifest that is not JSON
+    except ShardError as err:
         progress.write(f"data pack: {err}; re-packing it")
         return False
 

@@ -187,3 +187,25 @@ def test_cli_main_runs_data_pack_and_info(celeba_root, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["data", "pack", str(root), str(tmp_path / "pk"), "--size", "0"])
     assert exc.value.code == 2
+
+
+def test_dequantised_values_stay_inside_their_bin_at_the_noise_maximum(monkeypatch):
+    """The largest float32 below 1 as noise: (k + u) / 256 must stay below (k + 1) / 256 for every k
+    (plain float32 U[0, 1) noise rounds k + u up to k + 1 for k >= 128), and likewise for digits' 17 levels."""
+    import os
+
+    from eoflow_fast.data import _random
+    from eoflow_fast.data.images import to_float
+
+    class TopNoise:
+        def random(self, shape, dtype):
+            return np.full(shape, np.nextafter(np.float32(1), np.float32(0)), dtype=dtype)
+
+    monkeypatch.setattr(_random, "_NOISE", {(os.getpid(), torch.initial_seed()): TopNoise()})
+    k = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    x = to_float(k, dequantize=True).numpy().astype(np.float64)
+    assert (x < (k + 1.0) / 256).all() and (x >= k / 256.0).all()
+    digits = get_dataset("digits", split="all", dequantize=True)
+    levels = np.round(digits.values.numpy() * 16)
+    y = torch.stack([digits[i] for i in range(50)]).numpy().astype(np.float64)
+    assert (y < (levels[:50] + 1) / 17).all() and (y >= levels[:50] / 17 - 1e-7).all()
