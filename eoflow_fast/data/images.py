@@ -105,7 +105,8 @@ def probe_image(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         _open_checked(Image, path, max_pixels).close()
 
 
-def load_image(path: str, size: int, crop: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(path: str, size: int, crop: int | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """uint8 (3, size, size): ``path`` as RGB, centre-cropped to ``crop`` (default min(W, H)), resized.
     Raises UnreadableImage (an OSError) naming the file when it cannot be decoded or declares more
     than ``max_pixels`` pixels (width * height; None: no limit): a tiny file may declare a huge image."""

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 from torch.utils.data import Dataset

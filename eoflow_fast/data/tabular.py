@@ -65,8 +65,9 @@ def standardise(values: np.ndarray, train_rows: np.ndarray, columns) -> tuple[np
         far = ~np.isfinite(z.astype(np.float32))
     if far.any():
         row, col = (int(v[0]) for v in np.nonzero(far))
-        raise ValueError(f"standardise: column {columns[col]!r} row {row}: {float(values[row, col])!r} lies beyond float32 "
-                         f"range after standardising (training std {std_y[col] * scale[col]:.3g}); an extreme outlier")
+        raise ValueError(f"standardise: column {columns[col]!r} row {row}: {float(values[row, col])!r} lies beyond "
+                         f"float32 range after standardising (training std {std_y[col] * scale[col]:.3g}): "
+                         "an extreme outlier")
     return z, mean_y * scale, std_y * scale
 
 

@@ -1,6 +1,5 @@
 """Decompression bombs and PIL's pixel limit: a tiny file declaring a huge image is skipped by name by
 `data pack` and by `folder:` loading, under a `max_pixels` limit the user can raise or lower."""
-import argparse
 import json
 import struct
 import zlib
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eoflow_fast.cli import data as data_cli
 from eoflow_fast.data import get_dataset, packed
 from eoflow_fast.data.images import DEFAULT_MAX_PIXELS, UnreadableImage, load_image, probe_image
 
@@ -26,13 +24,6 @@ def bomb_png(path, side=SIDE):
                      + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
-def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="eoflow-fast")
-    data_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
-
-
 @pytest.fixture
 def folder(tmp_path):
     """6 ordinary 40x30 images (1200 px) and one bomb, bomb.png."""
@@ -46,8 +37,8 @@ def folder(tmp_path):
     return root
 
 
-def test_bomb_is_skipped_by_name_in_pack_and_folder(folder, tmp_path, capsys):
-    assert run_cli("data", "pack", str(folder), str(tmp_path / "pk"), "--size", "8", "--no-progress") == 0
+def test_bomb_is_skipped_by_name_in_pack_and_folder(folder, tmp_path, capsys, data_cli):
+    assert data_cli("data", "pack", str(folder), str(tmp_path / "pk"), "--size", "8", "--no-progress") == 0
     out, err = capsys.readouterr()
     assert "skipped bomb.png" in err and f"max_pixels={DEFAULT_MAX_PIXELS}" in err and "'bomb.png'" in out
     index = json.loads((tmp_path / "pk" / "index.json").read_text())
@@ -61,14 +52,14 @@ def test_bomb_is_skipped_by_name_in_pack_and_folder(folder, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("max_pixels,kept", [(1199, 0), (1000, 0), (601, 0), (500, 0), (1200, 6), (None, 6)])
-def test_limit_applies_between_one_and_two_times_and_above(folder, tmp_path, max_pixels, kept, capsys):
+def test_limit_applies_between_one_and_two_times_and_above(folder, tmp_path, max_pixels, kept, capsys, data_cli):
     """1200 px images: above the limit by less than 2x (1199, 1000, 601: PIL alone only warns) or by more
     (500: PIL raises), both are skipped; at or under the limit, or with none, all are kept."""
     (folder / "bomb.png").unlink()
     ds = get_dataset(f"folder:{folder}", split="all", size=8, max_pixels=max_pixels)
     assert len(ds) == kept
     flag = "none" if max_pixels is None else str(max_pixels)
-    assert run_cli("data", "pack", str(folder), str(tmp_path / f"pk{flag}"), "--size", "8", "--max-pixels", flag,
+    assert data_cli("data", "pack", str(folder), str(tmp_path / f"pk{flag}"), "--size", "8", "--max-pixels", flag,
                    "--no-progress") == 0
     assert len(json.loads((tmp_path / f"pk{flag}" / "index.json").read_text())["names"]) == kept
     err = capsys.readouterr().err
@@ -89,9 +80,9 @@ def test_a_raised_limit_overrides_pils_own_and_restores_it(folder, monkeypatch):
 
 
 @pytest.mark.parametrize("bad", ["0", "-5", "lots"])
-def test_max_pixels_flag_rejects_non_positive_values(folder, tmp_path, bad):
+def test_max_pixels_flag_rejects_non_positive_values(folder, tmp_path, bad, data_cli):
     with pytest.raises(SystemExit) as exc:
-        run_cli("data", "pack", str(folder), str(tmp_path / "x"), "--max-pixels", bad)
+        data_cli("data", "pack", str(folder), str(tmp_path / "x"), "--max-pixels", bad)
     assert exc.value.code == 2
     with pytest.raises(ValueError, match="max_pixels"):
         packed.pack_images(str(folder), str(tmp_path / "y"), max_pixels=0)

@@ -1,5 +1,4 @@
 """CelebA reader, image folders and `data pack` on a small folder in the published CelebA layout."""
-import argparse
 import json
 import os
 
@@ -9,7 +8,6 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
-from eoflow_fast.cli import data as data_cli
 from eoflow_fast.data import get_dataset, packed
 from eoflow_fast.data.images import load_image
 
@@ -49,13 +47,6 @@ def reference(path, size, crop):
         return np.asarray(im).transpose(2, 0, 1)
 
 
-def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="eoflow-fast")
-    data_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
-
-
 def test_celeba_reader_splits_transform_and_attributes(celeba_root):
     root, attrs = celeba_root
     train = get_dataset(f"celeba:{root}", split="train", size=64)
@@ -77,20 +68,20 @@ def test_celeba_reader_splits_transform_and_attributes(celeba_root):
         load_image(str(root / "img_align_celeba" / CORRUPT), 64, 148)
 
 
-def test_missing_paths_say_which_layout_is_expected(tmp_path):
+def test_missing_paths_say_which_layout_is_expected(tmp_path, data_cli):
     with pytest.raises(FileNotFoundError, match=r"img_align_celeba.*list_eval_partition\.txt"):
         get_dataset(f"celeba:{tmp_path}")
     with pytest.raises(FileNotFoundError, match=r"index\.json.*eoflow-fast data pack"):
         get_dataset(f"packed:{tmp_path}")
     with pytest.raises(FileNotFoundError, match="image files"):
         get_dataset(f"folder:{tmp_path}")
-    assert run_cli("data", "pack", str(tmp_path / "nope"), str(tmp_path / "out")) == 1
+    assert data_cli("data", "pack", str(tmp_path / "nope"), str(tmp_path / "out")) == 1
 
 
-def test_pack_skips_corrupt_files_by_name_and_matches_the_reader(celeba_root, tmp_path, capsys):
+def test_pack_skips_corrupt_files_by_name_and_matches_the_reader(celeba_root, tmp_path, capsys, data_cli):
     root, _ = celeba_root
     dst = tmp_path / "packed"
-    assert run_cli("data", "pack", str(root), str(dst), "--size", "32", "--shard-size", "4", "--no-progress") == 0
+    assert data_cli("data", "pack", str(root), str(dst), "--size", "32", "--shard-size", "4", "--no-progress") == 0
     assert CORRUPT in capsys.readouterr().err
     index = json.loads((dst / "index.json").read_text())
     assert [s["name"] for s in index["skipped"]] == [CORRUPT]

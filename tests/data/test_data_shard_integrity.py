@@ -1,6 +1,5 @@
 """Packed-shard integrity: every kind of damaged shard is named on open (cheap checks), by `data verify`
 (full checksums), and re-packed by a resumed `data pack`; old indexes without shard records are refused."""
-import argparse
 import hashlib
 import io
 import json
@@ -11,20 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eoflow_fast.cli import data as data_cli
 from eoflow_fast.data import _shards, get_dataset, packed
 from eoflow_fast.data._progress import Progress
 from eoflow_fast.data._shards import ShardError
 
 SIZE, SHARD = 16, 4
 HEAD = 512  # head digest length in these tests, so that a byte past it exists in a 3 KiB shard
-
-
-def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="eoflow-fast")
-    data_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
 
 
 @pytest.fixture
@@ -77,7 +68,7 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
-def test_damaged_shard_is_named_on_open_by_verify_and_repacked_on_resume(pack, kind, capsys):
+def test_damaged_shard_is_named_on_open_by_verify_and_repacked_on_resume(pack, kind, capsys, data_cli):
     src, dst = pack
     damage, on_open = DAMAGE[kind]
     damage(dst / "shard_00001.npy")
@@ -86,14 +77,14 @@ def test_damaged_shard_is_named_on_open_by_verify_and_repacked_on_resume(pack, k
     else:
         with pytest.raises(ShardError, match=rf"shard_0000[12]\.npy: .*{on_open}.*data verify"):
             get_dataset(f"packed:{dst}", split="all")
-    assert run_cli("data", "verify", str(dst), "--no-progress") == 1
+    assert data_cli("data", "verify", str(dst), "--no-progress") == 1
     err = capsys.readouterr().err
     bad = {"shard_00001.npy", "shard_00002.npy"} if kind == "swapped" else {"shard_00001.npy"}
     assert all(name in err for name in bad) and "shard_00000.npy" not in err
     assert {f for f, _ in packed.verify_pack(str(dst), progress=False)} == bad
 
     kept = os.stat(dst / "shard_00000.npy")
-    assert run_cli("data", "pack", str(src), str(dst), "--size", str(SIZE), "--shard-size", str(SHARD),
+    assert data_cli("data", "pack", str(src), str(dst), "--size", str(SIZE), "--shard-size", str(SHARD),
                    "--no-progress") == 0
     err = capsys.readouterr().err
     assert all(f"{name}: " in err and "re-packing it" in err for name in bad)
@@ -101,11 +92,12 @@ def test_damaged_shard_is_named_on_open_by_verify_and_repacked_on_resume(pack, k
     assert (again.st_ino, again.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
     assert packed.verify_pack(str(dst), progress=False) == []
     for k in range(3):
-        np.testing.assert_array_equal(np.load(dst / f"shard_{k:05d}.npy"), np.load(dst.parent / "fresh" / f"shard_{k:05d}.npy"))
+        shard = f"shard_{k:05d}.npy"
+        np.testing.assert_array_equal(np.load(dst / shard), np.load(dst.parent / "fresh" / shard))
     assert json.loads((dst / "index.json").read_text()) == json.loads((dst.parent / "fresh" / "index.json").read_text())
 
 
-def test_index_records_each_shard_and_verify_passes_an_intact_pack(pack, capsys):
+def test_index_records_each_shard_and_verify_passes_an_intact_pack(pack, capsys, data_cli):
     _, dst = pack
     index = json.loads((dst / "index.json").read_text())
     for k, record in enumerate(index["shards"]):
@@ -114,7 +106,7 @@ def test_index_records_each_shard_and_verify_passes_an_intact_pack(pack, capsys)
         assert record["dtype"] == "uint8" and record["shape"] == [SHARD, 3, SIZE, SIZE] and record["count"] == SHARD
         assert record["blake2b"] == hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
         assert record["head"] == hashlib.blake2b(path.read_bytes()[:HEAD], digest_size=16).hexdigest()
-    assert run_cli("data", "verify", str(dst), "--no-progress") == 0
+    assert data_cli("data", "verify", str(dst), "--no-progress") == 0
     assert "every shard matches" in capsys.readouterr().out
 
 
@@ -127,11 +119,12 @@ def test_damaged_manifest_of_a_kept_shard_is_repacked(pack, capsys):
     (dst / "shard_00002.json").write_text(json.dumps(manifest))
     packed.pack_images(str(src), str(dst), size=SIZE, shard_size=SHARD, progress=False)
     err = capsys.readouterr().err
-    assert "manifest shard_00000.json is unreadable" in err and "shard_00002.npy: its manifest has no integrity record" in err
+    assert "manifest shard_00000.json is unreadable" in err
+    assert "shard_00002.npy: its manifest has no integrity record" in err
     assert packed.verify_pack(str(dst), progress=False) == []
 
 
-def test_old_format_pack_is_refused_with_a_repack_hint_and_repacked_in_place(pack, capsys):
+def test_old_format_pack_is_refused_with_a_repack_hint_and_repacked_in_place(pack, capsys, data_cli):
     src, dst = pack
     index = json.loads((dst / "index.json").read_text())
     old = dict(index, format="eoflow_fast.packed/1",
@@ -145,7 +138,7 @@ def test_old_format_pack_is_refused_with_a_repack_hint_and_repacked_in_place(pac
         (dst / f"shard_{k:05d}.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"old format 'eoflow_fast.packed/1'.*no shard sizes or checksums.*re-pack"):
         get_dataset(f"packed:{dst}")
-    assert run_cli("data", "verify", str(dst), "--no-progress") == 1
+    assert data_cli("data", "verify", str(dst), "--no-progress") == 1
     assert "old format" in capsys.readouterr().err
     assert packed.pack_images(str(src), str(dst), size=SIZE, shard_size=SHARD, progress=False) == \
         json.loads((dst.parent / "fresh" / "index.json").read_text())

@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eoflow_fast.cli import data as data_cli
 from eoflow_fast.data import SPLIT_NAMES, canonical_split, get_dataset, packed
 from eoflow_fast.data._splits import name_rule, split_by_name
-
-
-def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="eoflow-fast")
-    data_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
 
 
 def test_vocabulary_and_aliases():
@@ -52,7 +44,7 @@ def test_toy_eval_split_flag_speaks_the_vocabulary(capsys):
         parser.parse_args(["--split", "bogus"])
 
 
-def test_data_info_shows_split_sizes_and_rule_for_a_folder_pack(tmp_path, capsys):
+def test_data_info_shows_split_sizes_and_rule_for_a_folder_pack(tmp_path, capsys, data_cli):
     src = tmp_path / "imgs"
     src.mkdir()
     rng = np.random.RandomState(0)
@@ -60,20 +52,20 @@ def test_data_info_shows_split_sizes_and_rule_for_a_folder_pack(tmp_path, capsys
     for n in names:
         Image.fromarray(rng.randint(0, 256, (12, 12, 3), dtype=np.uint8)).save(src / n)
     packed.pack_images(str(src), str(tmp_path / "pk"), size=8, progress=False)
-    assert run_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "test") == 0
+    assert data_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "test") == 0
     info = json.loads(capsys.readouterr().out)
     n_test = len(split_by_name(names, "test", 0.05))
     assert info["split_sizes"] == {"train": 40 - n_test, "test": n_test, "all": 40} and info["items"] == n_test
     assert info["split_rule"] == name_rule(0.05, 0) and "blake2b" in info["split_rule"] and "0.05" in info["split_rule"]
     for split, size in info["split_sizes"].items():
         assert len(get_dataset(f"packed:{tmp_path / 'pk'}", split=split)) == size
-    assert run_cli("data", "info", "wine", "--split", "eval") == 0
+    assert data_cli("data", "info", "wine", "--split", "eval") == 0
     captured = capsys.readouterr()
     assert "'eval' is deprecated" in captured.err and json.loads(captured.out)["split"] == "test"
     assert "RandomState(seed=0)" in json.loads(captured.out)["split_rule"]
 
 
-def test_data_info_shows_the_celeba_partition_of_a_celeba_pack(tmp_path, capsys):
+def test_data_info_shows_the_celeba_partition_of_a_celeba_pack(tmp_path, capsys, data_cli):
     root = tmp_path / "celeba"
     (root / "img_align_celeba").mkdir(parents=True)
     names = [f"{i:06d}.jpg" for i in range(1, 8)]
@@ -81,7 +73,7 @@ def test_data_info_shows_the_celeba_partition_of_a_celeba_pack(tmp_path, capsys)
         Image.fromarray(np.full((218, 178, 3), 90, np.uint8)).save(root / "img_align_celeba" / n)
     (root / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for n, p in zip(names, [0, 0, 0, 1, 1, 2, 0])))
     packed.pack_images(str(root), str(tmp_path / "pk"), size=8, progress=False)
-    assert run_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "valid") == 0
+    assert data_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "valid") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["split_sizes"] == {"all": 7, "train": 4, "valid": 2, "test": 1} and info["items"] == 2
     assert "published CelebA partition" in info["split_rule"]
