@@ -33,10 +33,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ._random import uniform_noise
-from ._splits import canonical_split, split_by_name
+from ._splits import canonical_split, name_rule, split_by_name
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
+CELEBA_RULE = "the published CelebA partition (list_eval_partition.txt: 0 train, 1 valid, 2 test)"
 CELEBA_LAYOUT = ("the published CelebA layout: ROOT/img_align_celeba/*.jpg, ROOT/list_eval_partition.txt "
                  "('000001.jpg 0' per line) and, for attributes, ROOT/list_attr_celeba.txt")
 FOLDER_LAYOUT = f"a directory holding image files ({', '.join(IMAGE_EXTENSIONS)}), searched recursively"
@@ -244,6 +245,7 @@ def celeba(root: str, split: str = "train", size: int = 64, crop: int | None = 1
         labels = np.stack([table[n] for n in keep])
     ds = ImageFiles(os.path.join(root, "img_align_celeba"), keep, size, crop, dequantize, labels, max_pixels, "celeba")
     ds.attribute_names = attr_names
+    ds.split_rule = CELEBA_RULE
     return ds
 
 
@@ -258,5 +260,7 @@ def image_folder(root: str, split: str = "train", size: int = 64, crop: int | No
     (:func:`split_by_name`). Files whose header does not read (or declares more than ``max_pixels``
     pixels) are skipped by name."""
     names = list_image_folder(root)
-    return ImageFiles(root, [names[i] for i in split_by_name(names, split, test_fraction, seed)], size, crop,
-                      dequantize, max_pixels=max_pixels, who="folder")
+    ds = ImageFiles(root, [names[i] for i in split_by_name(names, split, test_fraction, seed)], size, crop,
+                    dequantize, max_pixels=max_pixels, who="folder")
+    ds.split_rule = name_rule(test_fraction, seed)
+    return ds

@@ -43,12 +43,11 @@ from torch.utils.data import Dataset
 from ._progress import Progress
 from ._shards import ShardError, check_shard, describe_shard, verify_shard
 from ._splits import SPLITS, canonical_split, name_rule, split_by_name
-from .images import (CELEBA_LAYOUT, CELEBA_SPLITS, DEFAULT_MAX_PIXELS, FOLDER_LAYOUT, FOLDER_TEST_FRACTION, is_celeba,
-                     list_image_folder, load_image, read_celeba_partition, to_float)
+from .images import (CELEBA_LAYOUT, CELEBA_RULE, CELEBA_SPLITS, DEFAULT_MAX_PIXELS, FOLDER_LAYOUT,
+                     FOLDER_TEST_FRACTION, is_celeba, list_image_folder, load_image, read_celeba_partition, to_float)
 
 FORMAT = "eoflow_fast.packed/2"
 OLD_FORMATS = ("eoflow_fast.packed/1",)  # no shard records: refused on open, re-packed by `data pack`
-CELEBA_RULE = "the published CelebA partition (list_eval_partition.txt: 0 train, 1 valid, 2 test)"
 PACKED_LAYOUT = ("a directory written by `eoflow-fast data pack SRC DST`: index.json, pack.json and "
                  "shard_XXXXX.npy / shard_XXXXX.json files")
 
