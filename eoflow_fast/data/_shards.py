@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import numpy as np
 
@@ -35,7 +36,27 @@ def _blake2b():
     return hashlib.blake2b(digest_size=16)
 
 
-def _digest_of(fh, limit: int | None, on_bytes=None) -> str:
+RECORD_KEYS = {"file": str, "count": int, "bytes": int, "dtype": str, "shape": list, "head": str, "blake2b": str}
+SHARD_NAME = re.compile(r"shard_\d{5}\.npy")
+
+
+def check_record(record, size: int) -> None:
+    """A shard record as read from an index: the keys and types of RECORD_KEYS, a plain shard file
+    name (no path: the index cannot point outside its directory), shape ``[count, 3, size, size]``."""
+    if not isinstance(record, dict):
+        raise ShardError(f"shard record {record!r} is not a mapping")
+    name = record.get("file")
+    wrong = [k for k, t in RECORD_KEYS.items() if not isinstance(record.get(k), t) or isinstance(record.get(k), bool)]
+    if wrong:
+        raise ShardError(f"shard record of {name!r} lacks or mistypes {wrong} (expected {list(RECORD_KEYS)})")
+    if not SHARD_NAME.fullmatch(name):
+        raise ShardError(f"shard record names file {name!r}, expected shard_NNNNN.npy in the pack directory")
+    if record["shape"] != [record["count"], 3, size, size]:
+        raise ShardError(f"shard {name}: recorded shape {record['shape']} and count {record['count']}, expected "
+                         f"[count, 3, {size}, {size}]")
+
+
+def _digest_of(fh, limit: int | None) -> str:
     """BLAKE2b-128 hex of ``fh`` from its start, at most ``limit`` bytes (None: to the end)."""
     fh.seek(0)
     h, left = _blake2b(), limit
@@ -46,8 +67,6 @@ def _digest_of(fh, limit: int | None, on_bytes=None) -> str:
         h.update(block)
         if left is not None:
             left -= len(block)
-        if on_bytes is not None:
-            on_bytes(len(block))
     return h.hexdigest()
 
 
@@ -101,10 +120,10 @@ def check_shard(path: str, record: dict) -> None:
                              "(another shard's file, or overwritten)")
 
 
-def verify_shard(path: str, record: dict, on_bytes=None) -> None:
-    """:func:`check_shard`, then the BLAKE2b of every byte; ``on_bytes(n)`` reports hashing progress."""
+def verify_shard(path: str, record: dict) -> None:
+    """:func:`check_shard`, then the BLAKE2b of every byte."""
     check_shard(path, record)
     with open(path, "rb") as fh:
-        if _digest_of(fh, None, on_bytes) != record["blake2b"]:
+        if _digest_of(fh, None) != record["blake2b"]:
             raise ShardError(f"shard {os.path.basename(path)}: checksum mismatch (content changed since "
                              "it was packed: flipped or overwritten bytes)")

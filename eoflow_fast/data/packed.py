@@ -41,13 +41,14 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ._progress import Progress
-from ._shards import ShardError, check_shard, describe_shard, verify_shard
+from ._shards import ShardError, check_record, check_shard, describe_shard, verify_shard
 from ._splits import SPLITS, canonical_split, name_rule, split_by_name
 from .images import (CELEBA_LAYOUT, CELEBA_RULE, CELEBA_SPLITS, DEFAULT_MAX_PIXELS, FOLDER_LAYOUT,
                      FOLDER_TEST_FRACTION, is_celeba, list_image_folder, load_image, read_celeba_partition, to_float)
 
 FORMAT = "eoflow_fast.packed/2"
 OLD_FORMATS = ("eoflow_fast.packed/1",)  # no shard records: refused on open, re-packed by `data pack`
+INDEX_KEYS = {"size": int, "shards": list, "names": list, "partition": (list, type(None)), "skipped": list}
 PACKED_LAYOUT = ("a directory written by `eoflow-fast data pack SRC DST`: index.json, pack.json and "
                  "shard_XXXXX.npy / shard_XXXXX.json files")
 
@@ -103,7 +104,7 @@ def _read_settings(settings_path: str, settings: dict, dst: str) -> bool:
                      "use an empty DST or the same settings to resume")
 
 
-def _kept_shard(base: str, progress: Progress) -> bool:
+def _kept_shard(base: str, size: int, progress: Progress) -> bool:
     """True if shard ``base`` (.npy + .json) is complete and passes :func:`verify_shard`; else report why
     and return False so that it is packed again."""
     if not os.path.exists(base + ".json"):  # the manifest is written last: the shard was never finished
@@ -118,6 +119,9 @@ def _kept_shard(base: str, progress: Progress) -> bool:
     try:
         if record is None:
             raise ShardError(f"shard {name}: its manifest has no integrity record (an older pack format)")
+        check_record(record, size)
+        if record["file"] != name:
+            raise ShardError(f"shard {name}: its manifest describes {record['file']}")
         verify_shard(base + ".npy", record)
         return True
     except ShardError as err:
@@ -149,7 +153,7 @@ def pack_images(src: str, dst: str, size: int = 64, crop: int | None = None, sha
     num_shards = (len(names) + shard_size - 1) // shard_size
     shard_files = [os.path.join(dst, f"shard_{k:05d}") for k in range(num_shards)]
     bar = Progress(len(names), "data pack", "images", enabled=progress, every=progress_every)
-    done = [_kept_shard(f, bar) for f in shard_files]
+    done = [_kept_shard(f, size, bar) for f in shard_files]
     bar.update(sum(min(shard_size, len(names) - k * shard_size) for k in range(num_shards) if done[k]))
     pool = None
     if workers > 1:
@@ -218,11 +222,15 @@ def read_index(path: str) -> dict:
                          f"SRC {path}` with the original arguments (it decodes every image again)")
     if fmt != FORMAT:
         raise ValueError(f"packed: {index_path!r} has format {fmt!r}, expected {FORMAT!r}")
-    shape = [3, index["size"], index["size"]]
+    wrong = [k for k, t in INDEX_KEYS.items() if not isinstance(index.get(k), t)]
+    if wrong:
+        raise ValueError(f"packed: {index_path!r} lacks or mistypes {wrong}; rerun `eoflow-fast data pack` to "
+                         "rewrite it")
     for record in index["shards"]:
-        if record["shape"][1:] != shape or record["shape"][0] != record["count"]:
-            raise ShardError(f"packed: {index_path!r}: shard {record['file']} is recorded with shape "
-                             f"{record['shape']} and count {record['count']}, expected [count, *{shape}]")
+        try:
+            check_record(record, index["size"])
+        except ShardError as err:
+            raise ShardError(f"packed: {index_path!r}: {err}; rerun `eoflow-fast data pack` to rewrite it") from None
     total = sum(r["count"] for r in index["shards"])
     if total != len(index["names"]) or (index["partition"] is not None and len(index["partition"]) != total):
         raise ValueError(f"packed: {index_path!r} records {total} images in its shards but {len(index['names'])} "
@@ -232,18 +240,18 @@ def read_index(path: str) -> dict:
 
 def verify_pack(path: str, progress: bool = True) -> list[tuple[str, str]]:
     """Full check of every shard of the pack at ``path`` (size, dtype, shape, BLAKE2b of every byte):
-    ``[(shard file, what is wrong)]``, empty when all are intact. Progress counts bytes hashed."""
+    ``[(shard file, what is wrong)]``, empty when all are intact. Progress counts shards."""
     index = read_index(path)
-    bar = Progress(sum(r["bytes"] for r in index["shards"]), "data verify", "bytes", enabled=progress,
-                   every=1 << 30)
+    bar = Progress(len(index["shards"]), "data verify", "shards", enabled=progress, every=10)
     bad = []
     try:
         for record in index["shards"]:
             try:
-                verify_shard(os.path.join(path, record["file"]), record, bar.update)
+                verify_shard(os.path.join(path, record["file"]), record)
             except ShardError as err:
                 bad.append((record["file"], str(err)))
                 bar.write(f"data verify: {err}")
+            bar.update(1)
     finally:
         bar.close()
     return bad

@@ -145,11 +145,35 @@ def test_old_format_pack_is_refused_with_a_repack_hint_and_repacked_in_place(pac
     assert len(get_dataset(f"packed:{dst}", split="all")) == 12
 
 
-@pytest.mark.parametrize("text,match", [("{not json", "is not JSON"),
-                                        ('{"format": "something/9"}', "format 'something/9'")])
-def test_unreadable_index_is_named(pack, text, match):
+def _edit_index(**changes):
+    def edit(index):
+        for key, change in changes.items():
+            if key == "record0":
+                change(index["shards"][0])
+            else:
+                change(index, key)
+        return json.dumps(index)
+    return edit
+
+
+INDEX_DAMAGE = {
+    "not_json": (lambda index: "{not json", "is not JSON"),
+    "not_a_mapping": (lambda index: "[1, 2]", "format None, expected"),
+    "unknown_format": (_edit_index(format=lambda i, k: i.update({k: "something/9"})), "format 'something/9'"),
+    "no_names": (_edit_index(names=lambda i, k: i.pop(k)), r"lacks or mistypes \['names'\]"),
+    "names_short": (_edit_index(names=lambda i, k: i[k].pop()), "records 12 images in its shards but 11 names"),
+    "record_path_escapes": (_edit_index(record0=lambda r: r.update(file="../../outside.npy")),
+                            "names file '../../outside.npy', expected shard_NNNNN.npy"),
+    "record_without_checksum": (_edit_index(record0=lambda r: r.pop("blake2b")), r"mistypes \['blake2b'\]"),
+    "record_count_changed": (_edit_index(record0=lambda r: r.update(count=3)), "recorded shape .* and count 3"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INDEX_DAMAGE))
+def test_damaged_index_is_refused_with_what_is_wrong(pack, kind):
     _, dst = pack
-    (dst / "index.json").write_text(text)
+    edit, match = INDEX_DAMAGE[kind]
+    (dst / "index.json").write_text(edit(json.loads((dst / "index.json").read_text())))
     with pytest.raises(ValueError, match=match):
         get_dataset(f"packed:{dst}")
 
