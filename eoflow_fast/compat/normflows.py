@@ -45,25 +45,25 @@ class AffineCoupling(_nf.flows.AffineCoupling):
         clamp_fn, clamp = SCALE_MAPS[self.scale_map]
         return dict(clamp=clamp, clamp_fn=clamp_fn, reverse=reverse)
 
-    def _apply(self, z2, param, reverse: bool):
+    def _couple(self, z2, param, reverse: bool):
         if not self.scale:
             return (z2 - param if reverse else z2 + param), z2.new_zeros(z2.shape[0])
         return ops.affine_coupling(z2, param[:, 1::2], param[:, 0::2], **self._op_kwargs(reverse))
 
     def forward(self, z):
         z1, z2 = z
-        z2, log_det = self._apply(z2, self.param_map(z1), False)
+        z2, log_det = self._couple(z2, self.param_map(z1), False)
         return [z1, z2], log_det
 
     def inverse(self, z):
         z1, z2 = z
-        z2, log_det = self._apply(z2, self.param_map(z1), True)
+        z2, log_det = self._couple(z2, self.param_map(z1), True)
         return [z1, z2], log_det
 
     def eo_linearize_parts(self, z1, z2):
         """Inverse z2 -> x2 at param_map(z1), and the forward JVP (dz1, dx2) -> dz2 at the result."""
         param, tangent = linearize_subnet(self.param_map, z1)
-        x2, log_det = self._apply(z2, param, True)
+        x2, log_det = self._couple(z2, param, True)
 
         def forward_jvp(dz1, dx2):
             n = dz1.shape[0]

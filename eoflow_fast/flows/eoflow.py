@@ -90,6 +90,24 @@ class EOFlow(nn.Module):
         self.register_buffer("entropy_visits", torch.zeros(self.dim, dtype=torch.long))
         self.register_buffer("latent_order", torch.arange(self.dim))
 
+    @classmethod
+    def from_module(cls, model: nn.Module, input_shape, *, flat_input: bool | None = None,
+                    condition: list | None = None, **kwargs) -> "EOFlow":
+        """EOFlow around any invertible model: a FrEIA ``SequenceINN``/``GraphINN``, a normflows
+        ``NormalizingFlow`` (or list of flows), or this project's flows (``compat.foreign.ForeignFlow``).
+
+        ``input_shape``: one item's shape; ``flat_input`` (default: ``len(input_shape) == 1``) whether the
+        model takes (B, D) instead of (B, *input_shape); ``condition``: FrEIA conditions passed to every
+        call; ``kwargs`` go to ``EOFlow`` (lam, sigma, quant_bins, ...). Blocks of ``eoflow_fast.compat``
+        use the fused JVP with activation reuse; any other block's decoder JVP runs through
+        ``torch.func.jvp`` (one notice per block type).
+        """
+        from ..compat.foreign import ForeignFlow
+        flow = model if isinstance(model, InvertibleModule) else ForeignFlow(model, condition)
+        input_shape = tuple(input_shape)
+        return cls(flow, input_shape, flat_input=len(input_shape) == 1 if flat_input is None else flat_input,
+                   **kwargs)
+
     # ---------------------------------------------------------------- flow passes
     def _to_flow(self, x):
         return x.reshape(x.shape[0], -1) if self.flat_input else x.reshape(x.shape[0], *self.input_shape)

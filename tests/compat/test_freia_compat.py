@@ -9,7 +9,15 @@ Ff = pytest.importorskip("FrEIA.framework")
 Fm = pytest.importorskip("FrEIA.modules")
 from eoflow_fast.compat import freia as Cm  # noqa: E402
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """The comparisons run in float64 (subnets built by the constructors included)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def subnet_fc(c_in, c_out):
