@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .base import InvertibleModule
+from .conditioning import cond_channels, conditioned
 
 GAUSS_ENTROPY = 0.5 * (1.0 + math.log(2 * math.pi))
 
@@ -148,11 +149,42 @@ class EOFlow(nn.Module):
             out = out + sigma * torch.randn_like(x)
         return out
 
+    # ---------------------------------------------------------------- conditions
+    @property
+    def cond_channels(self) -> int:
+        """Width k of the condition the flow's couplings take (0: unconditional)."""
+        return cond_channels(self.flow)
+
+    def condition_tensor(self, c: torch.Tensor) -> torch.Tensor:
+        """Integer class labels (B,) -> one-hot (B, k); a float (B, k) condition passes through."""
+        k = self.cond_channels
+        if not c.is_floating_point():
+            if c.dim() != 1 or (c.numel() and (int(c.min()) < 0 or int(c.max()) >= k)):
+                raise ValueError(f"EOFlow: integer labels must have shape (B,) with values in [0, {k}), got "
+                                 f"shape {tuple(c.shape)}" + (f", range [{int(c.min())}, {int(c.max())}]"
+                                                              if c.numel() else ""))
+            return torch.nn.functional.one_hot(c, k).to(self.entropy_running.dtype)
+        if c.dim() != 2 or c.shape[1] != k:
+            raise ValueError(f"EOFlow: condition must have shape (B, {k}), got {tuple(c.shape)}")
+        return c
+
+    def conditioned(self, c: torch.Tensor | None):
+        """Context for calls on a class-conditional EOFlow: ``with model.conditioned(labels): model.compress(x, C)``."""
+        return conditioned(self.flow, None if c is None else self.condition_tensor(c))
+
     # ---------------------------------------------------------------- training
     def loss_terms(self, batch, step: int) -> dict[str, torch.Tensor]:
         """Engine contract: ``objective`` = L above (optimized), diagnostics ``_nll_per_dim`` =
-        mean NLL_b / D and ``_mtc_per_dim`` = (estimate - sum_b NLL_b) / (B D); updates the running H."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        mean NLL_b / D and ``_mtc_per_dim`` = (estimate - sum_b NLL_b) / (B D); updates the running H.
+        A conditional flow takes its condition from the batch: ``(x, labels)`` or ``(x, c)``."""
+        if self.cond_channels:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("EOFlow: the flow is conditional; batches must be (x, condition)")
+            with self.conditioned(batch[1].to(batch[0].device)):
+                return self._loss_terms(batch[0])
+        return self._loss_terms(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+    def _loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         B, D = x.shape[0], self.dim
         z, log_det, decoder_jvp = self.encode_linearized(self.augment(x))
         nll = 0.5 * (z ** 2).sum(1) - log_det  # (B,)
