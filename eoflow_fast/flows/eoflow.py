@@ -172,6 +172,10 @@ class EOFlow(nn.Module):
         """Context for calls on a class-conditional EOFlow: ``with model.conditioned(labels): model.compress(x, C)``."""
         return conditioned(self.flow, None if c is None else self.condition_tensor(c))
 
+    def _rows_conditioned(self, c: torch.Tensor | None, start: int, size: int):
+        """``conditioned`` on rows [start, start + size) of the per-sample condition c (None: no condition)."""
+        return self.conditioned(None if c is None else c[start:start + size])
+
     # ---------------------------------------------------------------- training
     def loss_terms(self, batch, step: int) -> dict[str, torch.Tensor]:
         """Engine contract: ``objective`` = L above (optimized), diagnostics ``_nll_per_dim`` =
@@ -219,14 +223,14 @@ class EOFlow(nn.Module):
     # ---------------------------------------------------------------- explained entropy
     @torch.no_grad()
     def explained_entropy(self, x: torch.Tensor, batch_size: int = 256, chunk: int = 64,
-                          sigma: float | None = None) -> dict[str, torch.Tensor]:
+                          sigma: float | None = None, c: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Exact H_i over the samples x (N, *input_shape), each encoded once after augmentation.
 
         For every batch of points (encoded once, activations kept) and every chunk of ``chunk`` dims,
         builds the (chunk*n, D) one-hot tangents, propagates them through the decoder tangent pass
         and keeps only the column norms, so memory is O(batch_size * chunk * D). Returns ``entropy``
         H (D,), ``total_entropy`` H = D h + E log|det J|, ``mtc`` = sum_i H_i - H, ``order`` =
-        argsort(H, descending).
+        argsort(H, descending). ``c``: the condition of each sample (N,) or (N, k), conditional flows only.
         """
         D = self.dim
         sum_log_norm = torch.zeros(D, dtype=torch.float64)
@@ -234,7 +238,8 @@ class EOFlow(nn.Module):
         n = 0
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
-            z, log_det, decoder_jvp = self.encode_linearized(self.augment(xb, sigma))
+            with self._rows_conditioned(c, start, batch_size):
+                z, log_det, decoder_jvp = self.encode_linearized(self.augment(xb, sigma))
             sum_log_det += float(log_det.double().sum())
             for c0 in range(0, D, chunk):
                 dims = torch.arange(c0, min(c0 + chunk, D), device=z.device)
@@ -290,12 +295,14 @@ class EOFlow(nn.Module):
 
     # ---------------------------------------------------------------- metrics
     @torch.no_grad()
-    def bits_per_dim(self, x: torch.Tensor, sigma: float = 0.0, batch_size: int = 512) -> float:
+    def bits_per_dim(self, x: torch.Tensor, sigma: float = 0.0, batch_size: int = 512,
+                     c: torch.Tensor | None = None) -> float:
         """(NLL/D + log quant_bins) / ln 2 with NLL = -log p(x + (u - 1/2)/quant_bins + sigma eps)
-        including the (D/2) log(2 pi) constant (spec §5.3)."""
+        including the (D/2) log(2 pi) constant (spec §5.3); ``c`` as in ``explained_entropy``."""
         total = 0.0
         for start in range(0, x.shape[0], batch_size):
-            z, log_det = self.encode(self.augment(x[start:start + batch_size], sigma))
+            with self._rows_conditioned(c, start, batch_size):
+                z, log_det = self.encode(self.augment(x[start:start + batch_size], sigma))
             nll = 0.5 * (z.double() ** 2).sum(1) - log_det.double() + 0.5 * self.dim * math.log(2 * math.pi)
             total += float(nll.sum())
         return (total / (x.shape[0] * self.dim) + math.log(self.quant_bins)) / math.log(2)
