@@ -38,6 +38,7 @@ from .base import InvertibleModule
 from .conditioning import cond_channels, conditioned
 
 GAUSS_ENTROPY = 0.5 * (1.0 + math.log(2 * math.pi))
+MEMORY_MODES = ("stored", "reversible")
 
 
 def sample_dims(B: int, D: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -76,8 +77,11 @@ class EOFlow(nn.Module):
 
     def __init__(self, flow: InvertibleModule, input_shape, *, flat_input: bool, lam: float = 1.0,
                  sigma: float = 0.05, quant_bins: int = 256, dequantize: bool = True,
-                 entropy_momentum: float = 0.9):
+                 entropy_momentum: float = 0.9, memory: str = "stored"):
         super().__init__()
+        if memory not in MEMORY_MODES:
+            raise ValueError(f"EOFlow: memory must be one of {MEMORY_MODES}, got {memory!r}")
+        self.memory = memory
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"EOFlow: lam must be in [0, 1], got {lam}")
         if sigma < 0:
@@ -190,22 +194,34 @@ class EOFlow(nn.Module):
 
     def _loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         B, D = x.shape[0], self.dim
-        z, log_det, decoder_jvp = self.encode_linearized(self.augment(x))
+        x_aug = self.augment(x)
+        if self.memory == "reversible":
+            from .reversible import encode_with_tangent
+            k = None if self.lam == 0.0 else sample_dims(B, D, device=x.device)
+            tangent = None if k is None else self._one_hot_rows(k, x_aug)
+            z, log_det, u = encode_with_tangent(self.flow, self._to_flow(x_aug), tangent)
+        else:
+            z, log_det, decoder_jvp = self.encode_linearized(x_aug)
         nll = 0.5 * (z ** 2).sum(1) - log_det  # (B,)
         terms = {"_nll_per_dim": nll.mean().detach() / D}
         if self.lam == 0.0:
             terms["objective"] = nll.sum() / (B * D)
             return terms
-        k = sample_dims(B, D, device=z.device)
-        tangent = torch.zeros_like(z)
-        tangent[torch.arange(B, device=z.device), k] = 1.0
-        u = decoder_jvp(tangent)
+        if self.memory == "stored":
+            k = sample_dims(B, D, device=z.device)
+            u = decoder_jvp(self._one_hot_rows(k, z))
         log_norm = 0.5 * torch.log((u ** 2).sum(1))  # l_b
         manifold = stochastic_manifold_nll(z, log_norm, k)
         terms["objective"] = ((1 - self.lam) * nll.sum() + self.lam * manifold) / (B * D)
         terms["_mtc_per_dim"] = (manifold - nll.sum()).detach() / (B * D)
         self._update_running_entropy(log_norm.detach(), k)
         return terms
+
+    def _one_hot_rows(self, k: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """(B, D) tangents e_{k_b}, one per sample, in like's dtype and device."""
+        tangent = like.new_zeros(k.shape[0], self.dim)
+        tangent[torch.arange(k.shape[0], device=like.device), k] = 1.0
+        return tangent
 
     @torch.no_grad()
     def _update_running_entropy(self, log_norm: torch.Tensor, k: torch.Tensor) -> None:

@@ -79,6 +79,9 @@ def add_args(parser) -> None:
     g.add_argument("--entropy-chunk", type=_positive_int, default=64, help="dims per exact-entropy JVP pass "
                    "(a pass decodes entropy_batch * entropy_chunk tangent rows)")
     g.add_argument("--core-sizes", type=_core_sizes, default=None, help="C values for the report, e.g. 4,16,64")
+    g.add_argument("--memory", default="stored", choices=("stored", "reversible"),
+                   help="reversible: keep no block activations for the backward (each block is recomputed, "
+                        "block-boundary tensors of size B*D are kept); slower, much less activation memory")
     g.add_argument("--condition", default="none", choices=("none", "label"),
                    help="label: class-conditional flow, every coupling subnet reads the one-hot class label "
                         "(datasets with labels: digits)")
@@ -119,7 +122,7 @@ def build(config: dict):
         flow = _build_flow(config, shape, n_classes)
     bins = config["quant_bins"] or (16 if config["data"] == "digits" else 255)
     model = EOFlow(flow, shape, flat_input=config["arch"] == "mlp", lam=config["lam"], sigma=config["sigma"],
-                   quant_bins=bins)
+                   quant_bins=bins, memory=config.get("memory", "stored"))
     return model, train_set, test_set
 
 
