@@ -3,8 +3,8 @@
 ``encode_with_tangent(flow, x, dz) -> (z (B, D), log_det (B,), u (m*B, D) or None)`` computes what
 ``flow.linearize`` gives EOFlow -- z = f(x), log_det, and u = J_g(z) dz (g = f^-1, m tangents per
 point) -- but keeps no block's activations for the backward. The flow is walked as a program of
-blocks (``SequenceFlow`` blocks; ``MultiscaleFlow`` level blocks with their factor-outs; any other
-flow is one block).
+units (``SequenceFlow`` blocks, each coupling with the cheap linear blocks before it;
+``MultiscaleFlow`` levels' units with their factor-outs; any other flow is one unit).
 
 Forward (no graph):  h_0 = x, h_i = f_i(h_{i-1}); the tangent v_L = dz runs back,
                      v_{i-1} = J_{f_i}(h_{i-1})^{-1} v_i (each block re-linearized at h_{i-1});
@@ -16,9 +16,10 @@ Backward, two sweeps, each block recomputed once per sweep with a graph:
       f_i(h_{i-1}) and add c_{i-1}.
 The two sweeps run in opposite block orders, so the cross terms c_i (B*D each) are kept between them.
 Nothing is inverted in the backward (the boundaries are exact), so there is no reconstruction drift:
-gradients equal the stored graph's up to summation order. Peak memory: one block's activations plus
-3 L B D boundary values (x, v, c), against L blocks' activations when stored. Compute: about two
-extra forward passes per block.
+gradients equal the stored graph's up to summation order. Peak memory: one unit's activations plus
+3 L B D boundary values (x, v, c) for L units, against every block's activations when stored; it
+still grows linearly in depth, with a slope about 1/10 of the stored one (bench/bench_reversible.py).
+Compute: about two extra forward passes per block.
 """
 from __future__ import annotations
 
@@ -27,14 +28,29 @@ import contextlib
 import torch
 
 from .architectures import MultiscaleFlow
-from .base import InvertibleModule, SequenceFlow
+from .base import InvertibleModule, LinearInvertible, SequenceFlow
+from .linear import ActNorm
 from .conditioning import conditional_couplings
+
+
+def _units(blocks) -> list:
+    """Blocks grouped into recomputation units: each run of cheap blocks (linear maps, ActNorm,
+    reshapes) joins the block that follows it, so boundaries are kept once per coupling step."""
+    units, group = [], []
+    for b in blocks:
+        group.append(b)
+        if not isinstance(b, (LinearInvertible, ActNorm)):
+            units.append(group)
+            group = []
+    if group:
+        units.append(group)
+    return [("block", g[0] if len(g) == 1 else SequenceFlow(*g)) for g in units]
 
 
 def _program(flow: InvertibleModule) -> list:
     """[("block", module) | ("factor", kept_channels)] in forward order."""
     if isinstance(flow, SequenceFlow):
-        return [("block", b) for b in flow.blocks]
+        return _units(flow.blocks)
     if isinstance(flow, MultiscaleFlow):
         ops = []
         for level, (kept, out_shape) in zip(flow.levels, flow.shapes):
