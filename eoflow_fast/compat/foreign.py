@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..flows.base import InvertibleModule, tile_rows
+from ..flows.base import InvertibleModule, chain_linearize, tile_rows
 from ._tangent import notice_fallback
 
 
@@ -195,14 +195,5 @@ class ForeignFlow(InvertibleModule):
             return _sequence_inn_linearize(self.model, x, self._conditions())
         if self.kind == "graph_inn":
             return _graph_inn_linearize(self.model, x, self._conditions())
-        log_det, inverses = x.new_zeros(x.shape[0]), []
-        for flow in reversed(_normflows_list(self.model)):
-            x, ld, inv = _normflows_block_linearize(flow, x)
-            log_det = log_det + ld
-            inverses.append(inv)
-
-        def inverse_jvp(dz):
-            for inv in reversed(inverses):
-                dz = inv(dz)
-            return dz
-        return x, log_det, inverse_jvp
+        steps = [lambda h, f=f: _normflows_block_linearize(f, h) for f in reversed(_normflows_list(self.model))]
+        return chain_linearize(x, steps)
