@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, device_tag, peak_memory, print_table, time_fn, write_result  # noqa: E402
+from common import peak_memory, print_table, time_fn, write_result  # noqa: E402
 
 from eoflow_fast.flows import multiscale_flow  # noqa: E402
 from eoflow_fast.flows.eoflow import EOFlow  # noqa: E402
