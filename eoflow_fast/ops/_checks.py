@@ -62,9 +62,20 @@ def check_bool(op: str, name: str, value) -> bool:
     raise TypeError(f"{op}: {name} must be a bool, got {value!r} ({type(value).__name__})")
 
 
+def check_finite_float(op: str, name: str, value) -> float:
+    """``value`` is a finite real number (int, float or numpy scalar; not a bool, a string, None
+    or a tensor); returns it as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a finite float, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{op}: {name} must be a finite float, got {value!r}")
+    return v
+
+
 def check_positive_float(op: str, name: str, value) -> float:
-    """``value`` is a finite real number > 0 (int, float or numpy scalar; not a bool, a string,
-    None or a tensor); returns it as a Python float."""
+    """``value`` is a finite real number > 0 (types as in ``check_finite_float``); returns it as a
+    Python float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: {name} must be a finite positive float, got {value!r} ({type(value).__name__})")
     v = float(value)
