@@ -62,23 +62,25 @@ def check_bool(op: str, name: str, value) -> bool:
     raise TypeError(f"{op}: {name} must be a bool, got {value!r} ({type(value).__name__})")
 
 
-def check_finite_float(op: str, name: str, value) -> float:
-    """``value`` is a finite real number (int, float or numpy scalar; not a bool, a string, None
-    or a tensor); returns it as a Python float."""
+def _real(op: str, name: str, value, what: str) -> float:
+    """``value`` as a Python float if it is a real number (int, float or numpy scalar; not a bool,
+    a string, None or a tensor); ``what`` names the expectation in the error."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a finite float, got {value!r} ({type(value).__name__})")
-    v = float(value)
+        raise TypeError(f"{op}: {name} must be a {what}, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def check_finite_float(op: str, name: str, value) -> float:
+    """``value`` is a finite real number; returns it as a Python float."""
+    v = _real(op, name, value, "finite float")
     if not math.isfinite(v):
         raise ValueError(f"{op}: {name} must be a finite float, got {value!r}")
     return v
 
 
 def check_positive_float(op: str, name: str, value) -> float:
-    """``value`` is a finite real number > 0 (types as in ``check_finite_float``); returns it as a
-    Python float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{op}: {name} must be a finite positive float, got {value!r} ({type(value).__name__})")
-    v = float(value)
+    """``value`` is a finite real number > 0; returns it as a Python float."""
+    v = _real(op, name, value, "finite positive float")
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{op}: {name} must be a finite positive float, got {value!r}")
     return v
