@@ -25,7 +25,7 @@ import math
 import torch
 
 from ..train import registry
-from ..train.argtypes import int_at_least
+from ..train.argtypes import int_at_least, set_default
 from .architectures import mlp_flow, multiscale_flow
 from .eoflow import EOFlow
 
@@ -79,10 +79,6 @@ def add_args(parser) -> None:
     g.add_argument("--entropy-chunk", type=_positive_int, default=64, help="dims per exact-entropy JVP pass "
                    "(a pass decodes entropy_batch * entropy_chunk tangent rows)")
     g.add_argument("--core-sizes", type=_core_sizes, default=None, help="C values for the report, e.g. 4,16,64")
-    g.add_argument("--cpu-threads", type=_nonneg_int, default=1,
-                   help="torch intra-op threads, set when the model is built (0: leave torch's default). "
-                        "1 suits the small default model: on a shared CPU, OpenMP threads that wait on a busy "
-                        "core slowed a digits step from 0.07 s to 0.3-2.8 s in our measurements")
     parser.set_defaults(steps=1200, batch_size=256, lr=2e-3, lr_schedule="cosine", warmup_steps=50,
                         grad_clip=10.0, ckpt_every=400)
 
@@ -92,8 +88,6 @@ def _check(config: dict) -> None:
         raise ValueError(f"eoflow: --lam must be in [0, 1], got {config['lam']}")
     if config["sigma"] < 0:
         raise ValueError(f"eoflow: --sigma must be >= 0, got {config['sigma']}")
-    if config["cpu_threads"] < 0:
-        raise ValueError(f"eoflow: --cpu-threads must be >= 0, got {config['cpu_threads']}")
     if config["arch"] not in ARCHS:
         raise ValueError(f"eoflow: --arch must be one of {ARCHS}, got {config['arch']!r}")
 
@@ -105,8 +99,6 @@ def build(config: dict):
     defaults = vars(_defaults_parser().parse_args([]))
     config = {**defaults, **config}
     _check(config)
-    if config["cpu_threads"] > 0:
-        torch.set_num_threads(config["cpu_threads"])
     train_set = get_dataset(config["data"], "train")
     test_set = get_dataset(config["data"], "test")
     item = train_set[0]
@@ -139,9 +131,17 @@ def _defaults_parser() -> argparse.ArgumentParser:
 
 
 def add_eval_args(parser) -> None:
-    parser.add_argument("--core-sizes", type=_core_sizes, default=None, help="C values, e.g. 4,16,64")
+    from .. import metrics
+
+    parser.add_argument("--core-sizes", type=_core_sizes, default=None,
+                        help="C values, e.g. 4,16,64 (default: the training config's, else powers of 2 up to D and D)")
     parser.add_argument("--eval-samples", type=_positive_int, default=None, help="test items (default: training config)")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
+    metrics.add_eval_args(parser)
+    set_default(parser, "metrics", None,
+                f"comma-separated metrics on the run's ground truth (dsprites*, triangle, fa*), from "
+                f"{', '.join(metrics.METRICS)}; 'default' = {','.join(metrics.DEFAULT_METRICS)}; codes are z in "
+                f"explained-entropy order, 'flow' uses the decoder Jacobian (default: none, the flow report only)")
 
 
 def evaluate(run_dir, model, config: dict, args=None) -> dict:
@@ -161,7 +161,48 @@ def evaluate(run_dir, model, config: dict, args=None) -> dict:
     flat = {"bits_per_dim": report["bits_per_dim"], "bits_per_dim_noisy": report["bits_per_dim_noisy"],
             "mtc": report["mtc"]}
     flat.update({f"psnr_C{row['C']}": row["psnr_eoflow"] for row in report["compression"]})
+    if getattr(args, "metrics", None):
+        flat["metrics"] = ground_truth_metrics(run_dir, model, config, args)
     return flat
+
+
+def ground_truth_metrics(run_dir, model: EOFlow, config: dict, args) -> dict:
+    """``metrics.evaluate(--metrics)`` on the ground truth of ``config["data"]`` with the codes
+    z[:, latent_order] (highest explained entropy first) and, for "flow", the decoder Jacobian
+    dx/dz in the same order. Raises ``registry.UsageError`` for data without ground truth."""
+    from .. import metrics
+    from ..data import get_ground_truth
+    from ..data.registry import FA_CONFIGS, GROUND_TRUTH_SPECS
+
+    if config["data"] not in (*GROUND_TRUTH_SPECS, *FA_CONFIGS):
+        raise registry.UsageError(f"argument --metrics: run data {config['data']!r} has no ground-truth factors "
+                                  f"(metrics need one of {', '.join((*GROUND_TRUTH_SPECS, *FA_CONFIGS))})")
+    device = next(model.parameters()).device
+    order = model.latent_order.to(device)
+    inverse = torch.argsort(order)
+
+    @torch.no_grad()
+    def representation_fn(observations):
+        x = torch.as_tensor(observations, dtype=torch.float32)
+        codes = [model.encode(c.to(device))[0][:, order] for c in x.split(256)]
+        return torch.cat(codes).cpu().numpy()
+
+    @torch.no_grad()
+    def jacobian_fn(codes, chunk: int = 64):
+        z = torch.as_tensor(codes, dtype=torch.float32, device=device)[:, inverse]
+        n, dim = z.shape
+        columns = []
+        for start in range(0, dim, chunk):
+            dims = order[start:start + chunk]
+            dz = torch.zeros(len(dims), n, dim, device=device)
+            dz[torch.arange(len(dims)), :, dims] = 1.0
+            jvp = model.decoder_jvp(z.repeat(len(dims), 1), dz.reshape(-1, dim))
+            columns.append(jvp.reshape(len(dims), n, -1).permute(1, 2, 0))
+        return torch.cat(columns, dim=2).cpu().numpy()
+
+    kw = metrics.eval_kwargs(args)
+    return metrics.evaluate(kw.pop("names"), get_ground_truth(config["data"]), representation_fn, kw.pop("rng"),
+                            out_dir=run_dir, jacobian_fn=jacobian_fn, **kw)
 
 
 SPEC = registry.register(registry.ModelSpec(

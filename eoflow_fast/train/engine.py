@@ -149,14 +149,14 @@ def resolve_config(config: dict) -> dict:
         if cfg[key] not in choices:
             raise ValueError(f"config {key}={cfg[key]!r}; expected one of {list(choices)}")
     for key in ("steps", "batch_size", "keep", "log_every"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
             raise ValueError(f"config {key}={cfg[key]!r}; expected an integer >= 1")
     for key in ("ckpt_every", "eval_every", "plot_every", "warmup_steps", "num_workers", "seed"):
-        if not isinstance(cfg[key], int) or cfg[key] < 0:
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 0:
             raise ValueError(f"config {key}={cfg[key]!r}; expected an integer >= 0")
     for key in ("lr", "weight_decay", "grad_clip"):
-        if not isinstance(cfg[key], (int, float)) or cfg[key] < 0:
-            raise ValueError(f"config {key}={cfg[key]!r}; expected a number >= 0")
+        if not isinstance(cfg[key], (int, float)) or isinstance(cfg[key], bool) or not 0 <= cfg[key] < math.inf:
+            raise ValueError(f"config {key}={cfg[key]!r}; expected a finite number >= 0")
     try:
         json.dumps(cfg)
     except TypeError as exc:
@@ -364,6 +364,18 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
         distributed.teardown(env)
 
 
+def _scalars(result: dict, limit: int = 8) -> dict:
+    """The first ``limit`` numbers of an evaluation result, nested dicts as ``a.b`` (for the console line)."""
+    out = {}
+    for k, v in result.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()
+                        if isinstance(vv, (int, float)) and not isinstance(vv, bool)})
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = v
+    return dict(list(out.items())[:limit])
+
+
 class _Trainer:
     def __init__(self, model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot):
         self.model, self.dataset, self.cfg, self.run_dir, self.env = model, dataset, cfg, run_dir, env
@@ -493,6 +505,9 @@ class _Trainer:
         buffer.clear()
         shown = {k: v for k, v in self.last_terms.items() if k not in ("kind", "step", "time")
                  and not k.startswith("lr/") and isinstance(v, (int, float))}
+        optimized = [k for k in shown if not k.startswith("_") and k not in ("loss", "grad_norm")]
+        if len(optimized) == 1:  # the loss is that one term: show it once, under the term's name
+            shown.pop("loss", None)
         self.log.progress(self.last_terms.get("step", 0), shown)
         return host[-1] > 0
 
@@ -512,8 +527,8 @@ class _Trainer:
                     self.last_eval = result
                     self.log.write({"kind": "eval", "step": step, "time": round(time.perf_counter() - self.t0, 4),
                                     **result})
-                    self.log.message(f"eval @ {step}: " + ", ".join(
-                        f"{k}={float(v):.4g}" for k, v in result.items() if isinstance(v, (int, float))))
+                    self.log.message(f"eval @ {step}: " + (", ".join(
+                        f"{k}={float(v):.4g}" for k, v in _scalars(result).items()) or "done (see log.jsonl)"))
                 if do_plot:
                     self.plot(model, step)
             model.train()
