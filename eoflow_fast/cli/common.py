@@ -31,8 +31,11 @@ MAX_TABLE_ROWS = 16
 
 
 def suggest(word: str, candidates) -> str:
-    """``"; did you mean 'X'?"`` for the nearest candidate (difflib), else ``""``."""
-    match = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
+    """``"; did you mean 'X'?"`` for the nearest candidate, else ``""``: a candidate with the same
+    letters (a transposition, ``mgi`` -> ``mig``) first, then the closest by ``difflib`` ratio."""
+    candidates = [str(c) for c in candidates]
+    same_letters = [c for c in candidates if sorted(c.lower()) == sorted(str(word).lower())]
+    match = same_letters or difflib.get_close_matches(str(word), candidates, n=1, cutoff=0.6)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
@@ -67,6 +70,22 @@ class Parser(argparse.ArgumentParser):
 
     def option_names(self) -> list[str]:
         return [s for a in self._actions for s in a.option_strings]
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse, but unknown arguments are reported by the (sub)command that was chosen, so
+        the suggestion comes from its flags: ``traverse RUN --dimz 2`` suggests ``--dims``."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._chosen(namespace).error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
+    def _chosen(self, namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                child = action.choices.get(getattr(namespace, action.dest, None) or "")
+                if child is not None:
+                    return child._chosen(namespace) if isinstance(child, Parser) else child
+        return self
 
     def error(self, message: str):
         unknown = _UNKNOWN_ARGS.fullmatch(message)

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 
     info = sub.add_parser("info", help="print what a dataset spec yields")
     info.add_argument("spec", help="e.g. dsprites, dsprites_scream, fa24, wine, csv:PATH, celeba:ROOT, packed:DIR")
-    info.add_argument("--split", default="train")
+    info.add_argument("--split", default="train", help="split to describe")
     info.set_defaults(func=run_info)
 
 

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from .common import Parser, UsageError, fail
+from .common import Parser, UsageError
 
 COMMANDS = ["train", "eval", "bench", "data", "compress", "denoise", "traverse", "ifp"]
 
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         if args.debug:
             raise
-        fail(f"eoflow-fast {args.command}", str(exc))
+        print(f"eoflow-fast {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     return 0 if status is None else int(status)
 
 

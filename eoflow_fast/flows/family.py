@@ -25,7 +25,7 @@ import math
 import torch
 
 from ..train import registry
-from ..train.argtypes import int_at_least, set_default
+from ..train.argtypes import float_in, int_at_least, set_default
 from .architectures import mlp_flow, multiscale_flow
 from .eoflow import EOFlow
 
@@ -33,18 +33,6 @@ ARCHS = ("mlp", "glow", "realnvp")
 
 
 _positive_int, _nonneg_int = int_at_least(1), int_at_least(0)
-
-
-def _float_in(low: float, high: float = math.inf):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a number in [{low}, {high}], got {text}")
-        return value
-    return parse
 
 
 def _core_sizes(text: str) -> list[int]:
@@ -67,10 +55,10 @@ def add_args(parser) -> None:
     g.add_argument("--levels", type=_positive_int, default=2, help="scales (glow/realnvp)")
     g.add_argument("--steps-per-level", type=_positive_int, default=4, help="flow steps per scale (glow/realnvp)")
     g.add_argument("--hidden", type=_positive_int, default=128, help="subnet width (units or channels)")
-    g.add_argument("--lam", type=_float_in(0.0, 1.0), default=1.0, help="weight of the manifold NLL, in [0, 1] (1 = MML)")
-    g.add_argument("--sigma", type=_float_in(0.0), default=0.05, help="training noise std (manifold inflation)")
-    g.add_argument("--clamp", type=_float_in(1e-6), default=2.0, help="soft clamp of the coupling scales")
-    g.add_argument("--clamp-fn", default="atan", choices=("atan", "tanh", "none"))
+    g.add_argument("--lam", type=float_in(0.0, 1.0), default=1.0, help="weight of the manifold NLL, in [0, 1] (1 = MML)")
+    g.add_argument("--sigma", type=float_in(0.0), default=0.05, help="training noise std (manifold inflation)")
+    g.add_argument("--clamp", type=float_in(0.0, low_open=True), default=2.0, help="soft clamp of the coupling scales")
+    g.add_argument("--clamp-fn", default="atan", choices=("atan", "tanh", "none"), help="soft-clamp function")
     g.add_argument("--quant-bins", type=_nonneg_int, default=0,
                    help="data are multiples of 1/quant_bins (0: 16 for digits, 255 otherwise)")
     g.add_argument("--eval-samples", type=_positive_int, default=512, help="test items in the evaluation")
