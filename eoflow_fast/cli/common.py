@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import re
@@ -179,17 +180,32 @@ def written_since(folder, since: float) -> list[str]:
     return out
 
 
-def print_summary(args, title: str, result, scores: dict | None = None, files=(), folder=None) -> None:
-    """``--json``: the full ``result`` as JSON on stdout. Otherwise ``title``, the table of
-    ``scores`` (default: the scalars of ``result``) and the files written (relative to ``folder``)."""
+@contextlib.contextmanager
+def results_stdout(args):
+    """Yields the stream for the command's result. With ``--json`` whatever the work prints goes to
+    stderr meanwhile, so stdout holds the JSON document alone."""
+    stream = sys.stdout
+    if getattr(args, "json", False):
+        with contextlib.redirect_stdout(sys.stderr):
+            yield stream
+    else:
+        yield stream
+
+
+def print_summary(args, title: str, result, scores: dict | None = None, files=(), folder=None,
+                  stream=None) -> None:
+    """``--json``: the full ``result`` as JSON. Otherwise ``title``, the table of ``scores``
+    (default: the scalars of ``result``) and the files written (relative to ``folder``). Printed to
+    ``stream`` (default: stdout)."""
     from eoflow_fast.train.logging import jsonable
 
+    stream = stream or sys.stdout
     if getattr(args, "json", False):
-        print(json.dumps(jsonable(result), indent=2))
+        print(json.dumps(jsonable(result), indent=2), file=stream)
         return
-    print(title)
+    print(title, file=stream)
     for line in format_table(headline(result) if scores is None else scores):
-        print(line)
+        print(line, file=stream)
     files = list(files)
     if files:
-        print((f"files in {folder}: " if folder is not None else "files: ") + ", ".join(files))
+        print((f"files in {folder}: " if folder is not None else "files: ") + ", ".join(files), file=stream)

@@ -24,6 +24,7 @@ from eoflow_fast.train.checkpoint import CheckpointError
 from eoflow_fast.train.logging import jsonable
 
 from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_threads, headline, print_summary
+from .common import results_stdout
 from .common import suggest, written_since
 
 
@@ -51,27 +52,29 @@ def run(args) -> int:
     eval_args = parser.parse_args(args.family_args)
     if hasattr(eval_args, "metrics"):
         check_metric_names(eval_args.metrics)
-    apply_cpu_threads(eval_args.cpu_threads)
-    started = time.time()
-    try:
-        loaded = engine.open_run(run_dir, eval_args.checkpoint, eval_args.device)
-    except (CheckpointError, ValueError) as exc:
-        print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
-        return 1
-    if spec.evaluate is not None:
-        result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
-    else:
-        data = loaded.eval_dataset if loaded.eval_dataset is not None else loaded.train_dataset
-        device = next(loaded.model.parameters()).device
-        with torch.no_grad():
-            result = engine.evaluate_loss(loaded.model, data, loaded.config["batch_size"], device,
-                                          amp=False, step=loaded.step)
-    record = {"step": loaded.step, "checkpoint": loaded.checkpoint.name, **result}
-    with open(run_dir / "eval.jsonl", "a") as f:
-        f.write(json.dumps(jsonable(record)) + "\n")
-    title = f"eval {run_dir}: {config['model']} run at step {loaded.step} ({loaded.checkpoint.name})"
-    print_summary(eval_args, title, record, headline(result), written_since(run_dir, started), folder=run_dir)
-    return 0
+    with results_stdout(eval_args) as stdout:
+        apply_cpu_threads(eval_args.cpu_threads)
+        started = time.time()
+        try:
+            loaded = engine.open_run(run_dir, eval_args.checkpoint, eval_args.device)
+        except (CheckpointError, ValueError) as exc:
+            print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
+            return 1
+        if spec.evaluate is not None:
+            result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+        else:
+            data = loaded.eval_dataset if loaded.eval_dataset is not None else loaded.train_dataset
+            device = next(loaded.model.parameters()).device
+            with torch.no_grad():
+                result = engine.evaluate_loss(loaded.model, data, loaded.config["batch_size"], device,
+                                              amp=False, step=loaded.step)
+        record = {"step": loaded.step, "checkpoint": loaded.checkpoint.name, **result}
+        with open(run_dir / "eval.jsonl", "a") as f:
+            f.write(json.dumps(jsonable(record)) + "\n")
+        title = f"eval {run_dir}: {config['model']} run at step {loaded.step} ({loaded.checkpoint.name})"
+        print_summary(eval_args, title, record, headline(result), written_since(run_dir, started), folder=run_dir,
+                      stream=stdout)
+        return 0
 
 
 def eval_parser(run_dir: str, config: dict, spec: registry.ModelSpec) -> argparse.ArgumentParser:

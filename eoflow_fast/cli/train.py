@@ -28,7 +28,7 @@ from eoflow_fast.train.argtypes import check_config_value, device, float_in, int
 from eoflow_fast.train.checkpoint import CheckpointError
 
 from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_threads, headline, print_summary
-from .common import suggest, written_since
+from .common import results_stdout, suggest, written_since
 
 _META = ("help", "config", "resume", "run_dir", "json")  # flags that are not config keys
 RESUME_MUTABLE = engine.RESUME_MUTABLE | {"cpu_threads"}  # cpu_threads changes speed, not results
@@ -161,37 +161,38 @@ def run(args) -> int:
         run_dir = Path(meta.run_dir or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
         config = {"model": name, **values}
 
-    apply_cpu_threads(config.get("cpu_threads", values["cpu_threads"]))
-    engine.seed_everything(config["seed"])
-    started = time.time()
-    model, train_dataset, eval_dataset = build_model(spec, config)
-    evaluate = plot = None
-    if spec.evaluate is not None:
-        eval_parser = Parser()
-        if spec.add_eval_args is not None:
-            spec.add_eval_args(eval_parser)
-        eval_args = eval_parser.parse_args([])
+    with results_stdout(meta) as stdout:
+        apply_cpu_threads(config.get("cpu_threads", values["cpu_threads"]))
+        engine.seed_everything(config["seed"])
+        started = time.time()
+        model, train_dataset, eval_dataset = build_model(spec, config)
+        evaluate = plot = None
+        if spec.evaluate is not None:
+            eval_parser = Parser()
+            if spec.add_eval_args is not None:
+                spec.add_eval_args(eval_parser)
+            eval_args = eval_parser.parse_args([])
 
-        def evaluate(model, step):
-            return spec.evaluate(run_dir, model, config, eval_args)
-    if spec.plot is not None:
-        def plot(model, step):
-            spec.plot(run_dir, model, config, step)
+            def evaluate(model, step):
+                return spec.evaluate(run_dir, model, config, eval_args)
+        if spec.plot is not None:
+            def plot(model, step):
+                spec.plot(run_dir, model, config, step)
 
-    try:
-        summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
-                               evaluate=evaluate, plot=plot, resume=bool(meta.resume))
-    except engine.TrainingInterrupted as exc:
-        print(f"eoflow-fast train: {exc}", file=sys.stderr)
-        return 128 + exc.signum
-    except (engine.NonFiniteLossError, CheckpointError) as exc:
-        print(f"eoflow-fast train: error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        raise UsageError(exc) from exc
-    if int(os.environ.get("RANK", 0)) == 0:
-        print_train_summary(meta, name, summary, run_dir, started)
-    return 0
+        try:
+            summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
+                                   evaluate=evaluate, plot=plot, resume=bool(meta.resume))
+        except engine.TrainingInterrupted as exc:
+            print(f"eoflow-fast train: {exc}", file=sys.stderr)
+            return 128 + exc.signum
+        except (engine.NonFiniteLossError, CheckpointError) as exc:
+            print(f"eoflow-fast train: error: {exc}", file=sys.stderr)
+            return 1
+        except ValueError as exc:
+            raise UsageError(exc) from exc
+        if int(os.environ.get("RANK", 0)) == 0:
+            print_train_summary(meta, name, summary, run_dir, started, stdout)
+        return 0
 
 
 def build_model(spec: registry.ModelSpec, config: dict):
@@ -203,7 +204,7 @@ def build_model(spec: registry.ModelSpec, config: dict):
         raise UsageError(exc) from exc
 
 
-def print_train_summary(args, name: str, summary: dict, run_dir: Path, started: float) -> None:
+def print_train_summary(args, name: str, summary: dict, run_dir: Path, started: float, stream=None) -> None:
     """The end of ``train``: steps and speed, the last loss terms and the headline evaluation
     scores, the files written; ``--json`` prints the engine's whole summary instead."""
     terms = {k: v for k, v in (summary.get("terms") or {}).items()
@@ -211,7 +212,7 @@ def print_train_summary(args, name: str, summary: dict, run_dir: Path, started: 
     scores = {**{f"train {k}": v for k, v in terms.items()}, **headline(summary.get("eval") or {})}
     title = (f"train {name}: {summary['step']} steps in {summary['seconds']:.1f} s "
              f"({summary['steps_per_second']:.3g} steps/s)")
-    print_summary(args, title, summary, scores, written_since(run_dir, started), folder=run_dir)
+    print_summary(args, title, summary, scores, written_since(run_dir, started), folder=run_dir, stream=stream)
 
 
 def register(subparsers) -> None:
