@@ -384,6 +384,18 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
         distributed.teardown(env)
 
 
+def _scalars(result: dict, limit: int = 8) -> dict:
+    """The first ``limit`` numbers of an evaluation result, nested dicts as ``a.b`` (for the console line)."""
+    out = {}
+    for k, v in result.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()
+                        if isinstance(vv, (int, float)) and not isinstance(vv, bool)})
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = v
+    return dict(list(out.items())[:limit])
+
+
 class _Trainer:
     def __init__(self, model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot):
         self.model, self.dataset, self.cfg, self.run_dir, self.env = model, dataset, cfg, run_dir, env
@@ -571,6 +583,9 @@ class _Trainer:
         buffer.clear()
         shown = {k: v for k, v in self.last_terms.items() if k not in ("kind", "step", "time")
                  and not k.startswith("lr/") and isinstance(v, (int, float))}
+        optimized = [k for k in shown if not k.startswith("_") and k not in ("loss", "grad_norm")]
+        if len(optimized) == 1:  # the loss is that one term: show it once, under the term's name
+            shown.pop("loss", None)
         self.log.progress(self.last_terms.get("step", 0), shown)
         return host[-1] > 0
 
@@ -590,8 +605,8 @@ class _Trainer:
                     self.last_eval = result
                     self.log.write({"kind": "eval", "step": step, "time": round(time.perf_counter() - self.t0, 4),
                                     **result})
-                    self.log.message(f"eval @ {step}: " + ", ".join(
-                        f"{k}={float(v):.4g}" for k, v in result.items() if isinstance(v, (int, float))))
+                    self.log.message(f"eval @ {step}: " + (", ".join(
+                        f"{k}={float(v):.4g}" for k, v in _scalars(result).items()) or "done (see log.jsonl)"))
                 if do_plot:
                     self.plot(model, step)
             model.train()
