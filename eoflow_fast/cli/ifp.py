@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=8000, help="annealing steps per test")
     p.add_argument("--beta-high", type=float, default=200.0)
     p.add_argument("--beta-low", type=float, default=1.0)
-    p.add_argument("--schedule", choices=["loglinear", "linear", "exp"], default="loglinear")
+    p.add_argument("--schedule", choices=["loglinear", "linear", "exp", "staircase"], default="loglinear")
+    p.add_argument("--levels", type=int, default=20, help="staircase: beta plateaus (IFP read at plateau ends)")
     p.add_argument("--latent-dim", type=int, default=1)
     p.add_argument("--encoder", choices=["standard", "lite"], default="standard")
     p.add_argument("--lr", type=float, default=5e-4)
@@ -76,7 +77,7 @@ def run(args) -> int:
 
     test_kw = dict(beta_high=args.beta_high, beta_low=args.beta_low, schedule=args.schedule, lr=args.lr,
                    batch_size=args.batch_size, mi_every=args.mi_every, mi_samples=args.mi_samples,
-                   threshold=args.threshold)
+                   threshold=args.threshold, levels=args.levels)
     os.makedirs(args.out, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     if args.unsupervised:
