@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from eoflow_fast.metrics.informative import false_discovery_rate
 
-from .rows import RESULTS, ROOT, row, write
+from .rows import RESULTS, ROOT, row, run_cli, write
 
-CLI = [str(Path(sys.executable).parent / "eoflow-fast")]
 BUDGETS = {"toy": {"steps": 20, "seeds": {"fa15": [0]}, "ablation_seeds": [0], "extra": ["--disc-width", "16", "--disc-depth", "1"]},
            "cpu": {"steps": 1000, "seeds": {"fa15": [0], "fa24": [0], "fa100": [0]}, "ablation_seeds": [0], "extra": []},
            "cpu3": {"steps": 1000, "seeds": {"fa15": [0, 1, 2], "fa24": [0, 1, 2], "fa100": [0, 1, 2]},
@@ -51,10 +48,8 @@ def train_and_eval(data: str, seed: int, run_dir: Path, steps: int, extra: list[
     if run_dir.exists() and not final.exists():
         raise SystemExit(f"{run_dir} exists without {final.name} (an unfinished run); remove it or give a fresh --run-root")
     if not final.exists():  # a finished run of the same command is evaluated again, not retrained
-        done = subprocess.run(CLI + args, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    out = subprocess.run(CLI + ["eval", str(run_dir)], check=True, cwd=ROOT, capture_output=True, text=True).stdout
+        run_cli(args)
+    out = run_cli(["eval", str(run_dir)])
     result = json.loads(out[out.index("{"):])["informative"]
     result["abs_corr"] = factor_correlation(run_dir, data).tolist()
     return result

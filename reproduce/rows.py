@@ -1,4 +1,4 @@
-"""Result rows of a reproduction and their JSON / markdown form.
+"""Result rows of a reproduction and their JSON / markdown form; ``run_cli`` runs eoflow-fast.
 
 A row: ``claim``, ``paper`` (the number and where the paper gives it), ``ours`` (what was
 measured, or "not run" with a reason), ``command`` (what produced ``ours``), ``budget`` ("cpu" or
@@ -8,6 +8,7 @@ paper-budget command where the CPU budget is shorter than the paper's.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,3 +46,13 @@ def write(name: str, rows: list[dict], details: dict, results_dir: Path = RESULT
                                 "details": details}, indent=2) + "\n")
     (results_dir / f"repro_{name}.md").write_text(markdown(rows))
     return path
+
+
+def run_cli(args: list[str]) -> str:
+    """Runs ``eoflow-fast ARGS`` (of this interpreter's environment) in the repository root; returns
+    its stdout, or exits with the command and the end of its stderr when it fails."""
+    done = subprocess.run([str(Path(sys.executable).parent / "eoflow-fast"), *args], cwd=ROOT,
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"eoflow-fast {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return done.stdout
