@@ -21,7 +21,6 @@ Results are written after every data set, so an interrupted budget keeps the row
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from eoflow_fast.metrics.informative import false_discovery_rate
 
-from .rows import RESULTS, ROOT, row, run_cli, write
+from .rows import parse_budget, row, run_cli, write
 
 BUDGETS = {"toy": {"steps": 20, "seeds": {"fa15": [0]}, "ablation_seeds": [0], "extra": ["--disc-width", "16", "--disc-depth", "1"]},
            "cpu": {"steps": 1000, "seeds": {"fa15": [0], "fa24": [0], "fa100": [0]}, "ablation_seeds": [0], "extra": []},
@@ -92,13 +91,7 @@ def summarise(results: list[dict], planted: int) -> dict:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
-    p.add_argument("--run-root", default="runs/repro_bfvae")
-    args = p.parse_args(argv)
-    b = BUDGETS[args.budget]
-    root = ROOT / args.run_root / args.budget
-    results_dir = RESULTS if args.budget == "cpu" else root  # toy results are smoke output, not results
+    budget, b, root, results_dir = parse_budget(__doc__, BUDGETS, "runs/repro_bfvae", argv)
     rows, details, cache = [], {}, {}
 
     def run(data, seed, ablation=None):
@@ -118,9 +111,9 @@ def main(argv=None) -> None:
         rows.append(row(f"bfVAE {data.upper()}: informative dims, KL gap, FDR",
                         "FDR 0; KL ~ 8 vs ~ 3e-3 (FA15; seed summary of arXiv 2603.11242)" if data == "fa15"
                         else "strong latent-feature association (heat map; no number)",
-                        ours, f"python -m reproduce.bfvae_fa --budget {args.budget}", "cpu",
+                        ours, f"python -m reproduce.bfvae_fa --budget {budget}", "cpu",
                         "partly" if ok else "not reproduced"))
-        write(f"bfvae_fa_{args.budget}", rows, details, results_dir)
+        write(f"bfvae_fa_{budget}", rows, details, results_dir)
     kept = {}
     for ablation in ("vanilla", "beta", "factor", "bfvae"):
         res = [run("fa15", s, None if ablation == "bfvae" else ablation) for s in b["ablation_seeds"]]
@@ -132,10 +125,10 @@ def main(argv=None) -> None:
     bf = kept["bfvae"]["per_run"][0]
     rows.append(row("bfVAE ablation ordering on FA15 (vanilla, beta, factor, bfVAE)",
                     "bfVAE disentangles more strongly than factor, beta, vanilla (FA15 figure; no number)", ours,
-                    f"python -m reproduce.bfvae_fa --budget {args.budget}", "cpu",
+                    f"python -m reproduce.bfvae_fa --budget {budget}", "cpu",
                     "partly" if bf["num_true"] - bf["num_flagged"] * kept["bfvae"]["max_fdr_matched"] >= best
                     else "not reproduced"))
-    print(write(f"bfvae_fa_{args.budget}", rows, details, results_dir))
+    print(write(f"bfvae_fa_{budget}", rows, details, results_dir))
 
 
 if __name__ == "__main__":

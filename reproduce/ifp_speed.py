@@ -14,13 +14,12 @@ plateau ratio (200^(1/19) = 1.32 for 20 levels).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
 
-from .rows import RESULTS, ROOT, row, run_cli, write
+from .rows import ROOT, parse_budget, row, run_cli, write
 
 BUDGETS = {"toy": {"steps": (40, 80), "num_points": 64, "toy_steps": (200, 400)},
            "cpu": {"steps": (2000, 4000), "num_points": 10_000, "toy_steps": (600, 1800, 5400)}}
@@ -63,20 +62,14 @@ def spread(values: list) -> float:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
-    p.add_argument("--run-root", default="runs/repro_ifp")
-    args = p.parse_args(argv)
-    b = BUDGETS[args.budget]
-    root = ROOT / args.run_root / ("" if args.budget == "cpu" else args.budget)
-    results_dir = RESULTS if args.budget == "cpu" else root
+    budget, b, root, results_dir = parse_budget(__doc__, BUDGETS, "runs/repro_ifp", argv)
     details = {"toy": {}, "dsprites": {}, "toy_beta_star": 20 * math.exp(-0.2)}
     for sched in SCHEDULES:
         details["toy"][sched] = {str(t): toy_ifp(sched, t) for t in b["toy_steps"]}
         details["dsprites"][sched] = {str(t): dsprites_ifp(sched, t, b["num_points"], root / f"{sched}_{t}")
                                       for t in b["steps"]}
     fmt = lambda d: ", ".join(f"{v:.1f} at {t}" if v is not None else f"none at {t}" for t, v in d.items())  # noqa: E731
-    cmd = f"python -m reproduce.ifp_speed --budget {args.budget}"
+    cmd = f"python -m reproduce.ifp_speed --budget {budget}"
     st, ll = details["dsprites"]["staircase"], details["dsprites"]["loglinear"]
     rows = [
         row("DEFT whole-dataset IFP on dSprites (annealing test)", "~ 32 (§4.1, Fig. 4; beta 200 -> 0 over 100k steps)",
@@ -89,7 +82,7 @@ def main(argv=None) -> None:
             f"{fmt(details['toy']['staircase'])}, loglinear {fmt(details['toy']['loglinear'])}", cmd, "cpu",
             "reproduced" if spread(list(st.values())) < RATIO else "partly"),
     ]
-    print(write(f"ifp_speed_{args.budget}", rows, details, results_dir))
+    print(write(f"ifp_speed_{budget}", rows, details, results_dir))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ paper-budget command where the CPU budget is shorter than the paper's.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -56,3 +57,15 @@ def run_cli(args: list[str]) -> str:
     if done.returncode:
         raise SystemExit(f"eoflow-fast {' '.join(args)} failed:\n{done.stderr[-2000:]}")
     return done.stdout
+
+
+def parse_budget(doc: str, budgets: dict, default_root: str, argv=None) -> tuple[str, dict, Path, Path]:
+    """``--budget`` / ``--run-root`` of a script: (budget name, its settings, the run folder
+    ROOT/run_root/budget, the results folder: bench/results for "cpu", else the run folder, so smoke
+    budgets never write results)."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--budget", choices=sorted(budgets), default="cpu")
+    p.add_argument("--run-root", default=default_root)
+    args = p.parse_args(argv)
+    root = ROOT / args.run_root / args.budget
+    return args.budget, budgets[args.budget], root, (RESULTS if args.budget == "cpu" else root)
