@@ -91,7 +91,7 @@ def summarise(results: list[dict], planted: int) -> dict:
 
 
 def main(argv=None) -> None:
-    budget, b, root, results_dir = parse_budget(__doc__, BUDGETS, "runs/repro_bfvae", argv)
+    budget, b, root, results_dir, _ = parse_budget(__doc__, BUDGETS, "runs/repro_bfvae", argv)
     rows, details, cache = [], {}, {}
 
     def run(data, seed, ablation=None):

@@ -9,7 +9,9 @@ tests/deft (a line of variance 20 whose settled IFP is known: beta* = 20 e^-0.2 
 1800 and 5400 steps. A schedule is speed-independent when doubling T leaves the IFP within one
 plateau ratio (200^(1/19) = 1.32 for 20 levels).
 
-    python -m reproduce.ifp_speed --budget cpu     # 4 dSprites runs (~10-40 min) + the toy (~1 min)
+    python -m reproduce.ifp_speed --budget cpu     # 4 dSprites runs (each > 20 min on a loaded 2-core
+                                                   # machine) + the toy (~1 min); --no-train: report
+                                                   # only the dSprites runs already there
     GPU, paper budget: eoflow-fast ifp --data dsprites --unsupervised --steps 100000 --schedule staircase --device cuda
 """
 from __future__ import annotations
@@ -27,9 +29,15 @@ SCHEDULES = ("staircase", "loglinear")
 RATIO = 200.0 ** (1 / 19)
 
 
-def dsprites_ifp(schedule: str, steps: int, num_points: int, out: Path) -> float | None:
-    """IFP of one whole-dataset run (reused if ``out/ifp.json`` exists with these settings)."""
+NOT_RUN = "not run"
+
+
+def dsprites_ifp(schedule: str, steps: int, num_points: int, out: Path, train: bool = True) -> float | str | None:
+    """IFP of one whole-dataset run (reused if ``out/ifp.json`` exists with these settings; without
+    ``train`` a missing run is ``NOT_RUN``); None: I(x; z) never crossed the threshold."""
     path = out / "ifp.json"
+    if not path.exists() and not train:
+        return NOT_RUN
     if not path.exists():
         args = ["ifp", "--data", "dsprites", "--unsupervised", "--steps", str(steps), "--schedule", schedule,
                 "--num-points", str(num_points), "--device", "cpu", "--out", str(out)]
@@ -56,31 +64,39 @@ def toy_ifp(schedule: str, steps: int) -> float | None:
     return result.ifp
 
 
-def spread(values: list) -> float:
-    finite = [v for v in values if v is not None]
-    return max(finite) / min(finite) if len(finite) == len(values) else math.inf
+def spread(values: list) -> float | None:
+    """max / min of the IFPs over speeds; inf if one never froze, None if fewer than two were run."""
+    ran = [v for v in values if v != NOT_RUN]
+    if len(ran) < 2:
+        return None
+    return math.inf if None in ran else max(ran) / min(ran)
 
 
 def main(argv=None) -> None:
-    budget, b, root, results_dir = parse_budget(__doc__, BUDGETS, "runs/repro_ifp", argv)
+    budget, b, root, results_dir, args = parse_budget(__doc__, BUDGETS, "runs/repro_ifp", argv, no_train=True)
     details = {"toy": {}, "dsprites": {}, "toy_beta_star": 20 * math.exp(-0.2)}
     for sched in SCHEDULES:
         details["toy"][sched] = {str(t): toy_ifp(sched, t) for t in b["toy_steps"]}
-        details["dsprites"][sched] = {str(t): dsprites_ifp(sched, t, b["num_points"], root / f"{sched}_{t}")
-                                      for t in b["steps"]}
-    fmt = lambda d: ", ".join(f"{v:.1f} at {t}" if v is not None else f"none at {t}" for t, v in d.items())  # noqa: E731
-    cmd = f"python -m reproduce.ifp_speed --budget {budget}"
+        details["dsprites"][sched] = {str(t): dsprites_ifp(sched, t, b["num_points"], root / f"{sched}_{t}",
+                                                           not args.no_train) for t in b["steps"]}
+    label = lambda v: NOT_RUN if v == NOT_RUN else "none" if v is None else f"{v:.1f}"  # noqa: E731
+    fmt = lambda d: ", ".join(f"{label(v)} at {t}" for t, v in d.items())  # noqa: E731
+    cmd = f"python -m reproduce.ifp_speed --budget {budget}" + (" --no-train" if args.no_train else "")
     st, ll = details["dsprites"]["staircase"], details["dsprites"]["loglinear"]
+    ratio = lambda d: "-" if spread(list(d.values())) is None else f"{spread(list(d.values())):.2f}"  # noqa: E731
+    st_ran = [v for v in st.values() if v != NOT_RUN]
+    toy_spread = spread(list(details["toy"]["staircase"].values())[1:])  # plateaus of 30 steps do not settle
     rows = [
         row("DEFT whole-dataset IFP on dSprites (annealing test)", "~ 32 (§4.1, Fig. 4; beta 200 -> 0 over 100k steps)",
             f"staircase: {fmt(st)} steps; loglinear: {fmt(ll)} steps", cmd, "cpu",
-            "reproduced" if all(v is not None and 32 / RATIO <= v <= 32 * RATIO for v in st.values()) else "not reproduced",
+            "not run" if not st_ran else "reproduced" if all(v is not None and 32 / RATIO <= v <= 32 * RATIO for v in st_ran)
+            else "not reproduced",
             "eoflow-fast ifp --data dsprites --unsupervised --steps 100000 --schedule staircase --device cuda"),
         row("IFP independent of the annealing speed (staircase)", "(definition: beta where I(x;z) exceeds 0.1 nats)",
-            f"dSprites max/min over speeds: staircase {spread(list(st.values())):.2f}, loglinear "
-            f"{spread(list(ll.values())):.2f}; linear toy (beta* {details['toy_beta_star']:.1f}): staircase "
+            f"dSprites max/min over speeds: staircase {ratio(st)}, loglinear {ratio(ll)}; linear toy (beta* {details['toy_beta_star']:.1f}): staircase "
             f"{fmt(details['toy']['staircase'])}, loglinear {fmt(details['toy']['loglinear'])}", cmd, "cpu",
-            "reproduced" if spread(list(st.values())) < RATIO else "partly"),
+            "reproduced" if spread(list(st.values())) is not None and spread(list(st.values())) < RATIO
+            else "partly" if toy_spread is not None and toy_spread < RATIO else "not reproduced"),
     ]
     print(write(f"ifp_speed_{budget}", rows, details, results_dir))
 

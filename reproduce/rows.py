@@ -59,13 +59,17 @@ def run_cli(args: list[str]) -> str:
     return done.stdout
 
 
-def parse_budget(doc: str, budgets: dict, default_root: str, argv=None) -> tuple[str, dict, Path, Path]:
-    """``--budget`` / ``--run-root`` of a script: (budget name, its settings, the run folder
+def parse_budget(doc: str, budgets: dict, default_root: str, argv=None,
+                 no_train: bool = False) -> tuple[str, dict, Path, Path, argparse.Namespace]:
+    """``--budget`` / ``--run-root`` (and with ``no_train`` a ``--no-train`` flag: report only the
+    runs already in the run folder) of a script: (budget name, its settings, the run folder
     ROOT/run_root/budget, the results folder: bench/results for "cpu", else the run folder, so smoke
-    budgets never write results)."""
+    budgets never write results, all flags)."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--budget", choices=sorted(budgets), default="cpu")
     p.add_argument("--run-root", default=default_root)
+    if no_train:
+        p.add_argument("--no-train", action="store_true", help="report only the runs already in the run folder")
     args = p.parse_args(argv)
     root = ROOT / args.run_root / args.budget
-    return args.budget, budgets[args.budget], root, (RESULTS if args.budget == "cpu" else root)
+    return args.budget, budgets[args.budget], root, (RESULTS if args.budget == "cpu" else root), args
