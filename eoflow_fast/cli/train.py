@@ -32,7 +32,7 @@ from eoflow_fast.train.argtypes import int_at_least as _int_at_least
 from eoflow_fast.train.argtypes import nonneg_float as _nonneg_float
 from eoflow_fast.train.logging import jsonable
 
-_META = ("help", "config", "resume", "run_dir")  # flags that are not config keys
+_META = ("help", "config", "resume", "run_dir", "overwrite", "from_checkpoint", "branch")  # not config keys
 
 
 def _device(text: str) -> str:
@@ -52,6 +52,14 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="YAML/JSON file of config keys; flags override it")
     g.add_argument("--run-dir", metavar="DIR", help="run folder (default: runs/MODEL-YYYYmmdd-HHMMSS)")
     g.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    g.add_argument("--from-checkpoint", metavar="FILE", default=None,
+                   help="with --resume: continue from this checkpoint of RUN_DIR instead of the latest "
+                        "(newer ones move to RUN_DIR/superseded-STEP/)")
+    g.add_argument("--branch", metavar="KEY=VALUE", action="append", default=None,
+                   help="with --resume: change " + ", ".join(sorted(engine.BRANCH_MUTABLE)) + " on purpose "
+                        "(repeatable), e.g. after a NaN stop; recorded in config.json and metrics.jsonl")
+    g.add_argument("--overwrite", action="store_true",
+                   help="let a fresh run write into a non-empty folder (files the engine does not write stay)")
     g.add_argument("--steps", type=_int_at_least(1), default=d["steps"], help="optimizer steps in total")
     g.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
                    help="global batch size (split over DDP processes)")
@@ -144,9 +152,33 @@ def parse_family_args(name: str, argv: list[str]):
     return parser, values, explicit, args, spec
 
 
+def _parse_branch(parser, items: list[str]) -> dict:
+    """``["lr=1e-4", "grad_clip=5"]`` -> {"lr": 1e-4, "grad_clip": 5.0}, typed like the engine defaults."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in engine.BRANCH_MUTABLE:
+            parser.error(f"argument --branch: expected KEY=VALUE with KEY one of {sorted(engine.BRANCH_MUTABLE)}, "
+                         f"got {item!r}")
+        if key == "amp":
+            if text not in engine.CHOICES["amp"]:
+                parser.error(f"argument --branch: amp must be one of {list(engine.CHOICES['amp'])}, got {text!r}")
+            out[key] = text
+            continue
+        try:
+            out[key] = float(text)
+        except ValueError:
+            parser.error(f"argument --branch: {key} takes a number, got {text!r}")
+    return out
+
+
 def run(args) -> int:
     name = args.model
     parser, values, explicit, meta, spec = parse_family_args(name, args.family_args)
+    if (meta.from_checkpoint or meta.branch) and not meta.resume:
+        parser.error("arguments --from-checkpoint/--branch: they continue a run; add --resume RUN_DIR")
+    branch = _parse_branch(parser, meta.branch or [])
     if meta.resume:
         run_dir = Path(meta.resume)
         try:
@@ -157,7 +189,8 @@ def run(args) -> int:
             parser.error(f"argument --resume: {run_dir} is a {config.get('model')!r} run, not {name!r}")
         if meta.run_dir and Path(meta.run_dir).resolve() != run_dir.resolve():
             parser.error("argument --run-dir: with --resume the run folder is RUN_DIR; omit --run-dir")
-        frozen = sorted(k for k in explicit if k not in engine.RESUME_MUTABLE and values[k] != config.get(k))
+        frozen = sorted(k for k in explicit if k not in engine.RESUME_MUTABLE and k not in branch
+                        and values[k] != config.get(k))
         if frozen:
             parser.error(
                 "argument --resume: " + ", ".join(f"--{k.replace('_', '-')} ({config.get(k)!r} -> {values[k]!r})"
@@ -185,7 +218,8 @@ def run(args) -> int:
 
     try:
         summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
-                               evaluate=evaluate, plot=plot, resume=bool(meta.resume))
+                               evaluate=evaluate, plot=plot, resume=bool(meta.resume), overwrite=meta.overwrite,
+                               from_checkpoint=meta.from_checkpoint, branch=branch)
     except engine.TrainingInterrupted as exc:
         print(f"eoflow-fast train: {exc}", file=sys.stderr)
         return 128 + exc.signum

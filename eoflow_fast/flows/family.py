@@ -79,6 +79,12 @@ def add_args(parser) -> None:
     g.add_argument("--entropy-chunk", type=_positive_int, default=64, help="dims per exact-entropy JVP pass "
                    "(a pass decodes entropy_batch * entropy_chunk tangent rows)")
     g.add_argument("--core-sizes", type=_core_sizes, default=None, help="C values for the report, e.g. 4,16,64")
+    g.add_argument("--memory", default="stored", choices=("stored", "reversible"),
+                   help="reversible: keep no block activations for the backward (each block is recomputed, "
+                        "block-boundary tensors of size B*D are kept); slower, much less activation memory")
+    g.add_argument("--condition", default="none", choices=("none", "label"),
+                   help="label: class-conditional flow, every coupling subnet reads the one-hot class label "
+                        "(datasets with labels: digits)")
     g.add_argument("--cpu-threads", type=_nonneg_int, default=1,
                    help="torch intra-op threads, set when the model is built (0: leave torch's default). "
                         "1 suits the small default model: on a shared CPU, OpenMP threads that wait on a busy "
@@ -100,36 +106,54 @@ def _check(config: dict) -> None:
 
 def build(config: dict):
     """(EOFlow, train dataset, test dataset) from the family flags (defaults filled in)."""
-    from ..data import get_dataset
-
     defaults = vars(_defaults_parser().parse_args([]))
     config = {**defaults, **config}
     _check(config)
     if config["cpu_threads"] > 0:
         torch.set_num_threads(config["cpu_threads"])
-    train_set = get_dataset(config["data"], "train")
-    test_set = get_dataset(config["data"], "test")
+    labelled = config.get("condition", "none") == "label"
+    train_set, test_set = (_dataset(config["data"], split, labelled) for split in ("train", "test"))
     item = train_set[0]
     x = item[0] if isinstance(item, (tuple, list)) else item
     shape = tuple(x.shape)
+    n_classes = _n_classes(train_set) if labelled else 0
     with torch.random.fork_rng(devices=[]):  # weights are a function of the config alone
         torch.manual_seed(config.get("seed", 0))
-        flow = _build_flow(config, shape)
+        flow = _build_flow(config, shape, n_classes)
     bins = config["quant_bins"] or (16 if config["data"] == "digits" else 255)
     model = EOFlow(flow, shape, flat_input=config["arch"] == "mlp", lam=config["lam"], sigma=config["sigma"],
-                   quant_bins=bins)
+                   quant_bins=bins, memory=config.get("memory", "stored"))
     return model, train_set, test_set
 
 
-def _build_flow(config: dict, shape: tuple):
+LABELLED_DATA = ("digits",)
+
+
+def _dataset(spec: str, split: str, labelled: bool):
+    from ..data import get_dataset
+
+    if not labelled:
+        return get_dataset(spec, split)
+    if spec not in LABELLED_DATA:
+        raise ValueError(f"eoflow: --condition label needs a dataset with class labels ({', '.join(LABELLED_DATA)}), "
+                         f"got --data {spec}")
+    return get_dataset(spec, split, with_labels=True)
+
+
+def _n_classes(dataset) -> int:
+    """Number of classes k = 1 + the largest integer label of the training set."""
+    return 1 + max(int(dataset[i][1]) for i in range(len(dataset)))
+
+
+def _build_flow(config: dict, shape: tuple, n_classes: int = 0):
     if config["arch"] == "mlp":
         return mlp_flow(math.prod(shape), config["blocks"], config["hidden"], config["clamp"], config["clamp_fn"],
-                        seed=config.get("seed", 0))
+                        seed=config.get("seed", 0), cond_channels=n_classes)
     if len(shape) != 3:
         raise ValueError(f"eoflow: --arch {config['arch']} needs image data (C, H, W); "
                          f"{config['data']} gives items of shape {shape} (use --arch mlp)")
     return multiscale_flow(shape, config["arch"], config["levels"], config["steps_per_level"], config["hidden"],
-                           config["clamp"], config["clamp_fn"], seed=config.get("seed", 0))
+                           config["clamp"], config["clamp_fn"], seed=config.get("seed", 0), cond_channels=n_classes)
 
 
 def _defaults_parser() -> argparse.ArgumentParser:
@@ -153,8 +177,9 @@ def evaluate(run_dir, model, config: dict, args=None) -> dict:
         value = getattr(args, name, None) if args is not None else None
         return value if value is not None else config.get(name)
 
+    labelled = config.get("condition", "none") == "label"
     report = evaluate_model(
-        model, get_dataset(config["data"], "train"), get_dataset(config["data"], "test"), run_dir,
+        model, _dataset(config["data"], "train", labelled), _dataset(config["data"], "test", labelled), run_dir,
         core_sizes=pick("core_sizes"), eval_samples=pick("eval_samples") or 512,
         entropy_samples=config.get("entropy_samples", 256), entropy_batch=config.get("entropy_batch", 256),
         entropy_chunk=config.get("entropy_chunk", 64), plots=not getattr(args, "no_plots", False))

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eoflow_fast.data import split_arg
+
 from . import registry
 
 TOY_DEFAULTS = {
@@ -103,7 +105,8 @@ def add_args(parser) -> None:
 
 
 def add_eval_args(parser) -> None:
-    parser.add_argument("--split", choices=("eval", "train"), default="eval", help="data split to evaluate on")
+    parser.add_argument("--split", type=split_arg, choices=("test", "train"), default="test",
+                        help="data split to evaluate on ('eval' is a deprecated alias of 'test')")
 
 
 @torch.no_grad()
@@ -111,7 +114,7 @@ def evaluate(run_dir, model: ToyAutoencoder, config: dict, args) -> dict:
     """Reconstruction MSE and the R^2 of a least-squares map from codes to the true factors z:
     ``r2 = 1 - |z - [c, 1] beta|^2 / |z - mean z|^2`` (beta fitted on the evaluated split)."""
     _, train_data, eval_data = build(config)
-    data = train_data if getattr(args, "split", "eval") == "train" else eval_data
+    data = train_data if getattr(args, "split", "test") == "train" else eval_data
     device = next(model.parameters()).device
     x, z = data.x.to(device), data.z.to(device)
     codes = model.encode(x)
