@@ -40,11 +40,13 @@ def markdown(rows: list[dict]) -> str:
 
 
 def write(name: str, rows: list[dict], details: dict, results_dir: Path = RESULTS) -> Path:
-    """Writes ``repro_<name>.json`` (env, rows, details) and ``repro_<name>.md`` (the table)."""
+    """Writes ``repro_<name>.json`` (env, the command line, rows, details) and ``repro_<name>.md``
+    (the table)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"repro_{name}.json"
-    path.write_text(json.dumps({"benchmark": f"repro_{name}", "env": env_info("cpu"), "rows": rows,
-                                "details": details}, indent=2) + "\n")
+    path.write_text(json.dumps({"benchmark": f"repro_{name}", "env": env_info("cpu"),
+                                "command": ["python", "-m", *sys.argv], "rows": rows, "details": details},
+                               indent=2) + "\n")
     (results_dir / f"repro_{name}.md").write_text(markdown(rows))
     return path
 
