@@ -36,8 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int_at_least(2), default=8000, help="annealing steps per test")
     p.add_argument("--beta-high", type=float_in(0.0, low_open=True), default=200.0, help="beta at the start of annealing")
     p.add_argument("--beta-low", type=float_in(0.0, low_open=True), default=1.0, help="beta at the end of annealing")
-    p.add_argument("--schedule", choices=["loglinear", "linear", "exp"], default="loglinear",
-                   help="how beta moves from --beta-high to --beta-low")
+    p.add_argument("--schedule", choices=["loglinear", "linear", "exp", "staircase"], default="loglinear",
+                   help="how beta moves from --beta-high to --beta-low (staircase: log-spaced plateaus)")
+    p.add_argument("--levels", type=int_at_least(2), default=20, help="staircase: beta plateaus (IFP read at plateau ends)")
     p.add_argument("--latent-dim", type=int_at_least(1), default=1, help="latent dimensions of each beta-VAE")
     p.add_argument("--encoder", choices=["standard", "lite"], default="standard", help="encoder architecture (DEFT Table 1)")
     p.add_argument("--lr", type=float_in(0.0, low_open=True), default=5e-4, help="Adam learning rate")
@@ -75,7 +76,7 @@ def run(args) -> int:
 
     test_kw = dict(beta_high=args.beta_high, beta_low=args.beta_low, schedule=args.schedule, lr=args.lr,
                    batch_size=args.batch_size, mi_every=args.mi_every, mi_samples=args.mi_samples,
-                   threshold=args.threshold)
+                   threshold=args.threshold, levels=args.levels)
     os.makedirs(args.out, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     if args.unsupervised:
