@@ -14,7 +14,7 @@ import gpu_check  # noqa: E402
 def test_dry_run_runs_every_stage_and_survives_a_failure(tmp_path):
     env = dict(os.environ, EOFLOW_GPU_CHECK_FAIL="bench_tc", PYTHON=sys.executable)
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--out", str(tmp_path), "--dry-run",
-                           "--budget-scale", "3"], capture_output=True, text=True, timeout=1500)
+                           "--budget-scale", "3"], capture_output=True, text=True, timeout=1500, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # the injected failure is reported in the exit code
     names = [name for name, _, _ in gpu_check.stages(dry=True)]
     records = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in names}
