@@ -155,3 +155,43 @@ def test_cli_damaged_config_is_one_error_line_for_resume_and_eval(finished, tmp_
                 code = exc.code
             err = capsys.readouterr().err
             assert code in (1, 2) and "config.json" in err and "Traceback" not in err, (argv, err)
+
+
+def _train_losses(run_dir):
+    from eoflow_fast.train.logging import read_metrics
+
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir, "train")}
+
+
+def test_branch_without_changes_continues_bit_for_bit_and_then_resumes_plainly(tmp_path):
+    ref, b = tmp_path / "ref", tmp_path / "b"
+    run(ref, steps=12, ckpt_every=4)
+    run(b, steps=12, ckpt_every=4)
+    run(b, resume=True, steps=12, ckpt_every=4, from_checkpoint="ckpt-00000004.pt", branch={"lr": 3e-3})
+    assert _train_losses(b) == _train_losses(ref)  # the same lr: nothing changes, bit for bit
+    cfg = engine.read_config(b)
+    # a plain resume of the branched run (with its recorded config) goes on
+    model, data, _ = build(toy.ToyAutoencoder, cfg)
+    assert engine.train(model, data, dict(cfg, steps=16), b, resume=True)["step"] == 16
+
+
+@pytest.mark.parametrize("schedule", [{"lr_schedule": "cosine"}, {"warmup_steps": 6}])
+def test_branch_lr_under_a_schedule_is_the_new_base_times_the_schedule(tmp_path, schedule):
+    from eoflow_fast.train.logging import read_metrics
+
+    run(tmp_path, steps=12, ckpt_every=4, **schedule)
+    old = {r["step"]: r["lr/all"] for r in read_metrics(tmp_path, "train")}
+    run(tmp_path, resume=True, steps=12, ckpt_every=4, from_checkpoint="ckpt-00000004.pt",
+        branch={"lr": 3e-4}, **schedule)
+    new = {r["step"]: r["lr/all"] for r in read_metrics(tmp_path, "train")}
+    assert all(new[s] == pytest.approx(old[s] / 10, rel=1e-12) for s in range(5, 13))
+
+
+def test_resume_never_writes_through_a_link_planted_at_the_old_metrics_temp_name(tmp_path):
+    target = tmp_path / "precious.bin"
+    target.write_bytes(b"keep me")
+    run_dir = tmp_path / "run"
+    run(run_dir, steps=4, ckpt_every=4)
+    (run_dir / "metrics.jsonl.tmp").symlink_to(target)
+    run(run_dir, resume=True, steps=8, ckpt_every=4)
+    assert target.read_bytes() == b"keep me"
