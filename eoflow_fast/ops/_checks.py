@@ -1,6 +1,9 @@
 """Argument checks shared by the op wrappers; every message names the op and the argument."""
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 
@@ -33,3 +36,25 @@ def check_ndim(op: str, name: str, t: torch.Tensor, ndim: int) -> None:
 def check_choice(op: str, name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{op}: {name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_bool(op: str, name: str, value) -> None:
+    """``value`` is a Python bool (1, "yes" or a tensor are refused, not read as truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def check_positive_int(op: str, name: str, value) -> None:
+    """``value`` is an integer >= 1 (a bool, a float such as 100.0 or a string is refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value}")
+
+
+def check_finite_positive_real(op: str, name: str, value) -> None:
+    """``value`` is a real number (not a bool or a string) with 0 < value < inf."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a finite positive number, got {type(value).__name__} {value!r}")
+    if not 0.0 < float(value) < math.inf:
+        raise ValueError(f"{op}: {name} must be a finite positive number, got {value!r}")
