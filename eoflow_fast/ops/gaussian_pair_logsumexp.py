@@ -114,4 +114,4 @@ def gaussian_pair_logsumexp(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Ten
         return ref.gaussian_pair_logsumexp(z, mu, logvar, weights=weights, exclude_self=exclude_self)
     weights = None if weights is None else weights.contiguous()
     return _PairLogSumExpFn.apply(z.contiguous(), mu.contiguous(), logvar.contiguous(), weights,
-                                  exclude_self, which)
+                                  bool(exclude_self), which)

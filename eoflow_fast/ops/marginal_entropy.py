@@ -14,7 +14,7 @@ import functools
 import torch
 
 from ..reference import marginal_entropy as ref
-from ._checks import check_choice, check_finite_positive_real, check_float, check_ndim
+from ._checks import check_choice, check_float, check_ndim, check_positive_float
 from ._dispatch import BACKENDS
 from .gaussian_pair_logsumexp import gaussian_pair_logsumexp
 
@@ -25,7 +25,7 @@ def _check_bandwidth(z: torch.Tensor, bandwidth) -> None:
     """A finite positive number, or a floating-point tensor of shape () or (D,) on z's device with
     finite positive entries."""
     if not isinstance(bandwidth, torch.Tensor):
-        check_finite_positive_real(OP, "bandwidth", bandwidth)
+        check_positive_float(OP, "bandwidth", bandwidth)
         return
     check_float(OP, "bandwidth", bandwidth)
     if bandwidth.device != z.device:
