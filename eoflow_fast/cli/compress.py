@@ -15,10 +15,22 @@ from pathlib import Path
 import torch
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """RUN_DIR, --core, --n, --checkpoint, --device (shared by compress and denoise)."""
+def _core_size(text: str):
+    """--core value: an int, or "auto" (kept as the string)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer C or 'auto', got {text!r}") from None
+
+
+def add_common_args(parser: argparse.ArgumentParser, auto_help: str | None = None) -> None:
+    """RUN_DIR, --core, --n, --checkpoint, --device (shared by compress and denoise); with
+    ``auto_help`` --core also takes "auto", described by that text."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="an 'eoflow-fast train eoflow' run folder")
-    parser.add_argument("--core", type=int, required=True, metavar="C", help="number of core dims kept (1..D)")
+    parser.add_argument("--core", type=int if auto_help is None else _core_size, required=True, metavar="C",
+                        help="number of core dims kept (1..D)" + (f", or 'auto': {auto_help}" if auto_help else ""))
     parser.add_argument("--n", type=int, default=64, help="test items to process")
     parser.add_argument("--checkpoint", metavar="FILE", help="checkpoint (default: the latest in RUN_DIR)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -36,7 +48,7 @@ def load(parser: argparse.ArgumentParser, args):
     except (FileNotFoundError, ValueError, CheckpointError, json.JSONDecodeError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         sys.exit(1)
-    if not 1 <= args.core <= model.dim:
+    if args.core != "auto" and not 1 <= args.core <= model.dim:
         parser.error(f"argument --core: expected 1 <= C <= D = {model.dim}, got {args.core}")
     n = min(args.n, len(test_set))
     items = [test_set[i] for i in range(n)]
@@ -44,17 +56,17 @@ def load(parser: argparse.ArgumentParser, args):
     return model, x.to(next(model.parameters()).device)
 
 
-def save_grid(path: Path, rows: list[torch.Tensor], title: str) -> None:
-    """Rows of images (k, C, H, W) stacked into one PNG (only for image data)."""
+def save_grid(path: Path, rows: list[torch.Tensor], title: str, row_labels: list[str] | None = None) -> None:
+    """Rows of images (k, C, H, W) stacked into one PNG (only for image data), each row labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from eoflow_fast.flows.evaluation import _grid
 
-    fig, ax = plt.subplots(figsize=(rows[0].shape[0], 1.2 * len(rows)))
-    _grid(ax, torch.stack(rows), title)
-    fig.savefig(path, dpi=120)
+    fig, ax = plt.subplots(figsize=(rows[0].shape[0] + 1, 1.2 * len(rows)))
+    _grid(ax, torch.stack(rows), title, row_labels)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -72,7 +84,8 @@ def run(args) -> int:
               "psnr": float(psnr(rec, x).mean()), "saved": str(out)}
     if args.grid and len(model.input_shape) == 3:
         grid = out.with_suffix(".png")
-        save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}")
+        save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}",
+                  ["original", f"C = {args.core}"])
         result["grid"] = str(grid)
     print(json.dumps(result, indent=2))
     return 0

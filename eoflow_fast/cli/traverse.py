@@ -46,8 +46,11 @@ def run(args) -> int:
             zk[:, k] = values
             rows.append(model.decode_full(zk))
     out = Path(args.out) if args.out else Path(args.run_dir) / f"traversal_{args.index}.png"
-    save_grid(out, rows, f"top {args.dims} dims, z_k from {-args.range:g} to {args.range:g}")
-    print(json.dumps({"dims": model.latent_order[:args.dims].tolist(), "saved": str(out)}))
+    dims = model.latent_order[:args.dims].tolist()
+    entropy = getattr(model, "order_entropy", model.entropy_running.cpu())
+    save_grid(out, rows, f"top {args.dims} dims, z_k from {-args.range:g} to {args.range:g} (H: explained entropy, nats)",
+              [f"z{k}: H = {float(entropy[k]):.2f}" for k in dims])
+    print(json.dumps({"dims": dims, "saved": str(out)}))
     return 0
 
 
