@@ -51,6 +51,9 @@ class PCA:
         return core_above_floor(0.5 * torch.log(2 * math.pi * math.e * self.eigenvalues), sigma)
 
     def truncate(self, x: torch.Tensor, C: int) -> torch.Tensor:
+        """mu + P_C P_C^T (x - mu); x itself when C = D (P P^T = I: exact, not round-off)."""
+        if C >= self.components.shape[0]:
+            return x.clone()
         flat = x.reshape(x.shape[0], -1).double() - self.mean
         P = self.components[:, :C]
         return ((flat @ P) @ P.T + self.mean).to(x.dtype).reshape(x.shape)

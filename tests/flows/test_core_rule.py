@@ -46,3 +46,26 @@ def test_pca_core_from_component_variances():
     pca = PCA(x)
     torch.testing.assert_close(pca.eigenvalues.sqrt(), STDS, rtol=0.05, atol=0.0)
     assert pca.core_above_noise(0.05) == 2 and pca.core_above_noise(0.02) == 3 and pca.core_above_noise(0.3) == 1
+
+
+def test_evaluation_table_marks_exact_reconstruction_and_reports_the_rule(tmp_path, capsys):
+    import json
+
+    from eoflow_fast.flows.evaluation import evaluate_model
+
+    flow = SequenceFlow(ActNorm(4)).double()
+    with torch.no_grad():
+        flow.blocks[0].log_scale.copy_(-torch.log(STDS))
+        flow.blocks[0].initialized.fill_(True)
+    model = EOFlow(flow, (4,), flat_input=True, sigma=1e-3, dequantize=False)  # linear: H independent of x
+    gen = torch.Generator().manual_seed(1)
+    items = list(torch.randn(64, 4, generator=gen, dtype=torch.float64) * STDS)
+    report = evaluate_model(model, items, items, tmp_path, core_sizes=[1, 2, 4], eval_samples=64,
+                            entropy_samples=64, plots=False)
+    full = report["compression"][-1]
+    assert full["C"] == 4 and full["psnr_pca"] == math.inf  # PCA at C = D is the identity, not a 200 dB cap
+    assert "exact" in capsys.readouterr().out
+    assert json.loads((tmp_path / "eval.json").read_text())["compression"][-1]["psnr_pca"] == "inf"
+    rule = {r["sigma"]: r for r in report["core_rule"]}
+    assert rule[0.05]["C_auto_eoflow"] == 2 and rule[0.2]["C_auto_eoflow"] == 1  # stds 1, 0.2, 0.04, 0.01
+    assert rule[0.05]["C_best_eoflow"] in (1, 2)
