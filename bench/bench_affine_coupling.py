@@ -31,11 +31,11 @@ SHAPES = [(256, 6144), (64, 6, 64, 64)]
 TENSORS_MOVED = 9
 
 
-def _inputs(shape, device):
+def _inputs(shape, device, dtype=torch.float32):
     g = torch.Generator(device="cpu").manual_seed(0)
-    x, s_raw, t = (torch.randn(shape, generator=g).to(device).requires_grad_() for _ in range(3))
-    gy = torch.randn(shape, generator=g).to(device)
-    gld = torch.randn(shape[0], generator=g).to(device)
+    x, s_raw, t = (torch.randn(shape, generator=g).to(device, dtype).requires_grad_() for _ in range(3))
+    gy = torch.randn(shape, generator=g).to(device, dtype)
+    gld = torch.randn(shape[0], generator=g).to(device, dtype)
     return x, s_raw, t, gy, gld
 
 
@@ -56,13 +56,16 @@ def variants(device):
     return out
 
 
-def run(device: str, quick: bool = False) -> dict:
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16, "f64": torch.float64}
+
+
+def run(device: str, quick: bool = False, shapes=None, dtypes=("f32",)) -> dict:
     reps = 5 if quick else 30
     copy_gbs = copy_bandwidth_gbs(device) if device == "cuda" else None
     rows = []
-    for shape in SHAPES:
-        args = _inputs(shape, device)
-        numel = args[0].numel()
+    for shape, dname in ((s, d) for s in (shapes or SHAPES) for d in dtypes):
+        args = _inputs(shape, device, DTYPES[dname])
+        numel, itemsize = args[0].numel(), args[0].element_size()
         base = None
         for name, fn in variants(device).items():
             step = _step(fn, *args)
@@ -71,20 +74,21 @@ def run(device: str, quick: bool = False) -> dict:
             except BackendUnavailable as exc:
                 print(f"skip {name}: {exc}")
                 continue
-            row = {"shape": "x".join(map(str, shape)), "variant": name, **timing,
+            row = {"shape": "x".join(map(str, shape)), "dtype": dname, "variant": name, **timing,
                    "peak_mib": peak_memory(step, device) / 2**20}
             base = row["median_ms"] if name == "eager" else base
             row["speedup_vs_eager"] = base / row["median_ms"]
             if device == "cuda":
-                gbs = TENSORS_MOVED * numel * 4 / (row["median_ms"] * 1e-3) / 1e9
+                gbs = TENSORS_MOVED * numel * itemsize / (row["median_ms"] * 1e-3) / 1e9
                 row.update(achieved_gbs=gbs, fraction_of_copy=gbs / copy_gbs)
             rows.append(row)
-    for shape in {r["shape"] for r in rows}:
-        compiled = next((r for r in rows if r["shape"] == shape and r["variant"] == "compile"), None)
-        for r in rows:
-            if r["shape"] == shape and compiled:
+    for key in {(r["shape"], r["dtype"]) for r in rows}:
+        same = [r for r in rows if (r["shape"], r["dtype"]) == key]
+        compiled = next((r for r in same if r["variant"] == "compile"), None)
+        for r in same:
+            if compiled:
                 r["speedup_vs_compile"] = compiled["median_ms"] / r["median_ms"]
-    cols = ["shape", "variant", "median_ms", "speedup_vs_eager", "speedup_vs_compile", "peak_mib"]
+    cols = ["shape", "dtype", "variant", "median_ms", "speedup_vs_eager", "speedup_vs_compile", "peak_mib"]
     if device == "cuda":
         cols += ["achieved_gbs", "fraction_of_copy"]
     print_table(rows, cols)
@@ -107,8 +111,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--shapes", type=lambda s: [tuple(int(v) for v in x.split("x")) for x in s.split(",")],
+                   default=None, help="comma-separated shapes, e.g. 256x6144,64x6x64x64 (the default)")
+    p.add_argument("--dtypes", type=lambda s: s.split(","), default=["f32"],
+                   help="comma-separated subset of " + ",".join(DTYPES))
     a = p.parse_args(argv)
-    return run(a.device, a.quick)
+    return run(a.device, a.quick, a.shapes, a.dtypes)
 
 
 if __name__ == "__main__":

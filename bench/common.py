@@ -1,8 +1,11 @@
 """Shared benchmark helpers: environment facts, timing, peak memory, result files, tables.
 
 Every benchmark runs its variants side by side in one process and reports ratios; raw results go
-to ``bench/results/<name>_<device>.json`` with the device, versions and date, so a number in a
-note can always be traced to the run that produced it.
+to ``<out>/<name>_<device>.json`` with the device, versions, date and the command line (every flag),
+so a number in a note can always be traced to the run that produced it. ``<out>`` is ``runs/bench``
+(untracked) unless ``EOFLOW_FAST_BENCH_OUT`` (``eoflow-fast bench --out DIR``) names another folder:
+the committed results the README cites in ``bench/results/`` change only on purpose
+(``--out bench/results``).
 """
 from __future__ import annotations
 
@@ -12,12 +15,19 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"  # the committed results
+OUT_ENV = "EOFLOW_FAST_BENCH_OUT"
+
+
+def out_dir() -> Path:
+    """Where results are written: $EOFLOW_FAST_BENCH_OUT, else runs/bench under the current folder."""
+    return Path(os.environ.get(OUT_ENV) or "runs/bench")
 
 
 def _nvml_facts() -> dict:
@@ -142,9 +152,12 @@ def copy_bandwidth_gbs(device: str, n_bytes: int = 2**30) -> float:
 
 
 def write_result(name: str, device: str, payload: dict) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}_{device_tag(device)}.json"
-    body = {"benchmark": name, "env": env_info(device), **payload}
+    """Write ``<out_dir()>/<name>_<device>.json`` with the environment and the command line."""
+    folder = out_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}_{device_tag(device)}.json"
+    body = {"benchmark": name, "env": env_info(device), "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            **payload}
     path.write_text(json.dumps(body, indent=2, default=str) + "\n")
     return path
 
