@@ -34,7 +34,7 @@ def stage_rows(run_dir: Path) -> tuple[dict, list[dict]]:
             continue
         mig, nmi = record["mig"], record.get("nmi", {})
         rows.append({"stage": record["step"] // stage_steps, "step": record["step"], "mig": mig["mig"],
-                     "mig_per_factor": mig["mig_per_factor"], "nmi1": nmi.get("nmi1"), "nmi2": nmi.get("nmi2")})
+                     "mig_per_factor": mig["mig_per_factor"], "nmi1_sum": nmi.get("nmi1_sum"), "nmi2_sum": nmi.get("nmi2_sum")})
     keys = ("preset", "stage_steps", "steps", "batch_size", "lr", "deft_gamma", "gamma_mode", "seed", "betas")
     return {k: config.get(k) for k in keys}, rows
 

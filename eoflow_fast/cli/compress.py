@@ -19,11 +19,23 @@ from eoflow_fast.train.argtypes import device, int_at_least
 from .common import UsageError, add_cpu_threads, add_json, apply_cpu_threads, print_summary
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """RUN_DIR, --core, --n, --checkpoint, --device, --cpu-threads, --json (compress, denoise)."""
+def _core_size(text: str):
+    """--core value of denoise: an integer >= 1, or "auto" (kept as the string)."""
+    if text == "auto":
+        return text
+    try:
+        return int_at_least(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
+
+
+def add_common_args(parser: argparse.ArgumentParser, auto_help: str | None = None) -> None:
+    """RUN_DIR, --core, --n, --checkpoint, --device, --cpu-threads, --json (compress, denoise); with
+    ``auto_help`` --core also takes "auto", described by that text."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="an 'eoflow-fast train eoflow' run folder")
-    parser.add_argument("--core", type=int_at_least(1), required=True, metavar="C",
-                        help="number of core dims kept (1..D; required)")
+    parser.add_argument("--core", type=int_at_least(1) if auto_help is None else _core_size, required=True,
+                        metavar="C", help="number of core dims kept (1..D" + (f", or 'auto': {auto_help}"
+                                                                            if auto_help else "") + "; required)")
     parser.add_argument("--n", type=int_at_least(1), default=64, help="test items to process")
     add_run_args(parser)
 
@@ -55,7 +67,7 @@ def open_run(args):
 def load(parser: argparse.ArgumentParser, args):
     """(model, test items (n, ...)) or an exit: 1 for an unusable run, 2 (parser.error) for bad flags."""
     model, _, test_set = open_run(args)
-    if not 1 <= args.core <= model.dim:
+    if args.core != "auto" and not 1 <= args.core <= model.dim:
         parser.error(f"argument --core: expected 1 <= C <= D = {model.dim}, got {args.core}")
     n = min(args.n, len(test_set))
     items = [test_set[i] for i in range(n)]
@@ -63,17 +75,17 @@ def load(parser: argparse.ArgumentParser, args):
     return model, x.to(next(model.parameters()).device)
 
 
-def save_grid(path: Path, rows: list[torch.Tensor], title: str) -> None:
-    """Rows of images (k, C, H, W) stacked into one PNG (only for image data)."""
+def save_grid(path: Path, rows: list[torch.Tensor], title: str, row_labels: list[str] | None = None) -> None:
+    """Rows of images (k, C, H, W) stacked into one PNG (only for image data), each row labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from eoflow_fast.flows.evaluation import _grid
 
-    fig, ax = plt.subplots(figsize=(rows[0].shape[0], 1.2 * len(rows)))
-    _grid(ax, torch.stack(rows), title)
-    fig.savefig(path, dpi=120)
+    fig, ax = plt.subplots(figsize=(rows[0].shape[0] + 1, 1.2 * len(rows)))
+    _grid(ax, torch.stack(rows), title, row_labels)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -91,7 +103,8 @@ def run(args) -> int:
               "psnr": float(psnr(rec, x).mean()), "saved": str(out)}
     if args.grid and len(model.input_shape) == 3:
         grid = out.with_suffix(".png")
-        save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}")
+        save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}",
+                  ["original", f"C = {args.core}"])
         result["grid"] = str(grid)
     print_summary(args, f"compress {args.run_dir}: C = {args.core} of D = {model.dim} dims "
                         f"(ratio {result['ratio']:.3g}) on {result['n']} test items",

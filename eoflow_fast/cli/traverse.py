@@ -37,8 +37,11 @@ def run(args) -> int:
             zk[:, k] = values
             rows.append(model.decode_full(zk))
     out = Path(args.out) if args.out else Path(args.run_dir) / f"traversal_{args.index}.png"
-    save_grid(out, rows, f"top {args.dims} dims, z_k from {-args.range:g} to {args.range:g}")
-    result = {"dims": model.latent_order[:args.dims].tolist(), "saved": str(out)}
+    dims = model.latent_order[:args.dims].tolist()
+    entropy = getattr(model, "order_entropy", model.entropy_running.cpu())
+    save_grid(out, rows, f"top {args.dims} dims, z_k from {-args.range:g} to {args.range:g} (H: explained entropy, nats)",
+              [f"z{k}: H = {float(entropy[k]):.2f}" for k in dims])
+    result = {"dims": dims, "saved": str(out)}
     print_summary(args, f"traverse {args.run_dir}: item {args.index}, dims {result['dims']}", result, {}, [str(out)])
     return 0
 

@@ -52,7 +52,8 @@ ckpt_every          500         checkpoint period in steps (0: only at the end /
 keep                3           checkpoints kept
 eval_every          0           evaluation period (0: only at the end, when there is something
                                 to evaluate)
-plot_every          0           plot period (0: never; else also at the end)
+plot_every          0           plot period (0: never; else also at the end); the loss curve
+                                RUN_DIR/loss_curve.png (metrics.jsonl) is drawn at every end
 log_every           10          host-sync / progress / NaN-check period
 seed                0           seeds python, numpy, torch (rank r uses seed + r for its stream)
 device              "auto"      "auto" (cuda:LOCAL_RANK if available, else cpu) | "cpu" | "cuda:1"
@@ -85,7 +86,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, contract, distributed, registry, run_folder
-from .logging import RunLog, truncate_after
+from .logging import RunLog, plot_loss_curve, truncate_after
 
 DEFAULTS: dict = {
     "steps": 1000,
@@ -700,6 +701,8 @@ class _Trainer:
                 self.log.write({"kind": "event", "step": step, "event": "end"})
         finally:
             self.log.close()
+        if env.is_main:
+            plot_loss_curve(self.run_dir)
         seconds = time.perf_counter() - self.t0
         return {
             "status": "completed", "step": step, "start_step": start, "run_dir": str(self.run_dir),

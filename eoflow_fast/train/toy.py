@@ -141,7 +141,8 @@ def plot(run_dir, model: ToyAutoencoder, config: dict, step: int) -> None:
     out = Path(run_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.scatter(codes[:, 0], codes[:, min(1, codes.shape[1] - 1)], c=eval_data.z[:, 0], s=4, cmap="viridis")
+    points = ax.scatter(codes[:, 0], codes[:, min(1, codes.shape[1] - 1)], c=eval_data.z[:, 0], s=4, cmap="viridis")
+    fig.colorbar(points, ax=ax, label="true factor z_0")
     ax.set_xlabel("code 0")
     ax.set_ylabel("code 1")
     ax.set_title(f"toy codes, step {step}")

@@ -42,6 +42,8 @@ def test_denoise_and_traverse(run_dir, capsys):
     (["compress", "RUN", "--core", "65"], 2, "--core: expected 1 <= C <= D = 64, got 65"),
     (["compress", "RUN"], 2, "--core"),
     (["compress", "RUN", "--core", "x"], 2, "--core: expected an integer >= 1, got 'x'"),
+    (["compress", "RUN", "--core", "auto"], 2, "--core: expected an integer >= 1, got 'auto'"),
+    (["denoise", "RUN", "--core", "x"], 2, "--core: expected 'auto' or an integer >= 1, got 'x'"),
     (["denoise", "RUN", "--core", "4", "--sigma", "-1"], 2, "--sigma: expected a finite number in (0, inf), got -1"),
     (["traverse", "RUN", "--dims", "100"], 2, "--dims: expected at most D = 64"),
     (["compress", "MISSING", "--core", "4"], 2, "config.json is missing"),
@@ -74,3 +76,19 @@ def test_build_rejects_multiscale_on_tabular_data():
 
     with pytest.raises(ValueError, match="--arch glow needs image data"):
         family.build({"data": "wine", "arch": "glow"})
+
+
+def test_denoise_core_auto_uses_the_noise_floor(run_dir, capsys):
+    from eoflow_fast.flows.eoflow import noise_entropy_floor
+    from eoflow_fast.flows.family import open_eoflow_run
+
+    assert main(["denoise", str(run_dir), "--core", "auto", "--sigma", "0.2", "--n", "4", "--grid", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model, _, _ = open_eoflow_run(run_dir)
+    expected = max(1, int((model.entropy_running.double() > noise_entropy_floor(0.2)).sum()))
+    assert out["C"] == expected and out["entropy_floor"] == pytest.approx(noise_entropy_floor(0.2))
+    searched = (1, 2, 4, 8, 16, 32, 64)  # default_core_sizes(64)
+    assert out["C_best"] in searched
+    if out["C"] in searched:
+        assert out["psnr_best"] >= out["psnr_denoised"]
+    assert (run_dir / f"denoised_C{expected}_s0.2.png").is_file()
