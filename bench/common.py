@@ -1,8 +1,10 @@
 """Shared benchmark helpers: environment facts, timing, peak memory, result files, tables.
 
 Every benchmark runs its variants side by side in one process and reports ratios; raw results go
-to ``bench/results/<name>_<device>.json`` with the device, versions and date, so a number in a
-note can always be traced to the run that produced it.
+to ``<out>/<name>_<device>.json`` with the device, versions, date and every command-line flag, so
+a number in a note can always be traced to the run that produced it. ``--out`` defaults to the
+untracked ``runs/bench/``: the tracked ``bench/results/`` that the README cites is only written by
+a deliberate ``--out bench/results``.
 """
 from __future__ import annotations
 
@@ -12,12 +14,30 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "bench" / "results"  # tracked: the README's figures; written only on request
+DEFAULT_OUT = REPO_ROOT / "runs" / "bench"     # untracked (runs/ is git-ignored)
+
+# What the current benchmark process was asked for: set by parse_args, written into every result.
+_INVOCATION: dict = {"out": None, "flags": None, "argv": None}
+
+
+def parse_args(parser, argv=None):
+    """``parser.parse_args(argv)`` plus the shared ``--out DIR``; remembers the flags for
+    :func:`write_result` so each result file records how it was produced."""
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                        help="folder for the result JSON (default: runs/bench/ in the checkout, untracked; "
+                             "pass --out bench/results to update the tracked figures)")
+    args = parser.parse_args(argv)
+    _INVOCATION.update(out=args.out, argv=list(sys.argv[1:] if argv is None else argv),
+                       flags={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+    return args
 
 
 def _nvml_facts() -> dict:
@@ -141,12 +161,54 @@ def copy_bandwidth_gbs(device: str, n_bytes: int = 2**30) -> float:
     return 2 * n_bytes / (ms * 1e-3) / 1e9
 
 
-def write_result(name: str, device: str, payload: dict) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}_{device_tag(device)}.json"
-    body = {"benchmark": name, "env": env_info(device), **payload}
+def write_result(name: str, device: str, payload: dict, out: str | os.PathLike | None = None) -> Path:
+    """Write ``<out>/<name>_<device tag>.json``: env facts, the invoking flags and ``payload``.
+
+    ``out``: explicit folder; else the ``--out`` given to :func:`parse_args`; else ``runs/bench/``.
+    """
+    folder = Path(out if out is not None else _INVOCATION["out"] or DEFAULT_OUT)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}_{device_tag(device)}.json"
+    body = {"benchmark": name, "env": env_info(device), "flags": _INVOCATION["flags"],
+            "argv": _INVOCATION["argv"], **payload}
     path.write_text(json.dumps(body, indent=2, default=str) + "\n")
     return path
+
+
+def csv_list(text: str) -> list[str]:
+    """argparse type: ``"a,b"`` -> ``["a", "b"]``."""
+    return [v for v in text.split(",") if v]
+
+
+def shape_list(text: str) -> list[tuple[int, ...]]:
+    """argparse type: ``"256x6144,64x6x64x64"`` -> ``[(256, 6144), (64, 6, 64, 64)]``."""
+    try:
+        return [tuple(int(d) for d in item.split("x")) for item in csv_list(text)]
+    except ValueError:
+        raise ValueError(f"expected shapes like 256x6144,64x6x64x64, got {text!r}") from None
+
+
+def failure_status(exc: BaseException, device: str) -> str:
+    """The ``status`` of a variant that raised: ``"oom"`` for a CUDA out-of-memory (also when a
+    compiled graph re-raises it as another type), else ``"failed: <type>: <message>"``. On an
+    out-of-memory the allocator cache is emptied so the next variant starts clean."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        return "oom"
+    return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+def add_speedups(rows: list[dict], keys: tuple[str, ...], bases=("eager", "compile")) -> list[dict]:
+    """Set ``speedup_vs_<base>`` = base time / row time on every timed row, against the row of
+    variant ``base`` with the same ``keys`` values (idempotent; rows without a time get none)."""
+    for r in rows:
+        for base in bases:
+            ref = next((q for q in rows if q["variant"] == base and "median_ms" in q
+                        and all(q[k] == r[k] for k in keys)), None)
+            if ref and "median_ms" in r:
+                r[f"speedup_vs_{base}"] = ref["median_ms"] / r["median_ms"]
+    return rows
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

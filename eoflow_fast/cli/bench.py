@@ -1,7 +1,9 @@
 """``eoflow-fast bench [NAME ...]``: run the benchmarks in the repository's ``bench/`` folder.
 
 Each ``bench/bench_<name>.py`` has a ``main(argv)`` that runs its variants side by side, prints a
-table of ratios and writes ``bench/results/<name>_<device>.json``. The benchmarks ship with the
+table of ratios and writes ``<out>/<name>_<device>.json`` recording every flag. ``--out`` defaults
+to the untracked ``runs/bench/``; the tracked figures in ``bench/results/`` change only with a
+deliberate ``--out bench/results``. The benchmarks ship with the
 source tree (not with a wheel): run this from a checkout installed with ``pip install -e .``.
 """
 from __future__ import annotations
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"eoflow-fast bench: unknown benchmark(s) {unknown}; available: {sorted(benches)}", file=sys.stderr)
         return 2
-    passthrough = (["--quick"] if args.quick else []) + (["--device", args.device] if args.device else [])
+    passthrough = ((["--quick"] if args.quick else []) + (["--device", args.device] if args.device else [])
+                   + (["--out", str(args.out)] if args.out else []))
     for name in names:
         print(f"== {name}")
         _load(benches[name]).main(passthrough)
@@ -54,4 +57,6 @@ def register(subparsers) -> None:
     p.add_argument("--list", action="store_true", help="list the available benchmarks")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--out", metavar="DIR", help="folder for the result JSON (default: runs/bench/, untracked; "
+                   "--out bench/results updates the tracked figures)")
     p.set_defaults(func=run)
