@@ -54,13 +54,13 @@ def test_dry_run_every_stage_reports_and_an_injected_failure_does_not_stop_the_r
 
 
 def test_a_stage_past_its_budget_is_killed_and_later_stages_run(tmp_path):
-    rc, records, log = _check(tmp_path, "--only", "bench_eoflow_step,smoke_eoflow",
+    rc, records, log = _check(tmp_path, "--only", "bench_eoflow_step,bench_betatcvae_step_8",
                               "--inject-failure", "bench_eoflow_step:hang", "--budget", "bench_eoflow_step=3")
     assert rc == 1
     hung = records["bench_eoflow_step"]
     assert hung["status"] == "timeout" and "budget of 3 s ran out" in hung["reason"], hung
     assert hung["seconds"] < 30
-    assert records["smoke_eoflow"]["status"] == "ok", log
+    assert records["bench_betatcvae_step_8"]["status"] == "ok", log
     assert records["install"]["status"] == "skipped" and records["install"]["reason"] == "not in --only"
 
 
