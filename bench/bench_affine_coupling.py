@@ -33,6 +33,7 @@ from eoflow_fast.reference.affine_coupling import affine_coupling as reference  
 
 SHAPES = [(256, 6144), (64, 6, 64, 64)]
 TENSORS_MOVED = 9
+DTYPE_ALIASES = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "f64": "float64"}
 
 
 def _inputs(shape, device, dtype=torch.float32):
@@ -76,7 +77,7 @@ def run(device: str, quick: bool = False, dtypes=("float32",), shapes=None, only
                             "copy_gbs": copy_gbs, "minimum_tensors_moved": TENSORS_MOVED, "complete": complete})
 
     for shape in shapes or SHAPES:
-        for dtype_name in dtypes:
+        for dtype_name in map(DTYPE_ALIASES.get, dtypes, dtypes):
             dtype = getattr(torch, dtype_name)
             args = _inputs(shape, device, dtype)
             numel = args[0].numel()
@@ -120,7 +121,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--dtypes", type=csv_list, default=["float32"], help="comma-separated, e.g. float32,bfloat16")
+    p.add_argument("--dtypes", type=csv_list, default=["float32"], help="comma-separated torch dtypes or f32,bf16,f16,f64, e.g. float32,bfloat16")
     p.add_argument("--shapes", type=shape_list, default=None, help="comma-separated, e.g. 256x6144,64x6x64x64")
     p.add_argument("--variants", type=csv_list, default=None, help="subset of eager,compile,cpp,triton")
     p.add_argument("--fused", choices=["cpp", "triton"], default=None,

@@ -1,10 +1,11 @@
 """Shared benchmark helpers: environment facts, timing, peak memory, result files, tables.
 
 Every benchmark runs its variants side by side in one process and reports ratios; raw results go
-to ``<out>/<name>_<device>.json`` with the device, versions, date and every command-line flag, so
-a number in a note can always be traced to the run that produced it. ``--out`` defaults to the
-untracked ``runs/bench/``: the tracked ``bench/results/`` that the README cites is only written by
-a deliberate ``--out bench/results``.
+to ``<out>/<name>_<device>.json`` with the device, versions, date, the command line and every
+parsed flag, so a number in a note can always be traced to the run that produced it. ``<out>`` is
+the benchmark's ``--out DIR``, else ``$EOFLOW_FAST_BENCH_OUT`` (``eoflow-fast bench --out DIR``),
+else the untracked ``runs/bench`` under the current folder: the committed results the README cites
+in ``bench/results/`` change only on purpose (``--out bench/results``).
 """
 from __future__ import annotations
 
@@ -20,9 +21,14 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "bench" / "results"  # tracked: the README's figures; written only on request
-DEFAULT_OUT = REPO_ROOT / "runs" / "bench"     # untracked (runs/ is git-ignored)
+RESULTS_DIR = Path(__file__).resolve().parent / "results"  # the committed results
+OUT_ENV = "EOFLOW_FAST_BENCH_OUT"
+
+
+def out_dir() -> Path:
+    """Where results are written by default: $EOFLOW_FAST_BENCH_OUT, else runs/bench under the current folder."""
+    return Path(os.environ.get(OUT_ENV) or "runs/bench")
+
 
 # What the current benchmark process was asked for: set by parse_args, written into every result.
 _INVOCATION: dict = {"out": None, "flags": None, "argv": None}
@@ -31,9 +37,9 @@ _INVOCATION: dict = {"out": None, "flags": None, "argv": None}
 def parse_args(parser, argv=None):
     """``parser.parse_args(argv)`` plus the shared ``--out DIR``; remembers the flags for
     :func:`write_result` so each result file records how it was produced."""
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                        help="folder for the result JSON (default: runs/bench/ in the checkout, untracked; "
-                             "pass --out bench/results to update the tracked figures)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help=f"folder for the result JSON (default: ${OUT_ENV}, else runs/bench, untracked; "
+                             "pass --out bench/results to update the committed figures)")
     args = parser.parse_args(argv)
     _INVOCATION.update(out=args.out, argv=list(sys.argv[1:] if argv is None else argv),
                        flags={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
@@ -164,13 +170,13 @@ def copy_bandwidth_gbs(device: str, n_bytes: int = 2**30) -> float:
 def write_result(name: str, device: str, payload: dict, out: str | os.PathLike | None = None) -> Path:
     """Write ``<out>/<name>_<device tag>.json``: env facts, the invoking flags and ``payload``.
 
-    ``out``: explicit folder; else the ``--out`` given to :func:`parse_args`; else ``runs/bench/``.
+    ``out``: explicit folder; else the ``--out`` given to :func:`parse_args`; else :func:`out_dir`.
     """
-    folder = Path(out if out is not None else _INVOCATION["out"] or DEFAULT_OUT)
+    folder = Path(out if out is not None else _INVOCATION["out"] or out_dir())
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}_{device_tag(device)}.json"
-    body = {"benchmark": name, "env": env_info(device), "flags": _INVOCATION["flags"],
-            "argv": _INVOCATION["argv"], **payload}
+    body = {"benchmark": name, "env": env_info(device), "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "flags": _INVOCATION["flags"], "argv": _INVOCATION["argv"], **payload}
     path.write_text(json.dumps(body, indent=2, default=str) + "\n")
     return path
 

@@ -184,8 +184,8 @@ def plan(out: Path, dry: bool) -> list[Stage]:
         install.commands.append([PY, "-m", "pip", "install", "-q", "-e", str(REPO), "--no-build-isolation",
                                  "--no-deps"])
         install.env["MAX_JOBS"] = str(os.cpu_count() or 1)
-    install.commands.append([PY, str(Path(__file__).resolve()), "--facts", str(out / "facts.json")])
-    install.collect = lambda _d: _facts_result(out / "facts.json")
+    install.commands.append([PY, str(Path(__file__).resolve()), "--facts", str(out / "env.json")])
+    install.collect = lambda _d: _facts_result(out / "env.json")
     stages.append(install)
 
     xml = out / "pytest_cuda.xml"

@@ -1,17 +1,19 @@
 """``eoflow-fast bench [NAME ...]``: run the benchmarks in the repository's ``bench/`` folder.
 
 Each ``bench/bench_<name>.py`` has a ``main(argv)`` that runs its variants side by side, prints a
-table of ratios and writes ``<out>/<name>_<device>.json`` recording every flag. ``--out`` defaults
-to the untracked ``runs/bench/``; the tracked figures in ``bench/results/`` change only with a
-deliberate ``--out bench/results``. The benchmarks ship with the
+table of ratios and writes ``<out>/<name>_<device>.json`` (``--out``, default ``runs/bench``; the
+committed ``bench/results/`` only when named on purpose), recording every flag. The benchmarks ship with the
 source tree (not with a wheel): run this from a checkout installed with ``pip install -e .``.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
+
+from .common import UsageError, suggest
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
@@ -40,13 +42,14 @@ def run(args: argparse.Namespace) -> int:
     names = args.names or list(benches)
     unknown = [n for n in names if n not in benches]
     if unknown:
-        print(f"eoflow-fast bench: unknown benchmark(s) {unknown}; available: {sorted(benches)}", file=sys.stderr)
-        return 2
-    passthrough = ((["--quick"] if args.quick else []) + (["--device", args.device] if args.device else [])
-                   + (["--out", str(args.out)] if args.out else []))
+        raise UsageError(f"argument NAME: unknown benchmark {unknown[0]!r}{suggest(unknown[0], benches)} "
+                         f"(available: {', '.join(benches)})")
+    passthrough = (["--quick"] if args.quick else []) + (["--device", args.device] if args.device else [])
+    os.environ["EOFLOW_FAST_BENCH_OUT"] = str(args.out)
     for name in names:
         print(f"== {name}")
         _load(benches[name]).main(passthrough)
+    print(f"results in {args.out}")
     return 0
 
 
@@ -57,6 +60,6 @@ def register(subparsers) -> None:
     p.add_argument("--list", action="store_true", help="list the available benchmarks")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--out", metavar="DIR", help="folder for the result JSON (default: runs/bench/, untracked; "
-                   "--out bench/results updates the tracked figures)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"),
+                   help="folder for the result JSON (the README's committed results: bench/results)")
     p.set_defaults(func=run)

@@ -1,7 +1,12 @@
-"""``eoflow-fast data``: pack image folders into memory-mapped shards, describe a dataset spec.
+"""``eoflow-fast data``: pack image folders into memory-mapped shards, verify a pack, describe a spec.
 
-    eoflow-fast data pack SRC DST [--size 64] [--crop N] [--shard-size 4096] [--workers 0] [--no-progress]
+    eoflow-fast data pack SRC DST [--size 64] [--crop N] [--shard-size 4096] [--workers 0]
+                                  [--max-pixels 89478485] [--no-progress]
+    eoflow-fast data verify DIR [--no-progress]
     eoflow-fast data info SPEC [--split train]
+
+``verify`` exits 1 and names every bad shard (truncated, wrong dtype/shape, swapped, changed bytes).
+Progress (pack, verify) goes to stderr: a tqdm bar on a terminal, else a line per 500 images / GiB.
 
 Each subcommand sets ``func(args) -> int`` (exit status) on the parsed namespace.
 """
@@ -9,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from .common import UsageError
+
+from eoflow_fast.data import SPLIT_NAMES, split_arg
+from eoflow_fast.data.images import DEFAULT_MAX_PIXELS
 
 
 def _positive_int(text: str) -> int:
@@ -22,9 +31,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _max_pixels(text: str) -> int | None:
+    return None if text.lower() == "none" else _positive_int(text)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="prepare and inspect datasets")
-    sub = parser.add_subparsers(dest="data_command", required=True, metavar="{pack,info}")
+    sub = parser.add_subparsers(dest="data_command", required=True, metavar="{pack,verify,info}")
 
     pack = sub.add_parser("pack", help="decode images once into uint8 memory-mapped shards (resumable)",
                           description="Pack a CelebA root (img_align_celeba/ + list_eval_partition.txt) or any "
@@ -36,12 +49,23 @@ def register(subparsers) -> None:
                       help="centre-crop side before resizing (default: 148 for CelebA, else the largest square)")
     pack.add_argument("--shard-size", type=_positive_int, default=4096, help="images per shard (default 4096)")
     pack.add_argument("--workers", type=int, default=0, help="decoding processes (default 0: in-process)")
-    pack.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pack.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
+                      help=f"skip (by name) images declaring more than N pixels, width*height: a decompression-"
+                           f"bomb guard; 'none' for no limit (default {DEFAULT_MAX_PIXELS}, PIL's)")
+    pack.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     pack.set_defaults(func=run_pack)
 
-    info = sub.add_parser("info", help="print what a dataset spec yields")
+    verify = sub.add_parser("verify", help="check every shard of a pack against its recorded size, dtype, shape "
+                                           "and checksum", description="Exit 1 naming each bad shard.")
+    verify.add_argument("dir", help="a directory written by `eoflow-fast data pack`")
+    verify.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    verify.set_defaults(func=run_verify)
+
+    info = sub.add_parser("info", help="print what a dataset spec yields, its split sizes and split rule")
     info.add_argument("spec", help="e.g. dsprites, dsprites_scream, fa24, wine, csv:PATH, celeba:ROOT, packed:DIR")
-    info.add_argument("--split", default="train")
+    info.add_argument("--split", default="train", type=split_arg, choices=SPLIT_NAMES,
+                      help="train | valid (CelebA only) | test | all (default train; 'eval' is a deprecated alias "
+                           "of test)")
     info.set_defaults(func=run_info)
 
 
@@ -50,12 +74,27 @@ def run_pack(args) -> int:
 
     try:
         index = pack_images(args.src, args.dst, size=args.size, crop=args.crop, shard_size=args.shard_size,
-                            workers=args.workers, progress=not args.no_progress)
+                            workers=args.workers, progress=not args.no_progress, max_pixels=args.max_pixels)
     except (FileNotFoundError, ValueError) as err:
-        print(f"eoflow-fast data pack: {err}", file=sys.stderr)
-        return 1
+        raise UsageError(err) from err
     print(f"packed {len(index['names'])} images into {len(index['shards'])} shards in {args.dst}; "
           f"skipped {len(index['skipped'])} unreadable: {[s['name'] for s in index['skipped']]}")
+    return 0
+
+
+def run_verify(args) -> int:
+    from eoflow_fast.data.packed import verify_pack
+
+    try:
+        bad = verify_pack(args.dir, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"eoflow-fast data verify: {err}", file=sys.stderr)
+        return 1
+    if bad:
+        print(f"eoflow-fast data verify: {len(bad)} bad shard(s) in {args.dir}: {[f for f, _ in bad]}; rerun "
+              "`eoflow-fast data pack` with the original arguments to re-pack them", file=sys.stderr)
+        return 1
+    print(f"{args.dir}: every shard matches its recorded size, dtype, shape and checksum")
     return 0
 
 
@@ -66,8 +105,7 @@ def run_info(args) -> int:
         ds = get_dataset(args.spec, args.split)
         first = ds[0]
     except (FileNotFoundError, ValueError) as err:
-        print(f"eoflow-fast data info: {err}", file=sys.stderr)
-        return 1
+        raise UsageError(err) from err
     x = first[0] if isinstance(first, (tuple, list)) else first
     info = {"spec": args.spec, "split": args.split, "items": len(ds), "item_shape": list(x.shape),
             "dtype": str(x.dtype)}
@@ -76,5 +114,11 @@ def run_info(args) -> int:
         info.update(factor_names=list(data.factor_names), factor_sizes=list(data.factor_sizes))
     if getattr(ds, "columns", None):
         info["columns"] = list(ds.columns)
+    if hasattr(ds, "split_sizes"):
+        info["split_sizes"] = ds.split_sizes()
+    if getattr(ds, "split_rule", None):
+        info["split_rule"] = ds.split_rule
+    if getattr(ds, "skipped", None):
+        info["skipped"] = [s["name"] for s in ds.skipped]
     print(json.dumps(info, indent=2))
     return 0

@@ -7,11 +7,13 @@ Exit status: 0 done, 1 unusable run folder, 2 usage error.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from eoflow_fast.train.argtypes import float_in, int_at_least
+
+from .common import print_summary
 from .compress import add_common_args, load, save_grid
 
 
@@ -19,8 +21,6 @@ def run(args) -> int:
     from eoflow_fast.flows.eoflow import psnr
 
     parser = args.parser
-    if not args.sigma > 0:
-        parser.error(f"argument --sigma: expected a noise std > 0, got {args.sigma}")
     model, x = load(parser, args)
     gen = torch.Generator().manual_seed(args.seed)
     noisy = x + args.sigma * torch.randn(x.shape, generator=gen).to(x)
@@ -33,7 +33,9 @@ def run(args) -> int:
         path = Path(args.run_dir) / f"denoised_C{args.core}_s{args.sigma:g}.png"
         save_grid(path, [x[:16], noisy[:16], den[:16]], f"clean / noisy (sigma {args.sigma:g}) / denoised (C = {args.core})")
         result["grid"] = str(path)
-    print(json.dumps(result, indent=2))
+    print_summary(args, f"denoise {args.run_dir}: C = {args.core}, sigma = {args.sigma:g}, {result['n']} test items",
+                  result, {"psnr noisy (dB)": base, "psnr denoised (dB)": out, "gain (dB)": out - base},
+                  [result["grid"]] if "grid" in result else [])
     return 0
 
 
@@ -41,7 +43,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("denoise", help="denoise with the top-C dims of an EOFlow run",
                                    description=__doc__.split("\n\n")[0])
     add_common_args(parser)
-    parser.add_argument("--sigma", type=float, default=0.1, help="std of the added Gaussian noise")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--sigma", type=float_in(0.0, low_open=True), default=0.1, help="std of the added Gaussian noise")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="noise seed")
     parser.add_argument("--grid", action="store_true", help="also save clean / noisy / denoised rows as PNG")
     parser.set_defaults(func=run, parser=parser)

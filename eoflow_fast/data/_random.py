@@ -4,7 +4,7 @@
   items whose row ``k`` depends only on ``(seed, items[k], draw number, element)``: a SplitMix64
   hash of a counter, vectorized over the batch. An item's draws are therefore the same whichever
   batch, worker or epoch fetches it, and a batch costs one hash per random number.
-- :func:`uniform_noise` gives fresh U(0, 1) float32 noise from a numpy generator seeded with
+- :func:`uniform_noise` gives fresh U[0, 1 - 2^-16) float32 noise from a numpy generator seeded with
   ``torch.initial_seed()`` (re-seeded when that changes), so DataLoader workers, which torch seeds
   differently, never share noise, and ``torch.manual_seed`` makes runs repeatable.
 """
@@ -55,11 +55,19 @@ class ItemRandom:
 _NOISE: dict = {}
 
 
+_TOP = np.float32(1 - 2.0 ** -16)
+
+
 def uniform_noise(shape) -> np.ndarray:
-    """float32 U[0, 1) of ``shape``, fresh on every call (see module docstring for seeding)."""
+    """float32 dequantisation noise ``u ~ U[0, 1 - 2^-16)`` of ``shape``, fresh on every call (see the
+    module docstring for seeding). The top is trimmed so that ``k + u < k + 1`` holds in float32 for
+    every integer ``0 <= k < 256``: a float32 U[0, 1) reaches ``1 - 2^-24``, and ``k + u`` then rounds
+    up to ``k + 1`` for ``k >= 128`` (ulp 2^-16), leaving the dequantisation bin."""
     key = (os.getpid(), torch.initial_seed())
     rng = _NOISE.get(key)
     if rng is None:
         _NOISE.clear()
         rng = _NOISE[key] = np.random.default_rng(key[1])
-    return rng.random(shape, dtype=np.float32)
+    u = rng.random(shape, dtype=np.float32)
+    u *= _TOP
+    return u

@@ -11,11 +11,12 @@ Specs and their keyword arguments:
     digits                   dequantize, with_labels, test_fraction, seed
     wine                     test_fraction, seed
     csv:PATH                 columns, drop, delimiter, test_fraction, seed
-    celeba:ROOT              size (64), crop (148), dequantize, with_attributes
-    folder:ROOT              size (64), crop (largest square), dequantize, test_fraction (0.05), seed
+    celeba:ROOT              size (64), crop (148), dequantize, with_attributes, max_pixels
+    folder:ROOT              size (64), crop (largest square), dequantize, test_fraction (0.05), seed, max_pixels
     packed:DIR               dequantize (a directory from `eoflow-fast data pack`)
 
-Splits: tables, folders and folder packs "train" | "test" | "all" (seeded held-out fraction);
+Splits, one vocabulary (``_splits.SPLIT_NAMES``; "eval" is a deprecated alias of "test"):
+tables, folders and folder packs "train" | "test" | "all" (seeded held-out fraction);
 CelebA and CelebA packs "train" | "valid" | "test" | "all" (the published partition); FA tables
 "train" | "test" (independent samples). Ground-truth image data has no held-out split
 (disentanglement_lib evaluates on freshly sampled factors): "train", "test" and "all" all give the
@@ -23,6 +24,7 @@ full factor product.
 """
 from __future__ import annotations
 
+from ._splits import canonical_split
 from .dsprites import VARIANTS, DSprites, DSpritesNpz, DSpritesVariant
 from .factor_analysis import FA_CONFIGS, factor_analysis
 from .ground_truth import GroundTruthData
@@ -37,8 +39,12 @@ PATH_SPECS = ("csv", "celeba", "folder", "packed")
 
 
 def _unknown(spec: str) -> ValueError:
-    return ValueError(f"unknown dataset spec {spec!r}; expected one of {PLAIN_SPECS} or "
-                      f"{tuple(p + ':PATH' for p in PATH_SPECS)}")
+    import difflib
+
+    known = (*PLAIN_SPECS, *(p + ":PATH" for p in PATH_SPECS))
+    near = difflib.get_close_matches(str(spec).split(":")[0], [k.split(":")[0] for k in known], n=1, cutoff=0.6)
+    hint = f"did you mean {next(k for k in known if k.split(':')[0] == near[0])!r}? " if near else ""
+    return ValueError(f"unknown dataset spec {spec!r}; {hint}expected one of {', '.join(known)}")
 
 
 def get_ground_truth(spec: str, **kw):
@@ -68,6 +74,7 @@ def get_dataset(spec: str, split: str = "train", **kw):
     """torch Dataset for ``spec`` (see module docstring): items float32 images (C, H, W) in [0, 1] or
     standardised rows (p,), or tuples ``(x, factors)`` when asked (with_factors / with_labels /
     with_attributes)."""
+    split = canonical_split(split)
     if spec in GROUND_TRUTH_SPECS:
         if split not in ("train", "test", "all"):
             raise ValueError(f"get_dataset({spec!r}): split={split!r}, expected 'train', 'test' or 'all'")

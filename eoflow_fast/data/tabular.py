@@ -7,15 +7,16 @@ default) or ``"all"``. Nothing is downloaded: wine and digits ship inside scikit
 """
 from __future__ import annotations
 
-import csv
-import os
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._csv import CsvError, read_csv
 from ._random import uniform_noise
-from ._splits import split_rows
+from ._splits import row_rule, split_rows
+
+__all__ = ["CsvError", "TabularDataset", "csv_table", "digits", "read_csv", "standardise", "wine"]
+
 
 class TabularDataset(Dataset):
     """Item ``i`` -> float32 tensor of shape ``values.shape[1:]`` (``(p,)`` for a table), or
@@ -43,13 +44,31 @@ class TabularDataset(Dataset):
 
 
 def standardise(values: np.ndarray, train_rows: np.ndarray, columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(values - mean) / std`` with mean and std of ``values[train_rows]``; returns (z, mean, std)."""
-    mean = values[train_rows].mean(0)
-    std = values[train_rows].std(0)
-    if (std == 0).any():
-        bad = [c for c, s in zip(columns, std) if s == 0]
+    """``(values - mean) / std`` with mean and population std of ``values[train_rows]``; returns
+    (z, mean, std). Computed on ``y = values / s`` with ``s = max |values[train_rows]|`` per column
+    (so ``|y| <= 1``, and ``mean = s mean(y)``, ``std = s std(y)`` cannot overflow even for entries
+    near 1.8e308, where the plain sum of squares would): ``z = (y - mean(y)) / std(y)``."""
+    if not np.isfinite(values).all():
+        bad = [c for c, ok in zip(columns, np.isfinite(values).all(0)) if not ok]
+        raise ValueError(f"standardise: columns {bad} hold inf or NaN")
+    if len(train_rows) < 2:
+        raise ValueError(f"standardise: {len(train_rows)} training rows, need at least 2 to estimate a std")
+    scale = np.abs(values[train_rows]).max(0)
+    scale = np.where(scale > 0, scale, 1.0)
+    y = values / scale
+    mean_y, std_y = y[train_rows].mean(0), y[train_rows].std(0)
+    if (std_y == 0).any():
+        bad = [c for c, s in zip(columns, std_y) if s == 0]
         raise ValueError(f"standardise: columns {bad} are constant on the training rows")
-    return (values - mean) / std, mean, std
+    with np.errstate(over="ignore"):
+        z = (y - mean_y) / std_y
+        far = ~np.isfinite(z.astype(np.float32))
+    if far.any():
+        row, col = (int(v[0]) for v in np.nonzero(far))
+        raise ValueError(f"standardise: column {columns[col]!r} row {row}: {float(values[row, col])!r} lies beyond "
+                         f"float32 range after standardising (training std {std_y[col] * scale[col]:.3g}): "
+                         "an extreme outlier")
+    return z, mean_y * scale, std_y * scale
 
 
 def _standardised_split(values, columns, split, test_fraction, seed, with_factors=False) -> TabularDataset:
@@ -57,6 +76,7 @@ def _standardised_split(values, columns, split, test_fraction, seed, with_factor
     z, mean, std = standardise(values, split_rows(len(values), "train", test_fraction, seed), columns)
     ds = TabularDataset(z[rows], columns, with_factors=with_factors)
     ds.mean, ds.std = mean, std
+    ds.split_rule = row_rule(test_fraction, seed)
     return ds
 
 
@@ -79,52 +99,6 @@ def digits(split: str = "train", dequantize: bool = False, with_labels: bool = F
     rows = split_rows(len(bunch.images), split, test_fraction, seed)
     return TabularDataset(bunch.images[rows, None] / 16.0, factors=bunch.target[rows].astype(np.int64),
                           with_factors=with_labels, dequantize_levels=17 if dequantize else None)
-
-
-def read_csv(path: str, columns=None, drop=(), delimiter: str | None = None) -> tuple[np.ndarray, list[str], list[str]]:
-    """Numeric table from a CSV file with a header row -> (values float64 (n, p), columns, dropped).
-
-    Kept columns: ``columns`` if given (each must be numeric), else every column whose cells all
-    parse as numbers (others, e.g. names, are listed in ``dropped``); ``drop`` removes columns
-    (e.g. a target). Rows with an empty cell in a kept column are removed. The delimiter is sniffed
-    (comma, semicolon, tab) unless given; the UCI wine-quality files use ``;``.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"csv: no file at {path!r}; expected a delimited text file with a header row "
-                                "of column names and one sample per line")
-    with open(path, newline="") as fh:
-        text = fh.read()
-    if delimiter is None:
-        delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t").delimiter
-    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
-    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
-    if not body:
-        raise ValueError(f"csv: {path!r} has a header but no rows")
-    ragged = [i + 2 for i, r in enumerate(body) if len(r) != len(header)]
-    if ragged:
-        raise ValueError(f"csv: {path!r} lines {ragged[:5]} have a different number of cells than the header")
-    unknown = [c for c in list(columns or []) + list(drop) if c not in header]
-    if unknown:
-        raise ValueError(f"csv: columns {unknown} not in the header of {path!r}: {header}")
-
-    def as_float(cell: str) -> float:
-        return float(cell) if cell.strip() else np.nan
-
-    numeric, dropped = {}, []
-    for j, name in enumerate(header):
-        if name in drop or (columns is not None and name not in columns):
-            continue
-        try:
-            numeric[name] = np.array([as_float(r[j]) for r in body])
-        except ValueError:
-            if columns is not None:
-                raise ValueError(f"csv: column {name!r} of {path!r} is not numeric") from None
-            dropped.append(name)
-    keep = [c for c in (columns or header) if c in numeric]
-    if not keep:
-        raise ValueError(f"csv: {path!r} has no numeric columns")
-    values = np.stack([numeric[c] for c in keep], axis=1)
-    return values[~np.isnan(values).any(1)], keep, dropped
 
 
 def csv_table(path: str, split: str = "train", columns=None, drop=(), delimiter: str | None = None,

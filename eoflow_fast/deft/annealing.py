@@ -17,6 +17,12 @@ beta schedules (t in [0, T - 1], s = t / (T - 1)):
     loglinear (default, [INFERRED] vae_deft.md §B.3): beta = exp((1 - s) log beta_high + s log beta_low)
     linear    (authors' ``dlib_annealing``):          beta = max((1 - s) beta_high, beta_low)
     exp       (authors' ``examples/IFP.py``, g = 10): beta = (beta_high - beta_low) exp(-g s) + beta_low
+    staircase ([INFERRED]): ``levels`` log-spaced betas from beta_high to beta_low, each held for
+              T / levels steps (level i = floor(levels t / T)). I(x; z) is also measured on the
+              last step of every plateau, and the IFP uses only those plateau-end values, so it
+              reads the (settled) I(x; z) at each beta instead of a value lagging behind a moving
+              beta: with plateaus long enough to settle, the IFP no longer depends on T, up to the
+              plateau spacing (a factor (beta_high / beta_low)^(1 / (levels - 1))).
 
 Per-factor IFP distributions (§5.3): draw a random base factor vector, enumerate every value of
 factor i with the others fixed, run the test on those ``factor_sizes[i]`` images, record the IFP;
@@ -35,15 +41,26 @@ from eoflow_fast import ops
 from eoflow_fast.vae.likelihoods import gaussian_kl_per_dim
 from eoflow_fast.vae.objectives import VAE
 
-SCHEDULES = ("loglinear", "linear", "exp")
+SCHEDULES = ("loglinear", "linear", "exp", "staircase")
+LEVELS = 20
+
+
+def staircase_level(step: int, total_steps: int, levels: int = LEVELS) -> int:
+    """The plateau index (0 .. levels - 1) of ``step`` in the staircase schedule."""
+    if not 1 <= levels <= total_steps:
+        raise ValueError(f"staircase: levels={levels}, expected 1 <= levels <= total_steps={total_steps}")
+    return min(max(step * levels // total_steps, 0), levels - 1)
 
 
 def beta_schedule(step: int, total_steps: int, beta_high: float = 200.0, beta_low: float = 1.0,
-                  kind: str = "loglinear", decay: float = 10.0) -> float:
+                  kind: str = "loglinear", decay: float = 10.0, levels: int = LEVELS) -> float:
     if kind not in SCHEDULES:
         raise ValueError(f"beta_schedule: kind={kind!r}; expected one of {SCHEDULES}")
     if not beta_high >= beta_low > 0:
         raise ValueError(f"beta_schedule: need beta_high >= beta_low > 0, got {beta_high}, {beta_low}")
+    if kind == "staircase":
+        w = staircase_level(step, total_steps, levels) / max(levels - 1, 1)
+        return math.exp((1 - w) * math.log(beta_high) + w * math.log(beta_low))
     s = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
     if kind == "loglinear":
         return math.exp((1 - s) * math.log(beta_high) + s * math.log(beta_low))
@@ -58,6 +75,7 @@ class AnnealingResult:
     kl: list[float] = field(default_factory=list)          # KL proxy at every step
     mi_steps: list[int] = field(default_factory=list)      # steps where I(x; z) was estimated
     mi: list[float] = field(default_factory=list)          # exact-dataset I(x; z) at those steps
+    ifp_points: list[int] = field(default_factory=list)   # indices into mi used by the IFP (staircase: plateau ends)
     ifp: float | None = None                               # None: I(x; z) never exceeded the threshold
     ifp_step: int | None = None
 
@@ -102,12 +120,14 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
                    beta_low: float = 1.0, schedule: str = "loglinear", lr: float = 5e-4,
                    batch_size: int = 64, mi_every: int = 1, mi_samples: int = 8, mi_points: int = 512,
                    threshold: float = 0.1, collapse: float = 0.01, stop_after_freeze: bool = False,
-                   generator: torch.Generator | None = None) -> AnnealingResult:
+                   generator: torch.Generator | None = None, levels: int = LEVELS) -> AnnealingResult:
     """Run the annealing test on ``data`` (N, ...), a tensor on the model's device.
 
     Each step trains ``model`` (any ``VAE``: its encode/decode/reconstruction; its own
     regulariser is not used) with Adam(lr) on a minibatch (all of ``data`` when N <= batch_size)
     and loss recon + beta_t KL. With ``stop_after_freeze`` the run ends at the freezing point.
+    The staircase schedule (``levels`` plateaus) adds a measurement at every plateau end and takes
+    the IFP from those alone.
     """
     if steps < 2:
         raise ValueError(f"annealing_test: steps must be >= 2, got {steps}")
@@ -119,8 +139,10 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
     res = AnnealingResult()
     kls = []  # device scalars, read back once at the end (no host sync per step)
     collapsed = False
+    stairs = schedule == "staircase"
     for step in range(steps):
-        beta = beta_schedule(step, steps, beta_high, beta_low, schedule)
+        beta = beta_schedule(step, steps, beta_high, beta_low, schedule, levels=levels)
+        plateau_end = stairs and (step == steps - 1 or staircase_level(step + 1, steps, levels) != staircase_level(step, steps, levels))
         if n <= batch_size:
             x = data
         else:
@@ -133,15 +155,19 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
         opt.step()
         res.betas.append(beta)
         kls.append(kl.detach())
-        if step % mi_every == 0 or step == steps - 1:
+        if step % mi_every == 0 or step == steps - 1 or plateau_end:
             res.mi_steps.append(step)
             res.mi.append(dataset_mutual_information(model, probe, mi_samples))
-            collapsed = collapsed or res.mi[-1] <= collapse
-            if stop_after_freeze and collapsed and res.mi[-1] > threshold:
-                break
+            if plateau_end or not stairs:
+                res.ifp_points.append(len(res.mi) - 1)
+                collapsed = collapsed or res.mi[-1] <= collapse
+                if stop_after_freeze and collapsed and res.mi[-1] > threshold:
+                    break
     res.kl = torch.stack(kls).tolist()
-    ifp, idx = information_freezing_point([res.betas[s] for s in res.mi_steps], res.mi, threshold, collapse)
-    res.ifp, res.ifp_step = ifp, (res.mi_steps[idx] if idx is not None else None)
+    points = res.ifp_points
+    ifp, idx = information_freezing_point([res.betas[res.mi_steps[i]] for i in points], [res.mi[i] for i in points],
+                                          threshold, collapse)
+    res.ifp, res.ifp_step = ifp, (res.mi_steps[points[idx]] if idx is not None else None)
     return res
 
 

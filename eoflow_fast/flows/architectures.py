@@ -13,14 +13,16 @@ from .reshape import HaarDownsample, Squeeze
 
 
 def mlp_flow(dim: int, blocks: int = 8, hidden: int = 256, clamp: float = 2.0, clamp_fn: str = "atan",
-             rotate: bool = True, n_hidden_layers: int = 2, seed: int = 0) -> SequenceFlow:
+             rotate: bool = True, n_hidden_layers: int = 2, seed: int = 0,
+             cond_channels: int = 0) -> SequenceFlow:
     """(B, dim) -> (B, dim): [Orthogonal] ActNorm, blocks x [AffineCoupling(mlp), Permutation, ActNorm],
     [Orthogonal]. The learnable pre/post rotations follow B-EOFlow (the post-rotation lets the latent
-    basis rotate freely, which helps MTC -> 0)."""
+    basis rotate freely, which helps MTC -> 0). ``cond_channels`` > 0: conditional couplings."""
     layers: list[InvertibleModule] = [Orthogonal(dim)] if rotate else []
     layers.append(ActNorm(dim))
     for i in range(blocks):
-        layers += [AffineCoupling(dim, hidden, "mlp", clamp, clamp_fn, n_hidden_layers),
+        layers += [AffineCoupling(dim, hidden, "mlp", clamp, clamp_fn, n_hidden_layers,
+                                  cond_channels=cond_channels),
                    Permutation(dim, seed=seed + i), ActNorm(dim)]
     if rotate:
         layers.append(Orthogonal(dim))
@@ -113,14 +115,16 @@ class MultiscaleFlow(InvertibleModule):
 
 
 def multiscale_flow(input_shape, arch: str = "glow", levels: int = 2, steps: int = 4, hidden: int = 64,
-                    clamp: float = 2.0, clamp_fn: str = "atan", seed: int = 0) -> MultiscaleFlow:
+                    clamp: float = 2.0, clamp_fn: str = "atan", seed: int = 0,
+                    cond_channels: int = 0) -> MultiscaleFlow:
     """Build a multiscale flow for images of ``input_shape`` = (C, H, W).
 
     ``arch="glow"``: per level Squeeze, then ``steps`` x [ActNorm, InvConv1x1, AffineCoupling(conv)].
     ``arch="realnvp"``: per level HaarDownsample, then ``steps`` x [AffineCoupling(conv), Permutation]
     [INFERRED: the GLOW two-sided coupling with fixed channel permutations stands in for RealNVP's
     alternating checkerboard/channel masks; no ActNorm, as in RealNVP].
-    H and W must be divisible by 2**levels.
+    H and W must be divisible by 2**levels. ``cond_channels`` > 0: conditional couplings (a (B, k)
+    condition broadcast over each level's H, W).
     """
     if arch not in ("glow", "realnvp"):
         raise ValueError(f"multiscale_flow: arch must be 'glow' or 'realnvp', got {arch!r}")
@@ -134,9 +138,11 @@ def multiscale_flow(input_shape, arch: str = "glow", levels: int = 2, steps: int
         for k in range(steps):
             s = seed + 100 * lvl + k
             if arch == "glow":
-                layers += [ActNorm(c), InvConv1x1(c, seed=s), AffineCoupling(c, hidden, "conv", clamp, clamp_fn)]
+                layers += [ActNorm(c), InvConv1x1(c, seed=s),
+                           AffineCoupling(c, hidden, "conv", clamp, clamp_fn, cond_channels=cond_channels)]
             else:
-                layers += [AffineCoupling(c, hidden, "conv", clamp, clamp_fn), Permutation(c, seed=s)]
+                layers += [AffineCoupling(c, hidden, "conv", clamp, clamp_fn, cond_channels=cond_channels),
+                           Permutation(c, seed=s)]
         mods.append(SequenceFlow(*layers))
         if lvl < levels - 1:
             keep = c // 2

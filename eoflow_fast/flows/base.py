@@ -30,6 +30,22 @@ def tile_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return t if m == 1 else t.repeat(m, *([1] * (t.dim() - 1)))
 
 
+def chain_linearize(x: torch.Tensor, steps):
+    """Linearize a composition: each step(x) -> (out, log_det, inverse_jvp) in order; returns the
+    final output, the summed log-det and the composed inverse JVP (last step's inverse first)."""
+    log_det, inverses = x.new_zeros(x.shape[0]), []
+    for step in steps:
+        x, ld, inv = step(x)
+        log_det = log_det + ld
+        inverses.append(inv)
+
+    def inverse_jvp(dy):
+        for inv in reversed(inverses):
+            dy = inv(dy)
+        return dy
+    return x, log_det, inverse_jvp
+
+
 class InvertibleModule(nn.Module):
     """Base class: subclasses implement ``_flow(x, dx, rev) -> (out, log_det, dout_or_None)``."""
 
@@ -108,14 +124,4 @@ class SequenceFlow(InvertibleModule):
         return x, log_det, dx
 
     def _linearize(self, x):
-        log_det, inverses = x.new_zeros(x.shape[0]), []
-        for block in self.blocks:
-            x, ld, inv = block._linearize(x)
-            log_det = log_det + ld
-            inverses.append(inv)
-
-        def inverse_jvp(dy):
-            for inv in reversed(inverses):
-                dy = inv(dy)
-            return dy
-        return x, log_det, inverse_jvp
+        return chain_linearize(x, [block._linearize for block in self.blocks])

@@ -16,6 +16,11 @@ of the inverse (spec §6.2, inverse direction, with u = s_raw):
     [du1, dt1] = J_subnet1(y1) dy1;  dx2 = (dy2 - dt1) e^{-s1} - x2 s1'(u1) du1
     [du2, dt2] = J_subnet2(x2) dx2;  dx1 = (dy1 - dt2) e^{-s2} - x1 s2'(u2) du2
 The subnets' last layer is zero-initialised, so every block starts as the identity.
+
+Conditional coupling (``cond_channels = k > 0``, FrEIA's ``dims_c``): every subnet reads
+[h, c] with the condition c of shape (B, k) concatenated along dim 1 (broadcast over H, W for conv
+subnets); c is set for a call with ``flows.conditioning.conditioned(flow, c)``. The condition is
+not transformed, so its tangent is zero and the formulas above hold with J_subnet taken in h.
 """
 from __future__ import annotations
 
@@ -104,20 +109,47 @@ class AffineCoupling(InvertibleModule):
     """
 
     def __init__(self, channels: int, hidden: int, subnet: str = "mlp", clamp: float = 2.0,
-                 clamp_fn: str = "atan", n_hidden_layers: int = 2, backend: str = "auto"):
+                 clamp_fn: str = "atan", n_hidden_layers: int = 2, backend: str = "auto", cond_channels: int = 0):
         super().__init__()
         if channels < 2:
             raise ValueError(f"AffineCoupling: channels must be >= 2, got {channels}")
         if subnet not in ("mlp", "conv"):
             raise ValueError(f"AffineCoupling: subnet must be 'mlp' or 'conv', got {subnet!r}")
+        if isinstance(cond_channels, bool) or not isinstance(cond_channels, int) or cond_channels < 0:
+            raise ValueError(f"AffineCoupling: cond_channels must be an int >= 0, got {cond_channels!r}")
         self.c1, self.c2 = channels // 2, channels - channels // 2
+        k = self.cond_channels = cond_channels
         if subnet == "mlp":
-            self.subnet1 = mlp_subnet(self.c1, 2 * self.c2, hidden, n_hidden_layers)
-            self.subnet2 = mlp_subnet(self.c2, 2 * self.c1, hidden, n_hidden_layers)
+            self.subnet1 = mlp_subnet(self.c1 + k, 2 * self.c2, hidden, n_hidden_layers)
+            self.subnet2 = mlp_subnet(self.c2 + k, 2 * self.c1, hidden, n_hidden_layers)
         else:
-            self.subnet1 = conv_subnet(self.c1, 2 * self.c2, hidden)
-            self.subnet2 = conv_subnet(self.c2, 2 * self.c1, hidden)
+            self.subnet1 = conv_subnet(self.c1 + k, 2 * self.c2, hidden)
+            self.subnet2 = conv_subnet(self.c2 + k, 2 * self.c1, hidden)
         self.clamp, self.clamp_fn, self.backend = clamp, clamp_fn, backend
+        self.condition: torch.Tensor | None = None  # (B, k), set by flows.conditioning.conditioned
+
+    def _with_condition(self, h, dh=None):
+        """[h, c] (c tiled to h's rows, broadcast over spatial dims) and its tangent [dh, 0]."""
+        if not self.cond_channels:
+            return h, dh
+        c = self.condition
+        if c is None:
+            raise ValueError("AffineCoupling: this coupling is conditional (cond_channels="
+                             f"{self.cond_channels}); call it inside flows.conditioning.conditioned(flow, c)")
+        if c.dim() != 2 or c.shape[1] != self.cond_channels or h.shape[0] % c.shape[0]:
+            raise ValueError(f"AffineCoupling: condition has shape {tuple(c.shape)}, expected "
+                             f"(B, {self.cond_channels}) with B dividing the batch {h.shape[0]}")
+        c = tile_rows(c.to(h), h.shape[0]).reshape(h.shape[0], -1, *[1] * (h.dim() - 2)).expand(
+            -1, -1, *h.shape[2:])
+        return torch.cat([h, c], 1), (None if dh is None else torch.cat([dh, torch.zeros_like(c)], 1))
+
+    def _zero_condition_tangent(self, dh):
+        if not self.cond_channels:
+            return dh
+        return torch.cat([dh, dh.new_zeros(dh.shape[0], self.cond_channels, *dh.shape[2:])], 1)
+
+    def _subnet(self, net, h, dh=None):
+        return net(*self._with_condition(h, dh))
 
     def _affine(self, x, st, dx, dst, rev):
         """x -> x*exp(s)+t (or its inverse) with [s_raw, t] = st split along dim 1; tangent optional.
@@ -140,31 +172,33 @@ class AffineCoupling(InvertibleModule):
         a, b = self._split(x)
         da, db = (None, None) if dx is None else dx.split([self.c1, self.c2], dim=1)
         if not rev:  # a = x1, b = x2
-            st2, dst2 = self.subnet2(b, db)
+            st2, dst2 = self._subnet(self.subnet2, b, db)
             y1, ld1, dy1 = self._affine(a, st2, da, dst2, False)
-            st1, dst1 = self.subnet1(y1, dy1)
+            st1, dst1 = self._subnet(self.subnet1, y1, dy1)
             y2, ld2, dy2 = self._affine(b, st1, db, dst1, False)
         else:  # a = y1, b = y2
-            st1, dst1 = self.subnet1(a, da)
+            st1, dst1 = self._subnet(self.subnet1, a, da)
             y2, ld2, dy2 = self._affine(b, st1, db, dst1, True)
-            st2, dst2 = self.subnet2(y2, dy2)
+            st2, dst2 = self._subnet(self.subnet2, y2, dy2)
             y1, ld1, dy1 = self._affine(a, st2, da, dst2, True)
         out = torch.cat([y1, y2], dim=1)
         return out, ld1 + ld2, (None if dx is None else torch.cat([dy1, dy2], dim=1))
 
     def _linearize(self, x):
         x1, x2 = self._split(x)
-        st2, acts2 = self.subnet2.forward_cached(x2)
+        st2, acts2 = self.subnet2.forward_cached(self._with_condition(x2)[0])
         y1, ld1, _ = self._affine(x1, st2, None, None, False)
-        st1, acts1 = self.subnet1.forward_cached(y1)
+        st1, acts1 = self.subnet1.forward_cached(self._with_condition(y1)[0])
         y2, ld2, _ = self._affine(x2, st1, None, None, False)
 
         def inverse_jvp(dy):
             n = dy.shape[0]
             dy1, dy2 = dy.split([self.c1, self.c2], dim=1)
             tiled = [tile_rows(a, n) for a in acts1]
-            _, _, dx2 = self._affine(tile_rows(y2, n), tile_rows(st1, n), dy2, self.subnet1.tangent(dy1, tiled), True)
+            du1 = self.subnet1.tangent(self._zero_condition_tangent(dy1), tiled)
+            _, _, dx2 = self._affine(tile_rows(y2, n), tile_rows(st1, n), dy2, du1, True)
             tiled = [tile_rows(a, n) for a in acts2]
-            _, _, dx1 = self._affine(tile_rows(y1, n), tile_rows(st2, n), dy1, self.subnet2.tangent(dx2, tiled), True)
+            du2 = self.subnet2.tangent(self._zero_condition_tangent(dx2), tiled)
+            _, _, dx1 = self._affine(tile_rows(y1, n), tile_rows(st2, n), dy1, du2, True)
             return torch.cat([dx1, dx2], dim=1)
         return torch.cat([y1, y2], dim=1), ld1 + ld2, inverse_jvp

@@ -35,8 +35,10 @@ import torch
 from torch import nn
 
 from .base import InvertibleModule
+from .conditioning import cond_channels, conditioned
 
 GAUSS_ENTROPY = 0.5 * (1.0 + math.log(2 * math.pi))
+MEMORY_MODES = ("stored", "reversible")
 
 
 def sample_dims(B: int, D: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -75,8 +77,11 @@ class EOFlow(nn.Module):
 
     def __init__(self, flow: InvertibleModule, input_shape, *, flat_input: bool, lam: float = 1.0,
                  sigma: float = 0.05, quant_bins: int = 256, dequantize: bool = True,
-                 entropy_momentum: float = 0.9):
+                 entropy_momentum: float = 0.9, memory: str = "stored"):
         super().__init__()
+        if memory not in MEMORY_MODES:
+            raise ValueError(f"EOFlow: memory must be one of {MEMORY_MODES}, got {memory!r}")
+        self.memory = memory
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"EOFlow: lam must be in [0, 1], got {lam}")
         if sigma < 0:
@@ -89,6 +94,24 @@ class EOFlow(nn.Module):
         self.register_buffer("entropy_running", torch.zeros(self.dim))
         self.register_buffer("entropy_visits", torch.zeros(self.dim, dtype=torch.long))
         self.register_buffer("latent_order", torch.arange(self.dim))
+
+    @classmethod
+    def from_module(cls, model: nn.Module, input_shape, *, flat_input: bool | None = None,
+                    condition: list | None = None, **kwargs) -> "EOFlow":
+        """EOFlow around any invertible model: a FrEIA ``SequenceINN``/``GraphINN``, a normflows
+        ``NormalizingFlow`` (or list of flows), or this project's flows (``compat.foreign.ForeignFlow``).
+
+        ``input_shape``: one item's shape; ``flat_input`` (default: ``len(input_shape) == 1``) whether the
+        model takes (B, D) instead of (B, *input_shape); ``condition``: FrEIA conditions passed to every
+        call; ``kwargs`` go to ``EOFlow`` (lam, sigma, quant_bins, ...). Blocks of ``eoflow_fast.compat``
+        use the fused JVP with activation reuse; any other block's decoder JVP runs through
+        ``torch.func.jvp`` (one notice per block type).
+        """
+        from ..compat.foreign import ForeignFlow
+        flow = model if isinstance(model, InvertibleModule) else ForeignFlow(model, condition)
+        input_shape = tuple(input_shape)
+        return cls(flow, input_shape, flat_input=len(input_shape) == 1 if flat_input is None else flat_input,
+                   **kwargs)
 
     # ---------------------------------------------------------------- flow passes
     def _to_flow(self, x):
@@ -130,28 +153,75 @@ class EOFlow(nn.Module):
             out = out + sigma * torch.randn_like(x)
         return out
 
+    # ---------------------------------------------------------------- conditions
+    @property
+    def cond_channels(self) -> int:
+        """Width k of the condition the flow's couplings take (0: unconditional)."""
+        return cond_channels(self.flow)
+
+    def condition_tensor(self, c: torch.Tensor) -> torch.Tensor:
+        """Integer class labels (B,) -> one-hot (B, k); a float (B, k) condition passes through."""
+        k = self.cond_channels
+        if not c.is_floating_point():
+            if c.dim() != 1 or (c.numel() and (int(c.min()) < 0 or int(c.max()) >= k)):
+                raise ValueError(f"EOFlow: integer labels must have shape (B,) with values in [0, {k}), got "
+                                 f"shape {tuple(c.shape)}" + (f", range [{int(c.min())}, {int(c.max())}]"
+                                                              if c.numel() else ""))
+            return torch.nn.functional.one_hot(c, k).to(self.entropy_running.dtype)
+        if c.dim() != 2 or c.shape[1] != k:
+            raise ValueError(f"EOFlow: condition must have shape (B, {k}), got {tuple(c.shape)}")
+        return c
+
+    def conditioned(self, c: torch.Tensor | None):
+        """Context for calls on a class-conditional EOFlow: ``with model.conditioned(labels): model.compress(x, C)``."""
+        return conditioned(self.flow, None if c is None else self.condition_tensor(c))
+
+    def _rows_conditioned(self, c: torch.Tensor | None, start: int, size: int):
+        """``conditioned`` on rows [start, start + size) of the per-sample condition c (None: no condition)."""
+        return self.conditioned(None if c is None else c[start:start + size])
+
     # ---------------------------------------------------------------- training
     def loss_terms(self, batch, step: int) -> dict[str, torch.Tensor]:
         """Engine contract: ``objective`` = L above (optimized), diagnostics ``_nll_per_dim`` =
-        mean NLL_b / D and ``_mtc_per_dim`` = (estimate - sum_b NLL_b) / (B D); updates the running H."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        mean NLL_b / D and ``_mtc_per_dim`` = (estimate - sum_b NLL_b) / (B D); updates the running H.
+        A conditional flow takes its condition from the batch: ``(x, labels)`` or ``(x, c)``."""
+        if self.cond_channels:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("EOFlow: the flow is conditional; batches must be (x, condition)")
+            with self.conditioned(batch[1].to(batch[0].device)):
+                return self._loss_terms(batch[0])
+        return self._loss_terms(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+    def _loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         B, D = x.shape[0], self.dim
-        z, log_det, decoder_jvp = self.encode_linearized(self.augment(x))
+        x_aug = self.augment(x)
+        if self.memory == "reversible":
+            from .reversible import encode_with_tangent
+            k = None if self.lam == 0.0 else sample_dims(B, D, device=x.device)
+            tangent = None if k is None else self._one_hot_rows(k, x_aug)
+            z, log_det, u = encode_with_tangent(self.flow, self._to_flow(x_aug), tangent)
+        else:
+            z, log_det, decoder_jvp = self.encode_linearized(x_aug)
         nll = 0.5 * (z ** 2).sum(1) - log_det  # (B,)
         terms = {"_nll_per_dim": nll.mean().detach() / D}
         if self.lam == 0.0:
             terms["objective"] = nll.sum() / (B * D)
             return terms
-        k = sample_dims(B, D, device=z.device)
-        tangent = torch.zeros_like(z)
-        tangent[torch.arange(B, device=z.device), k] = 1.0
-        u = decoder_jvp(tangent)
+        if self.memory == "stored":
+            k = sample_dims(B, D, device=z.device)
+            u = decoder_jvp(self._one_hot_rows(k, z))
         log_norm = 0.5 * torch.log((u ** 2).sum(1))  # l_b
         manifold = stochastic_manifold_nll(z, log_norm, k)
         terms["objective"] = ((1 - self.lam) * nll.sum() + self.lam * manifold) / (B * D)
         terms["_mtc_per_dim"] = (manifold - nll.sum()).detach() / (B * D)
         self._update_running_entropy(log_norm.detach(), k)
         return terms
+
+    def _one_hot_rows(self, k: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """(B, D) tangents e_{k_b}, one per sample, in like's dtype and device."""
+        tangent = like.new_zeros(k.shape[0], self.dim)
+        tangent[torch.arange(k.shape[0], device=like.device), k] = 1.0
+        return tangent
 
     @torch.no_grad()
     def _update_running_entropy(self, log_norm: torch.Tensor, k: torch.Tensor) -> None:
@@ -169,14 +239,14 @@ class EOFlow(nn.Module):
     # ---------------------------------------------------------------- explained entropy
     @torch.no_grad()
     def explained_entropy(self, x: torch.Tensor, batch_size: int = 256, chunk: int = 64,
-                          sigma: float | None = None) -> dict[str, torch.Tensor]:
+                          sigma: float | None = None, c: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Exact H_i over the samples x (N, *input_shape), each encoded once after augmentation.
 
         For every batch of points (encoded once, activations kept) and every chunk of ``chunk`` dims,
         builds the (chunk*n, D) one-hot tangents, propagates them through the decoder tangent pass
         and keeps only the column norms, so memory is O(batch_size * chunk * D). Returns ``entropy``
         H (D,), ``total_entropy`` H = D h + E log|det J|, ``mtc`` = sum_i H_i - H, ``order`` =
-        argsort(H, descending).
+        argsort(H, descending). ``c``: the condition of each sample (N,) or (N, k), conditional flows only.
         """
         D = self.dim
         sum_log_norm = torch.zeros(D, dtype=torch.float64)
@@ -184,7 +254,8 @@ class EOFlow(nn.Module):
         n = 0
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
-            z, log_det, decoder_jvp = self.encode_linearized(self.augment(xb, sigma))
+            with self._rows_conditioned(c, start, batch_size):
+                z, log_det, decoder_jvp = self.encode_linearized(self.augment(xb, sigma))
             sum_log_det += float(log_det.double().sum())
             for c0 in range(0, D, chunk):
                 dims = torch.arange(c0, min(c0 + chunk, D), device=z.device)
@@ -240,12 +311,14 @@ class EOFlow(nn.Module):
 
     # ---------------------------------------------------------------- metrics
     @torch.no_grad()
-    def bits_per_dim(self, x: torch.Tensor, sigma: float = 0.0, batch_size: int = 512) -> float:
+    def bits_per_dim(self, x: torch.Tensor, sigma: float = 0.0, batch_size: int = 512,
+                     c: torch.Tensor | None = None) -> float:
         """(NLL/D + log quant_bins) / ln 2 with NLL = -log p(x + (u - 1/2)/quant_bins + sigma eps)
-        including the (D/2) log(2 pi) constant (spec §5.3)."""
+        including the (D/2) log(2 pi) constant (spec §5.3); ``c`` as in ``explained_entropy``."""
         total = 0.0
         for start in range(0, x.shape[0], batch_size):
-            z, log_det = self.encode(self.augment(x[start:start + batch_size], sigma))
+            with self._rows_conditioned(c, start, batch_size):
+                z, log_det = self.encode(self.augment(x[start:start + batch_size], sigma))
             nll = 0.5 * (z.double() ** 2).sum(1) - log_det.double() + 0.5 * self.dim * math.log(2 * math.pi)
             total += float(nll.sum())
         return (total / (x.shape[0] * self.dim) + math.log(self.quant_bins)) / math.log(2)

@@ -52,8 +52,23 @@ def _stack(dataset, n: int) -> torch.Tensor:
     return torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
 
 
-def _batched(fn, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+def _stack_conditions(model: EOFlow, dataset, n: int) -> torch.Tensor | None:
+    """The condition of the first n items (their labels) for a conditional model, else None."""
+    if not model.cond_channels:
+        return None
+    return torch.as_tensor([int(dataset[i][1]) for i in range(min(n, len(dataset)))])
+
+
+def _batched(fn, x: torch.Tensor, batch_size: int = 256, model: EOFlow | None = None,
+             c: torch.Tensor | None = None) -> torch.Tensor:
+    """fn over row batches of x; a conditional model is conditioned on the matching rows of c."""
+    if c is None:
+        return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        with model.conditioned(c[i:i + batch_size]):
+            out.append(fn(x[i:i + batch_size]))
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -69,12 +84,15 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
     model.eval()
     torch.manual_seed(seed)
     x_test = _stack(test_set, eval_samples).to(device)
+    c_test = _stack_conditions(model, test_set, eval_samples)
+    c_test = None if c_test is None else c_test.to(device)
     x_train = _stack(train_set, pca_samples)
     D = model.dim
     core_sizes = [C for C in (core_sizes or default_core_sizes(D)) if 1 <= C <= D]
     pca = PCA(x_train)
 
-    ent = model.explained_entropy(x_test[:entropy_samples], batch_size=entropy_batch, chunk=entropy_chunk)
+    ent = model.explained_entropy(x_test[:entropy_samples], batch_size=entropy_batch, chunk=entropy_chunk,
+                                  c=None if c_test is None else c_test[:entropy_samples])
     model.set_order(ent["entropy"])
     sorted_h = ent["entropy"][ent["order"].cpu()]
     noise_var = model.sigma ** 2 + (1.0 / (12 * model.quant_bins ** 2) if model.dequantize else 0.0)
@@ -85,8 +103,8 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
 
     report: dict = {
         "dim": D,
-        "bits_per_dim": model.bits_per_dim(x_test),
-        "bits_per_dim_noisy": model.bits_per_dim(x_test, sigma=model.sigma),
+        "bits_per_dim": model.bits_per_dim(x_test, c=c_test),
+        "bits_per_dim_noisy": model.bits_per_dim(x_test, sigma=model.sigma, c=c_test),
         "total_entropy": float(ent["total_entropy"]),
         "mtc": float(ent["mtc"]),
         "entropy_top_fraction": {},
@@ -98,7 +116,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
     excess = (sorted_h.double() - floor).clamp_min(0)
     for C in core_sizes:
         report["entropy_top_fraction"][str(C)] = float(excess[:C].sum() / excess.sum().clamp_min(1e-12))
-        rec = _batched(lambda xb: model.compress(xb, C), x_test)
+        rec = _batched(lambda xb: model.compress(xb, C), x_test, model=model, c=c_test)
         report["compression"].append({
             "C": C, "ratio": D / C, "psnr_eoflow": float(psnr(rec, x_test).mean()),
             "psnr_pca": float(psnr(pca.truncate(x_test, C).to(device), x_test).mean())})
@@ -108,14 +126,14 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
         for C in core_sizes:
             if C == D:
                 continue
-            den = float(psnr(_batched(lambda xb: model.denoise(xb, C), noisy), x_test).mean())
+            den = float(psnr(_batched(lambda xb: model.denoise(xb, C), noisy, model=model, c=c_test), x_test).mean())
             den_pca = float(psnr(pca.truncate(noisy, C).to(device), x_test).mean())
             report["denoising"].append({"sigma": sigma, "C": C, "psnr_noisy": base, "psnr_eoflow": den,
                                         "psnr_pca": den_pca, "gain_eoflow": den - base, "gain_pca": den_pca - base})
     (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report))
     if plots:
-        make_plots(model, run_dir, x_test, sorted_h, pca_h, core_sizes)
+        make_plots(model, run_dir, x_test, sorted_h, pca_h, core_sizes, c_test=c_test)
     return report
 
 
@@ -145,8 +163,10 @@ def _grid(ax, images: torch.Tensor, title: str) -> None:
     ax.axis("off")
 
 
-def make_plots(model: EOFlow, run_dir: Path, x_test, sorted_h, pca_h, core_sizes, n_show: int = 8) -> None:
-    """spectrum.png, and for image data reconstructions.png, detail_resampling.png, traversals.png."""
+def make_plots(model: EOFlow, run_dir: Path, x_test, sorted_h, pca_h, core_sizes, n_show: int = 8,
+               c_test: torch.Tensor | None = None) -> None:
+    """spectrum.png, and for image data reconstructions.png, detail_resampling.png, traversals.png
+    (a conditional model is conditioned on each shown item's label, ``c_test``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -163,27 +183,33 @@ def make_plots(model: EOFlow, run_dir: Path, x_test, sorted_h, pca_h, core_sizes
     if len(model.input_shape) != 3:
         return
     x = x_test[:n_show]
-    rows = [x] + [model.compress(x, C) for C in core_sizes]
+
+    def cond(n):
+        return model.conditioned(None if c_test is None else c_test[:n])
+    with cond(n_show):
+        rows = [x] + [model.compress(x, C) for C in core_sizes]
     fig, ax = plt.subplots(figsize=(n_show, len(rows) * 1.1))
     _grid(ax, torch.stack(rows), "rows: original, then core sizes C = " + ", ".join(map(str, core_sizes)))
     fig.savefig(run_dir / "reconstructions.png", dpi=120)
     plt.close(fig)
 
     C = core_sizes[len(core_sizes) // 2]
-    z_core = model.encode_core(x[:6], C)
-    samples = [model.decode(z_core, "zero")] + [model.decode(z_core, "sample") for _ in range(7)]
+    with cond(6):
+        z_core = model.encode_core(x[:6], C)
+        samples = [model.decode(z_core, "zero")] + [model.decode(z_core, "sample") for _ in range(7)]
     fig, ax = plt.subplots(figsize=(8, 6))
     _grid(ax, torch.stack(samples, 1), f"detail resampling at C = {C}: zero detail, then 7 prior draws")
     fig.savefig(run_dir / "detail_resampling.png", dpi=120)
     plt.close(fig)
 
-    z, _ = model.encode(x[:1])
-    values = torch.linspace(-2.5, 2.5, 9, device=z.device)
-    rows = []
-    for k in model.latent_order[:8].tolist():
-        zk = z.repeat(len(values), 1)
-        zk[:, k] = values
-        rows.append(model.decode_full(zk))
+    with cond(1):  # one item's condition, broadcast over its traversal rows
+        z, _ = model.encode(x[:1])
+        values = torch.linspace(-2.5, 2.5, 9, device=z.device)
+        rows = []
+        for k in model.latent_order[:8].tolist():
+            zk = z.repeat(len(values), 1)
+            zk[:, k] = values
+            rows.append(model.decode_full(zk))
     fig, ax = plt.subplots(figsize=(9, 8))
     _grid(ax, torch.stack(rows), "latent traversals of the top 8 dims (z_k from -2.5 to 2.5)")
     fig.savefig(run_dir / "traversals.png", dpi=120)

@@ -1,32 +1,45 @@
-"""Atomic, versioned training checkpoints in a run folder.
+"""Atomic, checksummed, versioned training checkpoints in a run folder.
 
 File layout: ``RUN_DIR/ckpt-<step:08d>.pt`` where ``step`` is the number of optimizer steps
-completed. Each file is a ``torch.save`` dict::
+completed. Each file is a header line and a ``torch.save`` body::
 
-    {"format": "eoflow_fast.checkpoint", "version": 1, "step": int, ...engine payload...}
+    b"EOFLOW_FAST_CKPT sha256=<64 hex> bytes=<n>\n" + torch.save({"format": "eoflow_fast.checkpoint",
+                                                                  "version": 2, "step": int, ...})
 
-Writes are atomic: the payload goes to ``ckpt-<step>.pt.tmp`` in the same folder, is flushed and
-``fsync``-ed, then ``os.replace``-d onto its final name and the folder is ``fsync``-ed, so a crash
-(SIGKILL, power loss) leaves either the previous set of checkpoints or the new one, never a partial
-file under a final name. After a write only the newest ``keep`` checkpoints remain.
+The header's SHA-256 covers the body, so a flipped bit or a truncation anywhere is detected before
+anything is unpickled; header and body are written in one file, so they cannot disagree after a
+crash. Writes are atomic: the bytes go to a fresh temporary file created exclusively (random name,
+``O_EXCL``, never through a link) in the same folder, are flushed and ``fsync``-ed, then
+``os.replace``-d onto the final name and the folder is ``fsync``-ed: a crash leaves the previous
+set of checkpoints or the new one, never a partial file under a final name. After a write only
+the newest ``keep`` checkpoints remain.
 
-Reads use ``torch.load(weights_only=True)`` (no arbitrary code from foreign pickles), so payloads
-hold only tensors, numbers, strings, ``None`` and lists/tuples/dicts of them. A file that cannot be
-read raises :class:`CheckpointError` saying it is corrupt; a readable file without the format
-marker raises saying it is foreign; a newer ``version`` raises saying so. Nothing falls back to an
-older checkpoint or to a fresh start silently.
+Reads verify the checksum, then ``torch.load(weights_only=True)`` (no code from foreign pickles);
+``check_payload`` verifies an engine payload's structure. Every failure is a :class:`CheckpointError` naming the file and the
+problem, and it names the older checkpoints of the same folder that can be used instead. Files of
+version 1 (written before checksums, plain ``torch.save``) still load, with a warning that their
+integrity cannot be checked.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 
 FORMAT = "eoflow_fast.checkpoint"
-VERSION = 1
+VERSION = 2
+MAGIC = b"EOFLOW_FAST_CKPT"
+_HEADER = re.compile(rb"^EOFLOW_FAST_CKPT sha256=([0-9a-f]{64}) bytes=(\d+)\n")
 _NAME = re.compile(r"^ckpt-(\d{8,})\.pt$")
+# keys every engine checkpoint holds, with the types they must have
+REQUIRED = {"step": int, "model": dict, "optimizer": dict, "rng": list, "data": dict, "config": dict}
+DATA_KEYS = ("epoch", "batch", "batches_per_epoch", "world_size")
 
 
 class CheckpointError(RuntimeError):
@@ -61,6 +74,30 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically through an exclusively created temporary file in the
+    same folder (never following a link planted at the temporary or final name)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def encode(payload: dict) -> bytes:
+    """Header line + ``torch.save`` body of ``payload`` (module docstring)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    return b"%s sha256=%s bytes=%d\n" % (MAGIC, hashlib.sha256(body).hexdigest().encode(), len(body)) + body
+
+
 def save(run_dir: str | os.PathLike, step: int, payload: dict, keep: int) -> Path:
     """Write ``payload`` (plus the format marker and ``step``) atomically; keep the newest ``keep``.
 
@@ -71,34 +108,76 @@ def save(run_dir: str | os.PathLike, step: int, payload: dict, keep: int) -> Pat
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(run_dir, step)
-    tmp = final.with_name(final.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "version": VERSION, "step": int(step), **payload}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(run_dir)
+    write_atomic(final, encode({"format": FORMAT, "version": VERSION, "step": int(step), **payload}))
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
-    for stale in run_dir.glob("ckpt-*.pt.tmp"):  # left by a crash during an earlier write
-        if stale != tmp:
-            stale.unlink(missing_ok=True)
+    for stale in [*run_dir.glob(".ckpt-*.tmp"), *run_dir.glob("ckpt-*.pt.tmp")]:  # left by a crash
+        stale.unlink(missing_ok=True)  # unlink removes a link itself, never its target
     return final
 
 
+def _alternatives(path: Path) -> str:
+    """' Older checkpoints in this folder: ... (resume from one with ...)' or ''."""
+    older = [p.name for step, p in list_checkpoints(path.parent) if p != path]
+    if not older:
+        return ""
+    return (f" Other checkpoints in {path.parent}: {', '.join(older[-3:])}; resume from one with "
+            f"--resume {path.parent} --from-checkpoint FILE (or delete {path.name}).")
+
+
+def _unpickle(path: Path, body: bytes, map_location) -> object:
+    try:
+        return torch.load(io.BytesIO(body), map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... here
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        if "Unsupported global" in str(exc):  # a class or function the safe unpickler does not allow
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors, numbers, strings and containers "
+                f"of them; it was refused for safety (torch.load(weights_only=True)) and not unpickled. "
+                f"Load it only if you trust its source, with torch.load(..., weights_only=False)."
+            ) from exc
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read "
+                              f"({type(exc).__name__}: {first}).{_alternatives(path)}") from exc
+
+
+def check_payload(path: Path, data: dict) -> None:
+    """The engine payload's keys and types (``REQUIRED``, ``DATA_KEYS``); CheckpointError naming the file."""
+    for key, kind in REQUIRED.items():
+        if key not in data:
+            raise CheckpointError(f"checkpoint {path} has the format marker but no {key!r} entry; it was not "
+                                  f"written by this engine or was altered.{_alternatives(path)}")
+        value = data[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"checkpoint {path}: {key!r} must be a {kind.__name__}, got "
+                                  f"{type(value).__name__}.{_alternatives(path)}")
+    if data["step"] < 0:
+        raise CheckpointError(f"checkpoint {path}: step must be >= 0, got {data['step']}")
+    for key in DATA_KEYS:
+        value = data["data"].get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"checkpoint {path}: data[{key!r}] must be an int >= 0, got {value!r}")
+
+
 def load(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read one checkpoint file; raise :class:`CheckpointError` naming the file and the problem."""
+    """Read and verify one checkpoint file; raise :class:`CheckpointError` naming the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... here
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated and cannot be read "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            f"Delete it to resume from an older checkpoint, or start a new run."
-        ) from exc
+    raw = path.read_bytes()
+    header = _HEADER.match(raw[:160])
+    if header:
+        body = raw[header.end():]
+        if len(body) != int(header.group(2)):
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated: its header records "
+                                  f"{int(header.group(2))} bytes, the file holds {len(body)}.{_alternatives(path)}")
+        if hashlib.sha256(body).hexdigest().encode() != header.group(1):
+            raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 does not match the one recorded "
+                                  f"when it was written (a changed byte).{_alternatives(path)}")
+    elif raw.startswith(MAGIC):
+        raise CheckpointError(f"checkpoint {path} has a damaged header line.{_alternatives(path)}")
+    else:
+        body = raw  # version 1 (plain torch.save) or foreign
+    data = _unpickle(path, body, map_location)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         kind = type(data).__name__
         keys = sorted(map(str, data))[:8] if isinstance(data, dict) else []
@@ -107,11 +186,17 @@ def load(path: str | os.PathLike, map_location="cpu") -> dict:
             f"{FORMAT!r}; found a {kind}{' with keys ' + str(keys) if keys else ''})"
         )
     version = data.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > VERSION or version < 1:
         raise CheckpointError(
             f"checkpoint {path} has format version {version!r}; this eoflow_fast reads "
-            f"versions <= {VERSION} (upgrade eoflow_fast)"
+            f"versions 1 to {VERSION} (upgrade eoflow_fast)"
         )
+    if header is None and version >= 2:
+        raise CheckpointError(f"checkpoint {path} claims version {version} but has no checksum header; "
+                              f"it was altered.{_alternatives(path)}")
+    if header is None:
+        warnings.warn(f"checkpoint {path} was written before checksums (version 1): its integrity cannot "
+                      "be verified", RuntimeWarning, stacklevel=2)
     return data
 
 

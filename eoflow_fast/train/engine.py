@@ -84,7 +84,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, contract, distributed, registry
+from . import checkpoint, contract, distributed, registry, run_folder
 from .logging import RunLog, truncate_after
 
 DEFAULTS: dict = {
@@ -118,7 +118,9 @@ RESUME_MUTABLE = frozenset(
     {"steps", "ckpt_every", "keep", "eval_every", "plot_every", "log_every", "num_workers", "progress",
      "device", "run_dir"}
 )
-CONFIG_FILE = "config.json"
+CONFIG_FILE = run_folder.CONFIG_FILE
+# Keys a branch (resume from a chosen checkpoint with --branch KEY=VALUE) may change on purpose.
+BRANCH_MUTABLE = frozenset({"lr", "grad_clip", "weight_decay", "amp"})
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -148,15 +150,21 @@ def resolve_config(config: dict) -> dict:
     for key, choices in CHOICES.items():
         if cfg[key] not in choices:
             raise ValueError(f"config {key}={cfg[key]!r}; expected one of {list(choices)}")
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
     for key in ("steps", "batch_size", "keep", "log_every"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
+        if not is_int(cfg[key]) or cfg[key] < 1:
             raise ValueError(f"config {key}={cfg[key]!r}; expected an integer >= 1")
     for key in ("ckpt_every", "eval_every", "plot_every", "warmup_steps", "num_workers", "seed"):
-        if not isinstance(cfg[key], int) or cfg[key] < 0:
+        if not is_int(cfg[key]) or cfg[key] < 0:
             raise ValueError(f"config {key}={cfg[key]!r}; expected an integer >= 0")
-    for key in ("lr", "weight_decay", "grad_clip"):
-        if not isinstance(cfg[key], (int, float)) or cfg[key] < 0:
-            raise ValueError(f"config {key}={cfg[key]!r}; expected a number >= 0")
+    for key, low_open in (("lr", True), ("weight_decay", False), ("grad_clip", False)):
+        v = cfg[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (low_open and v == 0):
+            raise ValueError(f"config {key}={v!r}; expected a finite number {'>' if low_open else '>='} 0")
+    for key in ("deterministic", "progress"):
+        if not isinstance(cfg[key], bool):
+            raise ValueError(f"config {key}={cfg[key]!r}; expected true or false")
     try:
         json.dumps(cfg)
     except TypeError as exc:
@@ -328,27 +336,37 @@ class _StepRecord:
     aux: dict | None
 
 
-def _check_resume_config(saved: dict, cfg: dict, path) -> None:
+def _check_resume_config(saved: dict, cfg: dict, path, allowed=RESUME_MUTABLE) -> None:
     changed = {k: (saved.get(k), cfg.get(k)) for k in set(saved) | set(cfg)
-               if k not in RESUME_MUTABLE and saved.get(k) != cfg.get(k)}
+               if k not in allowed and saved.get(k) != cfg.get(k)}
     if changed:
         desc = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in sorted(changed.items())))
         raise ValueError(
             f"resume: the config differs from the one checkpoint {path} was trained with ({desc}); "
-            f"only {sorted(RESUME_MUTABLE)} may change on resume"
+            f"only {sorted(RESUME_MUTABLE)} may change on resume, and {sorted(BRANCH_MUTABLE)} on purpose with "
+            f"--branch KEY=VALUE"
         )
 
 
 def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=None, evaluate=None,
-          plot=None, resume: bool = False) -> dict:
+          plot=None, resume: bool = False, *, overwrite: bool = False, from_checkpoint=None,
+          branch: dict | None = None) -> dict:
     """Train ``model`` on ``dataset``; returns a summary dict.
 
     Summary keys: ``status`` ("completed"), ``step`` (steps completed), ``start_step`` (0 or the
     resumed step), ``terms`` (last step's logged values), ``eval`` (last evaluation or None),
     ``checkpoint`` (final checkpoint path), ``run_dir``, ``seconds``, ``steps_per_second``.
     Raises :class:`NonFiniteLossError`, :class:`TrainingInterrupted`, ValueError (bad config, a
-    fresh run in a folder that already holds one, a resume whose config changed),
-    :class:`checkpoint.CheckpointError` (unusable checkpoint on resume).
+    fresh run in a non-empty folder without ``overwrite``, a resume whose config changed, a resume
+    past ``steps``), :class:`checkpoint.CheckpointError` (unusable checkpoint or config.json).
+
+    A resume (``resume=True``) continues from the newest checkpoint, or from ``from_checkpoint``
+    (a file of the run folder). ``branch`` = {key: value} changes settings of
+    :data:`BRANCH_MUTABLE` (lr, grad_clip, weight_decay, amp) on purpose: the way out after a
+    non-finite stop. Checkpoints newer than the one resumed from move to ``superseded-<step>/``;
+    the change is recorded in config.json (``branches``) and as a ``branch`` event in metrics.jsonl.
+    A resume of a folder that has a config but no checkpoint yet (killed before the first one)
+    starts again from step 0.
     """
     if not isinstance(model, contract.Trainable):
         raise TypeError(f"train: model {type(model).__name__} has no loss_terms(batch, step) method")
@@ -359,9 +377,23 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
     env = distributed.setup(cfg["device"])
     try:
         with _determinism(cfg["deterministic"], env.device):
-            return _Trainer(model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot).run(resume)
+            trainer = _Trainer(model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot)
+            trainer.overwrite, trainer.from_checkpoint, trainer.branch = overwrite, from_checkpoint, dict(branch or {})
+            return trainer.run(resume)
     finally:
         distributed.teardown(env)
+
+
+def _scalars(result: dict, limit: int = 8) -> dict:
+    """The first ``limit`` numbers of an evaluation result, nested dicts as ``a.b`` (for the console line)."""
+    out = {}
+    for k, v in result.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()
+                        if isinstance(vv, (int, float)) and not isinstance(vv, bool)})
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = v
+    return dict(list(out.items())[:limit])
 
 
 class _Trainer:
@@ -390,26 +422,44 @@ class _Trainer:
             self.dataset, batch_sampler=self.sampler, num_workers=workers,
             pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
             generator=self.loader_generator)
-        if not resume:
-            if checkpoint.list_checkpoints(self.run_dir) or (self.run_dir / "metrics.jsonl").exists():
-                raise ValueError(
-                    f"run folder {self.run_dir} already holds a run; resume it (--resume "
-                    f"{self.run_dir}) or choose another --run-dir")
+        if self.branch and not resume:
+            raise ValueError("branch: a branch continues a run; pass resume=True (--resume RUN_DIR)")
+        fresh_again = resume and not checkpoint.list_checkpoints(self.run_dir) and self.from_checkpoint is None \
+            and (self.run_dir / CONFIG_FILE).is_file()
+        if fresh_again:  # killed after the folder was made, before its first checkpoint
+            self.restart_note = f"resume: {self.run_dir} has no checkpoint yet; starting it again from step 0"
+        if not resume or fresh_again:
+            if not fresh_again:
+                run_folder.check_fresh(self.run_dir, self.overwrite)
             distributed.barrier(env)  # every rank checked before rank 0 writes into the folder
             if env.is_main:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                tmp = self.run_dir / (CONFIG_FILE + ".tmp")
-                tmp.write_text(json.dumps(self.cfg, indent=2, sort_keys=True) + "\n")
-                os.replace(tmp, self.run_dir / CONFIG_FILE)
+                truncate_after(self.run_dir, -1)
+                run_folder.write_config(self.run_dir, self.cfg)
             seed_everything(cfg["seed"] + env.rank)
             return 0
         return self._restore()
 
     def _restore(self) -> int:
-        found = checkpoint.list_checkpoints(self.run_dir)
-        ckpt = checkpoint.load_latest(self.run_dir)
-        path = found[-1][1]
-        _check_resume_config(ckpt["config"], self.cfg, path)
+        if self.from_checkpoint is not None:
+            path = Path(self.from_checkpoint)
+            if not path.is_absolute() and not path.exists():
+                path = self.run_dir / path
+            if path.resolve().parent != self.run_dir.resolve():
+                raise ValueError(f"resume: --from-checkpoint {path} is not a checkpoint of {self.run_dir}")
+            ckpt = checkpoint.load(path)
+        else:
+            found = checkpoint.list_checkpoints(self.run_dir)
+            ckpt = checkpoint.load_latest(self.run_dir)
+            path = found[-1][1]
+        checkpoint.check_payload(path, ckpt)
+        unknown = sorted(set(self.branch) - BRANCH_MUTABLE)
+        if unknown:
+            raise ValueError(f"branch: {', '.join(unknown)} cannot change in a branch; only {sorted(BRANCH_MUTABLE)} can")
+        saved = {k: v for k, v in ckpt["config"].items() if k != "branches"}
+        self.cfg = resolve_config({**self.cfg, **self.branch, "branches": ckpt["config"].get("branches", [])})
+        _check_resume_config(saved, {k: v for k, v in self.cfg.items() if k != "branches"}, path,
+                             allowed=RESUME_MUTABLE | set(self.branch))
         data = ckpt["data"]
         if data["batches_per_epoch"] != self.sampler.batches_per_epoch:
             raise ValueError(
@@ -432,12 +482,52 @@ class _Trainer:
         else:  # a different number of processes: exact continuation is impossible; stay seeded
             seed_everything(self.cfg["seed"] + self.env.rank + 1_000_003 * ckpt["step"])
         self.last_checkpoint = path
+        step = ckpt["step"]
+        if step > self.cfg["steps"]:
+            raise ValueError(f"resume: the run is already past --steps {self.cfg['steps']} (checkpoint {path.name} "
+                             f"is at step {step}); pass --steps > {step} to continue it")
+        if self.branch:
+            self._apply_branch(ckpt["config"], path, step)
         if self.env.is_main:
-            truncate_after(self.run_dir, ckpt["step"])
-        return ckpt["step"]
+            truncate_after(self.run_dir, step)
+            moved = run_folder.supersede_after(self.run_dir, step)
+            self.superseded = moved
+            if self.branch or moved is not None:
+                run_folder.write_config(self.run_dir, self.cfg)
+        return step
+
+    def _apply_branch(self, saved: dict, path: Path, step: int) -> None:
+        """Apply --branch changes to the restored optimizer (and schedule) and record them."""
+        changes = {k: (saved.get(k), v) for k, v in self.branch.items()}
+        if "lr" in self.branch:
+            scale = self.branch["lr"] / saved["lr"]
+            for g in self.optimizer.param_groups:
+                g["lr"] *= scale
+                if "initial_lr" in g:
+                    g["initial_lr"] *= scale
+            if self.scheduler is not None:
+                self.scheduler.base_lrs = [lr * scale for lr in self.scheduler.base_lrs]
+        if "weight_decay" in self.branch:
+            for g in self.optimizer.param_groups:
+                g["weight_decay"] = self.branch["weight_decay"]
+        record = {"from": path.name, "step": step, "changes": {k: list(v) for k, v in changes.items()}}
+        self.cfg["branches"] = [*self.cfg.get("branches", []), record]
+        self.branch_record = record
 
     # ------------------------------------------------------------ checkpoints
+    def _check_finite_state(self, step: int) -> None:
+        """No checkpoint holds a non-finite parameter or optimizer value (it would be no 'good' one)."""
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        for i, state in enumerate(self.optimizer.state.values()):
+            bad += [f"optimizer state {k} of parameter {i}" for k, v in state.items()
+                    if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            self.log.write({"kind": "event", "step": step, "event": "non_finite_state", "names": bad[:8]})
+            self.log.sync()
+            raise NonFiniteLossError(step, f"state ({', '.join(bad[:3])})", float("nan"), self.last_checkpoint)
+
     def _save(self, step: int) -> Path:
+        self._check_finite_state(step)
         epoch, batch = divmod(step, self.sampler.batches_per_epoch)
         rng = distributed.gather_objects(_rng_state(self.device), self.env)
         path = checkpoint.checkpoint_path(self.run_dir, step)
@@ -493,6 +583,9 @@ class _Trainer:
         buffer.clear()
         shown = {k: v for k, v in self.last_terms.items() if k not in ("kind", "step", "time")
                  and not k.startswith("lr/") and isinstance(v, (int, float))}
+        optimized = [k for k in shown if not k.startswith("_") and k not in ("loss", "grad_norm")]
+        if len(optimized) == 1:  # the loss is that one term: show it once, under the term's name
+            shown.pop("loss", None)
         self.log.progress(self.last_terms.get("step", 0), shown)
         return host[-1] > 0
 
@@ -512,8 +605,8 @@ class _Trainer:
                     self.last_eval = result
                     self.log.write({"kind": "eval", "step": step, "time": round(time.perf_counter() - self.t0, 4),
                                     **result})
-                    self.log.message(f"eval @ {step}: " + ", ".join(
-                        f"{k}={float(v):.4g}" for k, v in result.items() if isinstance(v, (int, float))))
+                    self.log.message(f"eval @ {step}: " + (", ".join(
+                        f"{k}={float(v):.4g}" for k, v in _scalars(result).items()) or "done (see log.jsonl)"))
                 if do_plot:
                     self.plot(model, step)
             model.train()
@@ -526,8 +619,15 @@ class _Trainer:
         steps = cfg["steps"]
         self.log = RunLog(self.run_dir, env.is_main, steps, start, cfg["progress"])
         self.t0 = time.perf_counter()
-        self.log.write({"kind": "event", "step": start, "event": "resume" if resume else "start",
+        self.log.write({"kind": "event", "step": start, "event": "resume" if resume and start else "start",
                         "world_size": env.world_size, "device": str(self.device)})
+        if getattr(self, "restart_note", None):
+            self.log.message(self.restart_note)
+        if getattr(self, "branch_record", None):
+            self.log.write({"kind": "event", "step": start, "event": "branch", **self.branch_record})
+            self.log.message(f"branch from {self.branch_record['from']} at step {start}: {self.branch_record['changes']}")
+        if getattr(self, "superseded", None) is not None:
+            self.log.message(f"resume: checkpoints after step {start} moved to {self.superseded}")
         module = distributed.wrap(_LossTerms(model), env, getattr(model, "ddp_find_unused_parameters", False))
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         hook_start = getattr(model, "on_step_start", None)
@@ -558,8 +658,9 @@ class _Trainer:
                         loss = contract.optimized_loss(terms)
                         loss.backward()
                         parts = [loss.detach()] + [v.detach().reshape(()) for k, v in terms.items() if k != "loss"]
-                        if clip > 0:
-                            parts.append(torch.nn.utils.clip_grad_norm_(params, clip))
+                        # the global gradient norm, clipped to grad_clip when > 0, is always logged, so a
+                        # non-finite gradient under a finite loss stops the run before any checkpoint
+                        parts.append(torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf))
                         self.optimizer.step()
                         lrs = [g["lr"] for g in self.optimizer.param_groups]  # the ones this update used
                         if self.scheduler is not None:
@@ -567,7 +668,7 @@ class _Trainer:
                         aux = hook_aux(batch, step) if hook_aux is not None else None
                         step += 1
                         if tuple(terms) != term_names:
-                            term_names = self._record_names(terms, clip > 0)
+                            term_names = self._record_names(terms, True)
                         buffer.append(_StepRecord(step, time.perf_counter() - self.t0, self.names,
                                                   torch.stack([p.float() for p in parts]),
                                                   lrs, aux))
@@ -615,11 +716,7 @@ class Run:
     checkpoint: Path
 
 
-def read_config(run_dir) -> dict:
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder: {CONFIG_FILE} is missing")
-    return json.loads(path.read_text())
+read_config = run_folder.read_config
 
 
 def open_run(run_dir, checkpoint_file=None, device: str = "cpu") -> Run:
@@ -634,6 +731,7 @@ def open_run(run_dir, checkpoint_file=None, device: str = "cpu") -> Run:
     model, train_dataset, eval_dataset = spec.build(config)
     ckpt = checkpoint.load(checkpoint_file) if checkpoint_file else checkpoint.load_latest(run_dir)
     path = Path(checkpoint_file) if checkpoint_file else checkpoint.list_checkpoints(run_dir)[-1][1]
+    checkpoint.check_payload(path, ckpt)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eoflow_fast.data import split_arg
+
 from . import registry
+from .argtypes import float_in, int_at_least
 
 TOY_DEFAULTS = {
     "dim": 8,
@@ -91,19 +94,20 @@ def build(config: dict):
 
 def add_args(parser) -> None:
     g = parser.add_argument_group("toy model")
-    g.add_argument("--dim", type=int, default=TOY_DEFAULTS["dim"], help="observation dimension d")
-    g.add_argument("--latent", type=int, default=TOY_DEFAULTS["latent"], help="code / factor dimension k")
-    g.add_argument("--hidden", type=int, default=TOY_DEFAULTS["hidden"], help="MLP hidden width")
-    g.add_argument("--n-train", type=int, default=TOY_DEFAULTS["n_train"], help="training items")
-    g.add_argument("--n-eval", type=int, default=TOY_DEFAULTS["n_eval"], help="evaluation items")
-    g.add_argument("--data-noise", type=float, default=TOY_DEFAULTS["data_noise"], help="sigma_x of the data")
-    g.add_argument("--noise", type=float, default=TOY_DEFAULTS["noise"], help="input corruption std in training")
-    g.add_argument("--code-penalty", type=float, default=TOY_DEFAULTS["code_penalty"], help="weight of mean code^2")
-    g.add_argument("--data-seed", type=int, default=TOY_DEFAULTS["data_seed"], help="seed of the generated data")
+    g.add_argument("--dim", type=int_at_least(1), default=TOY_DEFAULTS["dim"], help="observation dimension d")
+    g.add_argument("--latent", type=int_at_least(1), default=TOY_DEFAULTS["latent"], help="code / factor dimension k")
+    g.add_argument("--hidden", type=int_at_least(1), default=TOY_DEFAULTS["hidden"], help="MLP hidden width")
+    g.add_argument("--n-train", type=int_at_least(1), default=TOY_DEFAULTS["n_train"], help="training items")
+    g.add_argument("--n-eval", type=int_at_least(1), default=TOY_DEFAULTS["n_eval"], help="evaluation items")
+    g.add_argument("--data-noise", type=float_in(0.0), default=TOY_DEFAULTS["data_noise"], help="sigma_x of the data")
+    g.add_argument("--noise", type=float_in(0.0), default=TOY_DEFAULTS["noise"], help="input corruption std in training")
+    g.add_argument("--code-penalty", type=float_in(0.0), default=TOY_DEFAULTS["code_penalty"], help="weight of mean code^2")
+    g.add_argument("--data-seed", type=int_at_least(0), default=TOY_DEFAULTS["data_seed"], help="seed of the generated data")
 
 
 def add_eval_args(parser) -> None:
-    parser.add_argument("--split", choices=("eval", "train"), default="eval", help="data split to evaluate on")
+    parser.add_argument("--split", type=split_arg, choices=("test", "train"), default="test",
+                        help="data split to evaluate on ('eval' is a deprecated alias of 'test')")
 
 
 @torch.no_grad()
@@ -111,7 +115,7 @@ def evaluate(run_dir, model: ToyAutoencoder, config: dict, args) -> dict:
     """Reconstruction MSE and the R^2 of a least-squares map from codes to the true factors z:
     ``r2 = 1 - |z - [c, 1] beta|^2 / |z - mean z|^2`` (beta fitted on the evaluated split)."""
     _, train_data, eval_data = build(config)
-    data = train_data if getattr(args, "split", "eval") == "train" else eval_data
+    data = train_data if getattr(args, "split", "test") == "train" else eval_data
     device = next(model.parameters()).device
     x, z = data.x.to(device), data.z.to(device)
     codes = model.encode(x)

@@ -125,7 +125,7 @@ class MLPDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, output_dim: int, hidden=(128, 256)):
         super().__init__()
-        self.latent_dim = latent_dim
+        self.latent_dim, self.output_dim = latent_dim, output_dim
         self.net = _mlp([latent_dim, *hidden, output_dim])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,12 @@
 annealed|cascade|bfvae|vanilla --data SPEC ...``.
 
 Per-model defaults of the shared flags (used when the flag is not given, after a Table 3 preset):
-    --beta   beta 4, betatcvae 6, cascade 10 (beta_max), bfvae 4
+    --beta   beta 4, betatcvae 6, cascade 10 (beta_max), bfvae 2 (also the bfVAE ablations' beta)
+    bfvae beta 2 [INFERRED]: with a learned decoder variance a latent keeps a factor whose block
+    of n features has communalities h_j iff beta < sum_j h_j (~n), and stays off a single feature's
+    own noise iff beta > 1; beta 2 sits inside (1, 5) for FA15's blocks of 5, where beta 4 kept
+    the factors only unstably (one dimension at 0.3 nats, one spurious at 0.04; repro_bfvae_fa).
+--recon  bernoulli for images, gaussian_learned (learned per-feature variance) for tabular data.
     --gamma  factorvae / bfvae 10 (TC weight), annealed 1000 (capacity weight)
 Evaluation: disentanglement metrics through ``eoflow_fast.metrics.evaluate`` on the data's ground
 truth (default mig, nmi, informative), or, for data without one, the per-dimension KL and the
@@ -16,13 +21,15 @@ import os
 import numpy as np
 import torch
 
+from eoflow_fast.train.argtypes import float_in, int_at_least, set_default
 from eoflow_fast.train.registry import ModelSpec, register
 
 from .architectures import build_encoder_decoder
 from .objectives import MODELS, batch_x, make_objective
 from .presets import TABLE3, table3
 
-BETA_DEFAULT = {"beta": 4.0, "betatcvae": 6.0, "cascade": 10.0, "bfvae": 4.0}
+_pos_int, _nonneg_float, _pos_float = int_at_least(1), float_in(0.0), float_in(0.0, low_open=True)
+BETA_DEFAULT = {"beta": 4.0, "betatcvae": 6.0, "cascade": 10.0, "bfvae": 2.0}
 GAMMA_DEFAULT = {"factorvae": 10.0, "bfvae": 10.0, "annealed": 1000.0}
 ABLATIONS = {"vanilla": "vanilla", "beta": "beta", "factor": "factorvae", "bfvae": "bfvae"}
 
@@ -32,27 +39,28 @@ def add_args(parser) -> None:
     g.add_argument("--model", dest="objective", choices=sorted(MODELS), default="beta",
                    help="objective (config key 'objective': the engine's 'model' key names the family)")
     g.add_argument("--data", default="dsprites", help="dataset spec for eoflow_fast.data.get_dataset")
-    g.add_argument("--latent-dim", type=int, default=10)
+    g.add_argument("--latent-dim", type=_pos_int, default=10, help="latent dimensions d")
     g.add_argument("--encoder", choices=["standard", "lite", "mlp"], default="standard",
                    help="images: standard or lite (DEFT Table 1); tabular: mlp")
-    g.add_argument("--recon", choices=["bernoulli", "l2", "gaussian"], default=None,
-                   help="reconstruction loss (default: bernoulli for images, gaussian for tabular)")
+    g.add_argument("--recon", choices=["bernoulli", "l2", "gaussian", "gaussian_learned"], default=None,
+                   help="reconstruction loss (default: bernoulli for images, gaussian_learned for tabular)")
     g.add_argument("--preset", choices=sorted(TABLE3), default=None,
-                   help="DEFT Table 3 baseline setting for --model on this dataset")
+                   help="DEFT Table 3 baseline setting for --model on this dataset (default: none)")
     g.add_argument("--ablation", choices=sorted(ABLATIONS), default=None,
                    help="bfVAE ablation: vanilla (beta 1, gamma 0), beta (gamma 0), factor (beta 1), bfvae")
-    g.add_argument("--beta", type=float, default=None, help="KL weight (beta-TCVAE: TC weight; cascade: beta_max)")
-    g.add_argument("--gamma", type=float, default=None, help="FactorVAE/bfVAE TC weight; AnnealedVAE capacity weight")
-    g.add_argument("--tc-estimator", choices=["mws", "mss"], default="mws")
-    g.add_argument("--capacity", type=float, default=25.0, help="AnnealedVAE C_max (nats)")
-    g.add_argument("--capacity-steps", type=int, default=100_000, help="AnnealedVAE iteration_threshold")
-    g.add_argument("--cascade-stage-steps", type=int, default=6000)
-    g.add_argument("--lambda-od", type=float, default=10.0, help="DIP-VAE off-diagonal weight")
-    g.add_argument("--lambda-d", type=float, default=None, help="DIP-VAE diagonal weight (default 10 l_od for I, l_od for II)")
-    g.add_argument("--disc-lr", type=float, default=1e-4, help="FactorVAE discriminator Adam lr")
-    g.add_argument("--disc-width", type=int, default=1000, help="discriminator hidden width (disentanglement_lib: 1000)")
-    g.add_argument("--disc-depth", type=int, default=6, help="discriminator hidden layers (disentanglement_lib: 6)")
-    g.add_argument("--kl-log-every", type=int, default=100)
+    g.add_argument("--beta", type=_nonneg_float, default=None, help="KL weight (beta-TCVAE: TC weight; cascade: beta_max); default per model: beta 4, betatcvae 6, cascade 10, bfvae 2, or the --preset value")
+    g.add_argument("--gamma", type=_nonneg_float, default=None, help="FactorVAE/bfVAE TC weight; AnnealedVAE capacity weight (default per model: factorvae/bfvae 10, annealed 1000)")
+    g.add_argument("--tc-estimator", choices=["mws", "mss"], default="mws",
+                   help="beta-TCVAE total-correlation estimator: minibatch weighted / stratified sampling")
+    g.add_argument("--capacity", type=_nonneg_float, default=25.0, help="AnnealedVAE C_max (nats)")
+    g.add_argument("--capacity-steps", type=_pos_int, default=100_000, help="AnnealedVAE iteration_threshold")
+    g.add_argument("--cascade-stage-steps", type=_pos_int, default=6000, help="CascadeVAE steps per stage")
+    g.add_argument("--lambda-od", type=_nonneg_float, default=10.0, help="DIP-VAE off-diagonal weight")
+    g.add_argument("--lambda-d", type=_nonneg_float, default=None, help="DIP-VAE diagonal weight (default 10 l_od for I, l_od for II)")
+    g.add_argument("--disc-lr", type=_nonneg_float, default=1e-4, help="FactorVAE discriminator Adam lr")
+    g.add_argument("--disc-width", type=_pos_int, default=1000, help="discriminator hidden width (disentanglement_lib: 1000)")
+    g.add_argument("--disc-depth", type=_pos_int, default=6, help="discriminator hidden layers (disentanglement_lib: 6)")
+    g.add_argument("--kl-log-every", type=_pos_int, default=100, help="steps between per-dimension KL records")
 
 
 def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
@@ -66,13 +74,14 @@ def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
     if config.get("preset"):
         hp.update(table3(config["preset"], model))
     beta, gamma = config.get("beta"), config.get("gamma")
+    defaults = "bfvae" if config.get("ablation") else model  # ablations share bfVAE's beta, gamma
     if model in ("beta", "betatcvae", "bfvae"):
-        hp["beta"] = beta if beta is not None else hp.get("beta", BETA_DEFAULT[model])
+        hp["beta"] = beta if beta is not None else hp.get("beta", BETA_DEFAULT[defaults])
     if model == "cascade":
         hp["beta_max"] = beta if beta is not None else hp.get("beta_max", BETA_DEFAULT[model])
         hp["stage_steps"] = config.get("cascade_stage_steps", 6000)
     if model in ("factorvae", "bfvae", "annealed"):
-        hp["gamma"] = gamma if gamma is not None else GAMMA_DEFAULT[model]
+        hp["gamma"] = gamma if gamma is not None else GAMMA_DEFAULT.get(defaults, GAMMA_DEFAULT[model])
     if model in ("factorvae", "bfvae"):
         hp["disc_lr"] = config.get("disc_lr", 1e-4)
         hp["disc_width"], hp["disc_depth"] = config.get("disc_width", 1000), config.get("disc_depth", 6)
@@ -86,12 +95,28 @@ def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
     return model, hp
 
 
+_HP_FLAGS = {"beta": "beta", "beta_max": "beta", "gamma": "gamma", "stage_steps": "cascade_stage_steps",
+             "disc_lr": "disc_lr", "disc_width": "disc_width", "disc_depth": "disc_depth",
+             "estimator": "tc_estimator", "capacity": "capacity", "iteration_threshold": "capacity_steps",
+             "lambda_od": "lambda_od", "lambda_d": "lambda_d"}
+
+
+def resolved_flags(model: str, hp: dict) -> dict:
+    """The flag values (config keys) the run uses, from ``resolve_hparams``: written back into the
+    config so ``config.json`` holds ``"beta": 4.0``, not ``null``, after a default or a preset.
+    DIP-VAE's lambda_d default (10 lambda_od for I, lambda_od for II) is resolved here too."""
+    out = {flag: hp[key] for key, flag in _HP_FLAGS.items() if key in hp}
+    if model in ("dipvae1", "dipvae2") and out.get("lambda_d") is None:
+        out["lambda_d"] = (10.0 if model == "dipvae1" else 1.0) * out["lambda_od"]
+    return out
+
+
 def observation_shape(dataset) -> tuple[int, ...]:
     return tuple(batch_x(dataset[0]).shape)
 
 
 def default_reconstruction(shape: tuple[int, ...]) -> str:
-    return "bernoulli" if len(shape) == 3 else "gaussian"
+    return "bernoulli" if len(shape) == 3 else "gaussian_learned"
 
 
 def build(config: dict):
@@ -104,6 +129,7 @@ def build(config: dict):
         encoder_kind = "standard"
     encoder, decoder = build_encoder_decoder(shape, config.get("latent_dim", 10), encoder_kind)
     name, hp = resolve_hparams(config, len(dataset))
+    config.update(resolved_flags(name, hp), recon=config.get("recon") or default_reconstruction(shape))
     model = make_objective(name, encoder, decoder, reconstruction=config.get("recon") or default_reconstruction(shape),
                            kl_log_every=config.get("kl_log_every", 100), **hp)
     return model, dataset, None
@@ -148,10 +174,12 @@ def add_eval_args(parser) -> None:
     from eoflow_fast import metrics
 
     metrics.add_eval_args(parser)
-    parser.set_defaults(metrics=EVAL_METRICS)
-    parser.add_argument("--num-points", type=int, default=10_000,
+    set_default(parser, "metrics", EVAL_METRICS,
+                f"comma-separated metrics on the data's ground truth, from {', '.join(metrics.METRICS)}; "
+                f"'default' = {','.join(metrics.DEFAULT_METRICS)} (default: {EVAL_METRICS})")
+    parser.add_argument("--num-points", type=_pos_int, default=10_000,
                         help="data without ground truth: observations for the per-dimension KL")
-    parser.add_argument("--kl-threshold", type=float, default=0.1, help="informative if KL_k > this (nats)")
+    parser.add_argument("--kl-threshold", type=_nonneg_float, default=0.1, help="informative if KL_k > this (nats)")
 
 
 def evaluate(run_dir, model, config, args) -> dict:

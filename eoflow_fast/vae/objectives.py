@@ -44,7 +44,9 @@ class VAE(nn.Module):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         self.reconstruction = reconstruction
-        self._recon = get_reconstruction(reconstruction)
+        self._recon = get_reconstruction(reconstruction, getattr(decoder, "output_dim", None))
+        if isinstance(self._recon, nn.Module):
+            self.likelihood = self._recon  # a submodule: its state checkpoints with the VAE
         self.kl_log_every = kl_log_every
         self.kl_history: list[tuple[int, list[float]]] = []
 

@@ -3,7 +3,6 @@ the tracked bench/results/ changes only with a deliberate --out (issue 16 item 7
 import hashlib
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,33 +23,19 @@ def _digest(folder: Path) -> dict:
 
 
 def test_default_run_leaves_tracked_results_alone_and_records_its_flags(tmp_path, monkeypatch):
-    common = _load("common")
-    assert common.DEFAULT_OUT != common.RESULTS_DIR
-    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", str(common.DEFAULT_OUT / "x.json")])
-    assert ignored.returncode in (0, 128)  # 0: git-ignored; 128: not a git checkout (nothing to protect)
-    before = _digest(common.RESULTS_DIR)
     bench = _load("bench_affine_coupling")
-    monkeypatch.setattr(sys.modules["common"], "DEFAULT_OUT", tmp_path / "default")
-    bench.main(["--device", "cpu", "--quick", "--shapes", "4x8", "--variants", "eager"])
+    common = sys.modules["common"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(common.OUT_ENV, raising=False)
+    before = _digest(common.RESULTS_DIR)
+    argv = ["--device", "cpu", "--quick", "--shapes", "4x8", "--variants", "eager", "--dtypes", "bf16"]
+    bench.main(argv)
     assert _digest(common.RESULTS_DIR) == before
-    (written,) = (tmp_path / "default").glob("affine_coupling_*.json")
+    (written,) = (tmp_path / "runs" / "bench").glob("affine_coupling_*.json")
     body = json.loads(written.read_text())
-    assert body["flags"]["quick"] is True and body["flags"]["shapes"] == [[4, 8]]
-    assert body["argv"] == ["--device", "cpu", "--quick", "--shapes", "4x8", "--variants", "eager"]
-    assert [r["variant"] for r in body["rows"]] == ["eager"] and body["rows"][0]["status"] == "ok"
+    assert body["flags"]["quick"] is True and body["flags"]["shapes"] == [[4, 8]] and body["flags"]["out"] is None
+    assert body["argv"] == argv
+    assert [(r["variant"], r["dtype"], r["status"]) for r in body["rows"]] == [("eager", "bfloat16", "ok")]
 
-    bench.main(["--device", "cpu", "--quick", "--shapes", "4x8", "--variants", "eager", "--out", str(tmp_path / "x")])
+    bench.main([*argv, "--out", str(tmp_path / "x")])
     assert json.loads(next((tmp_path / "x").glob("*.json")).read_text())["flags"]["out"] == str(tmp_path / "x")
-
-
-def test_cli_passes_out_and_quick_through(monkeypatch, tmp_path):
-    from eoflow_fast.cli import bench as cli
-    from eoflow_fast.cli.main import main
-
-    seen = []
-    monkeypatch.setattr(cli, "_load", lambda path: type("M", (), {"main": staticmethod(seen.append)}))
-    assert main(["bench", "affine_coupling", "--quick", "--out", str(tmp_path)]) == 0
-    assert seen == [["--quick", "--out", str(tmp_path)]]
-    seen.clear()
-    assert main(["bench", "affine_coupling"]) == 0
-    assert seen == [[]]  # no --out: the benchmark's own default, runs/bench/

@@ -1,5 +1,4 @@
 """CelebA reader, image folders and `data pack` on a small folder in the published CelebA layout."""
-import argparse
 import json
 import os
 
@@ -9,7 +8,6 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
-from eoflow_fast.cli import data as data_cli
 from eoflow_fast.data import get_dataset, packed
 from eoflow_fast.data.images import load_image
 
@@ -49,18 +47,13 @@ def reference(path, size, crop):
         return np.asarray(im).transpose(2, 0, 1)
 
 
-def run_cli(*argv):
-    parser = argparse.ArgumentParser(prog="eoflow-fast")
-    data_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
-
-
 def test_celeba_reader_splits_transform_and_attributes(celeba_root):
     root, attrs = celeba_root
     train = get_dataset(f"celeba:{root}", split="train", size=64)
     valid = get_dataset(f"celeba:{root}", split="valid", size=128, crop=160, with_attributes=True)
-    assert len(train) == 5 and len(valid) == 2 and len(get_dataset(f"celeba:{root}", "all")) == 9
+    # the garbage file's header does not read: it is skipped by name when the dataset is built
+    assert len(train) == 4 and len(valid) == 2 and len(get_dataset(f"celeba:{root}", "all")) == 8
+    assert [s["name"] for s in train.skipped] == [CORRUPT] and CORRUPT not in train.names
     x = train[0]
     assert x.dtype == torch.float32 and x.shape == (3, 64, 64)
     ref = reference(root / "img_align_celeba" / NAMES[0], 64, 148).astype(np.float64)
@@ -72,23 +65,25 @@ def test_celeba_reader_splits_transform_and_attributes(celeba_root):
     deq = get_dataset(f"celeba:{root}", dequantize=True)[0].numpy()
     assert (deq >= ref / 256.0).all() and (deq < (ref + 1) / 256.0).all()
     with pytest.raises(OSError, match=f"unreadable image .*{CORRUPT}"):
-        train[3]
+        load_image(str(root / "img_align_celeba" / CORRUPT), 64, 148)
 
 
-def test_missing_paths_say_which_layout_is_expected(tmp_path):
+def test_missing_paths_say_which_layout_is_expected(tmp_path, data_cli):
     with pytest.raises(FileNotFoundError, match=r"img_align_celeba.*list_eval_partition\.txt"):
         get_dataset(f"celeba:{tmp_path}")
     with pytest.raises(FileNotFoundError, match=r"index\.json.*eoflow-fast data pack"):
         get_dataset(f"packed:{tmp_path}")
     with pytest.raises(FileNotFoundError, match="image files"):
         get_dataset(f"folder:{tmp_path}")
-    assert run_cli("data", "pack", str(tmp_path / "nope"), str(tmp_path / "out")) == 1
+    from eoflow_fast.cli.main import main
+
+    assert main(["data", "pack", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2  # a user error: exit 2
 
 
-def test_pack_skips_corrupt_files_by_name_and_matches_the_reader(celeba_root, tmp_path, capsys):
+def test_pack_skips_corrupt_files_by_name_and_matches_the_reader(celeba_root, tmp_path, capsys, data_cli):
     root, _ = celeba_root
     dst = tmp_path / "packed"
-    assert run_cli("data", "pack", str(root), str(dst), "--size", "32", "--shard-size", "4", "--no-progress") == 0
+    assert data_cli("data", "pack", str(root), str(dst), "--size", "32", "--shard-size", "4", "--no-progress") == 0
     assert CORRUPT in capsys.readouterr().err
     index = json.loads((dst / "index.json").read_text())
     assert [s["name"] for s in index["skipped"]] == [CORRUPT]
@@ -185,3 +180,25 @@ def test_cli_main_runs_data_pack_and_info(celeba_root, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["data", "pack", str(root), str(tmp_path / "pk"), "--size", "0"])
     assert exc.value.code == 2
+
+
+def test_dequantised_values_stay_inside_their_bin_at_the_noise_maximum(monkeypatch):
+    """The largest float32 below 1 as noise: (k + u) / 256 must stay below (k + 1) / 256 for every k
+    (plain float32 U[0, 1) noise rounds k + u up to k + 1 for k >= 128), and likewise for digits' 17 levels."""
+    import os
+
+    from eoflow_fast.data import _random
+    from eoflow_fast.data.images import to_float
+
+    class TopNoise:
+        def random(self, shape, dtype):
+            return np.full(shape, np.nextafter(np.float32(1), np.float32(0)), dtype=dtype)
+
+    monkeypatch.setattr(_random, "_NOISE", {(os.getpid(), torch.initial_seed()): TopNoise()})
+    k = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    x = to_float(k, dequantize=True).numpy().astype(np.float64)
+    assert (x < (k + 1.0) / 256).all() and (x >= k / 256.0).all()
+    digits = get_dataset("digits", split="all", dequantize=True)
+    levels = np.round(digits.values.numpy() * 16)
+    y = torch.stack([digits[i] for i in range(50)]).numpy().astype(np.float64)
+    assert (y < (levels[:50] + 1) / 17).all() and (y >= levels[:50] / 17 - 1e-7).all()

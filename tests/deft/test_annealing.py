@@ -91,6 +91,33 @@ def test_annealing_finds_the_known_freezing_point():
     assert 2.0 < ifps[80.0] / ifps[20.0] < 6.0
 
 
+def test_staircase_schedule_holds_log_spaced_plateaus():
+    betas = [AN.beta_schedule(t, 100, 200.0, 1.0, "staircase", levels=5) for t in range(100)]
+    want = [200.0 ** (1 - i / 4) for i in range(5)]
+    for i in range(5):
+        assert betas[20 * i: 20 * (i + 1)] == pytest.approx([want[i]] * 20)
+    with pytest.raises(ValueError, match="levels"):
+        AN.beta_schedule(0, 10, kind="staircase", levels=11)
+
+
+def test_staircase_ifp_reads_plateau_ends_and_does_not_depend_on_speed():
+    """Linear VAE on a line of variance lam: the settled I(x; z) is 1/2 log(lam / beta) for beta < lam,
+    so the IFP is beta* = lam e^-0.2. Once plateaus settle (90 steps here; 30 do not: 12.8 vs 16.4), at
+    3x the annealing time the staircase IFP moves by less than
+    one plateau ratio (200^(1/19) = 1.32), and it is read only at plateau ends."""
+    ifps = {}
+    for steps in (1800, 5400):
+        torch.manual_seed(1)
+        result = AN.annealing_test(linear_vae(), line_data(20.0), steps, lr=0.1, mi_every=1000,
+                                   schedule="staircase", levels=20)
+        plateau_ends = [result.mi_steps[i] for i in result.ifp_points]
+        assert plateau_ends == [steps * (i + 1) // 20 - 1 for i in range(20)]
+        ifps[steps] = result.ifp
+    beta_star = 20.0 * math.exp(-0.2)
+    assert all(0.7 * beta_star < v < 1.35 * beta_star for v in ifps.values()), (ifps, beta_star)
+    assert max(ifps.values()) / min(ifps.values()) < 1.32, ifps
+
+
 class TwoLines:
     """Ground truth with two 16-valued factors moving x along orthogonal directions; factor 0
     spans variance 80, factor 1 variance 20 (so its IFP is about 4 times smaller)."""

@@ -23,7 +23,7 @@ def _check(out: Path, *args: str) -> tuple[int, dict[str, dict], str]:
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
     proc = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--out", str(out), *args], env=env,
                           capture_output=True, text=True, timeout=600)
-    records = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json") if p.stem != "facts"}
+    records = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json") if p.stem != "env"}
     return proc.returncode, records, proc.stdout + proc.stderr
 
 

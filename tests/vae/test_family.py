@@ -26,6 +26,8 @@ def test_registered():
     ({"objective": "bfvae", "ablation": "vanilla"}, "vanilla", {}),
     ({"objective": "bfvae", "ablation": "factor", "gamma": 3.0, "disc_width": 64}, "factorvae",
      {"gamma": 3.0, "disc_lr": 1e-4, "disc_width": 64, "disc_depth": 6}),
+    ({"objective": "bfvae"}, "bfvae", {"beta": 2.0, "gamma": 10.0, "disc_lr": 1e-4, "disc_width": 1000, "disc_depth": 6}),
+    ({"objective": "bfvae", "ablation": "beta"}, "beta", {"beta": 2.0}),  # bfVAE's beta, not beta-VAE's 4
     ({"objective": "bfvae", "beta": 8.0, "gamma": 2.0}, "bfvae",
      {"beta": 8.0, "gamma": 2.0, "disc_lr": 1e-4, "disc_width": 1000, "disc_depth": 6}),
 ])
@@ -44,7 +46,7 @@ def test_build_on_fa15_and_plot(tmp_path):
     config = {"objective": "betatcvae", "data": "fa15", "latent_dim": 4, "encoder": "standard", "beta": 6.0}
     model, dataset, eval_dataset = F.build(config)
     assert isinstance(model, O.BetaTCVAE) and model.dataset_size == len(dataset) and eval_dataset is None
-    assert model.reconstruction == "gaussian" and model.encoder.input_dim == 15 and model.encoder.latent_dim == 4
+    assert model.reconstruction == "gaussian_learned" and model.encoder.input_dim == 15 and model.encoder.latent_dim == 4
     model.kl_history = [(0, [1.0, 0.1, 0.0, 0.0]), (100, [2.0, 0.2, 0.0, 0.01])]
     F.plot(str(tmp_path), model, config, 100)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["kl_per_dim_100.png", "traversals_100.png"]

@@ -1,0 +1,105 @@
+"""DEFT annealing test: the whole-dataset IFP on dSprites and its dependence on the annealing speed.
+
+Paper (DEFT, arXiv 2102.03986, §4.1, Fig. 4): annealing beta from 200 to 0 over 100,000 iterations,
+the IFP is ~ 32 (reached after ~ 7,400 iterations).
+
+Ours: ``eoflow-fast ifp --data dsprites --unsupervised --steps T --schedule S`` for S in
+(staircase, loglinear) and T in (2000, 4000) (CPU budget), and the same on the linear toy of
+tests/deft (a line of variance 20 whose settled IFP is known: beta* = 20 e^-0.2 = 16.4) at 600,
+1800 and 5400 steps. A schedule is speed-independent when doubling T leaves the IFP within one
+plateau ratio (200^(1/19) = 1.32 for 20 levels).
+
+    python -m reproduce.ifp_speed --budget cpu     # 4 dSprites runs (each > 20 min on a loaded 2-core
+                                                   # machine) + the toy (~1 min); --no-train: report
+                                                   # only the dSprites runs already there
+    GPU, paper budget: eoflow-fast ifp --data dsprites --unsupervised --steps 100000 --schedule staircase --device cuda
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from .rows import ROOT, parse_budget, row, run_cli, write
+
+BUDGETS = {"toy": {"steps": (40, 80), "num_points": 64, "toy_steps": (200, 400)},
+           "cpu": {"steps": (2000, 4000), "num_points": 10_000, "toy_steps": (600, 1800, 5400)}}
+SCHEDULES = ("staircase", "loglinear")
+RATIO = 200.0 ** (1 / 19)
+
+
+NOT_RUN = "not run"
+
+
+def dsprites_ifp(schedule: str, steps: int, num_points: int, out: Path, train: bool = True) -> float | str | None:
+    """IFP of one whole-dataset run (reused if ``out/ifp.json`` exists with these settings; without
+    ``train`` a missing run is ``NOT_RUN``); None: I(x; z) never crossed the threshold."""
+    path = out / "ifp.json"
+    if not path.exists() and not train:
+        return NOT_RUN
+    if not path.exists():
+        args = ["ifp", "--data", "dsprites", "--unsupervised", "--steps", str(steps), "--schedule", schedule,
+                "--num-points", str(num_points), "--device", "cpu", "--out", str(out)]
+        run_cli(args)
+    payload = json.loads(path.read_text())
+    s = payload["settings"]
+    if (s["steps"], s["schedule"], s["num_points"]) != (steps, schedule, num_points):
+        raise SystemExit(f"{path}: settings {s['steps'], s['schedule'], s['num_points']} differ from the budget's")
+    return payload["ifp"]
+
+
+def toy_ifp(schedule: str, steps: int) -> float | None:
+    """IFP on the linear line toy of tests/deft/test_annealing.py (lambda = 20, lr 0.1)."""
+    import torch
+
+    from eoflow_fast.deft import annealing as AN
+
+    sys.path.insert(0, str(ROOT / "tests" / "deft"))
+    from test_annealing import line_data, linear_vae
+
+    torch.manual_seed(1)
+    result = AN.annealing_test(linear_vae(), line_data(20.0), steps, lr=0.1, schedule=schedule, levels=20,
+                               mi_every=10 if schedule == "loglinear" else 10 ** 9)
+    return result.ifp
+
+
+def spread(values: list) -> float | None:
+    """max / min of the IFPs over speeds; inf if one never froze, None if fewer than two were run."""
+    ran = [v for v in values if v != NOT_RUN]
+    if len(ran) < 2:
+        return None
+    return math.inf if None in ran else max(ran) / min(ran)
+
+
+def main(argv=None) -> None:
+    budget, b, root, results_dir, args = parse_budget(__doc__, BUDGETS, "runs/repro_ifp", argv, no_train=True)
+    details = {"toy": {}, "dsprites": {}, "toy_beta_star": 20 * math.exp(-0.2)}
+    for sched in SCHEDULES:
+        details["toy"][sched] = {str(t): toy_ifp(sched, t) for t in b["toy_steps"]}
+        details["dsprites"][sched] = {str(t): dsprites_ifp(sched, t, b["num_points"], root / f"{sched}_{t}",
+                                                           not args.no_train) for t in b["steps"]}
+    label = lambda v: NOT_RUN if v == NOT_RUN else "none" if v is None else f"{v:.1f}"  # noqa: E731
+    fmt = lambda d: ", ".join(f"{label(v)} at {t}" for t, v in d.items())  # noqa: E731
+    cmd = f"python -m reproduce.ifp_speed --budget {budget}" + (" --no-train" if args.no_train else "")
+    st, ll = details["dsprites"]["staircase"], details["dsprites"]["loglinear"]
+    ratio = lambda d: "-" if spread(list(d.values())) is None else f"{spread(list(d.values())):.2f}"  # noqa: E731
+    st_ran = [v for v in st.values() if v != NOT_RUN]
+    toy_spread = spread(list(details["toy"]["staircase"].values())[1:])  # plateaus of 30 steps do not settle
+    rows = [
+        row("DEFT whole-dataset IFP on dSprites (annealing test)", "~ 32 (§4.1, Fig. 4; beta 200 -> 0 over 100k steps)",
+            f"staircase: {fmt(st)} steps; loglinear: {fmt(ll)} steps", cmd, "cpu",
+            "not run" if not st_ran else "reproduced" if all(v is not None and 32 / RATIO <= v <= 32 * RATIO for v in st_ran)
+            else "not reproduced",
+            "eoflow-fast ifp --data dsprites --unsupervised --steps 100000 --schedule staircase --device cuda"),
+        row("IFP independent of the annealing speed (staircase)", "(definition: beta where I(x;z) exceeds 0.1 nats)",
+            f"dSprites max/min over speeds: staircase {ratio(st)}, loglinear {ratio(ll)}; linear toy (beta* {details['toy_beta_star']:.1f}): staircase "
+            f"{fmt(details['toy']['staircase'])}, loglinear {fmt(details['toy']['loglinear'])}", cmd, "cpu",
+            "reproduced" if spread(list(st.values())) is not None and spread(list(st.values())) < RATIO
+            else "partly" if toy_spread is not None and toy_spread < RATIO else "not reproduced"),
+    ]
+    print(write(f"ifp_speed_{budget}", rows, details, results_dir))
+
+
+if __name__ == "__main__":
+    main()
