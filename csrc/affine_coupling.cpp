@@ -4,10 +4,16 @@
 // Inputs are (B, N) tensors of float32 or float64 whose rows may be strided (stride(1) == 1, any
 // stride(0): e.g. the halves of a subnet output split with chunk); outputs are contiguous. Rows run in parallel
 // (at::parallel_for); each row is one vectorised pass (at::vec::Vectorized) that also reduces
-// log_det. The math, with c = clamp and u = s_raw / c, k = 2/pi:
-//   atan: s = c k atan(u), s' = k / (1 + u^2),  s'' = -2 u s' / (c (1 + u^2))
-//   tanh: s = c tanh(u),   s' = 1 - tanh(u)^2,  s'' = -2 tanh(u) s' / c
-//   none: s = s_raw,       s' = 1,              s'' = 0
+// log_det. The math, with c = clamp, a = s_raw, u = a / c, k = 2/pi, sigma(v) = 1 / (1 + e^-v):
+//   atan:           s = c k atan(u),       s' = k / (1 + u^2),          s'' = -2 u s' / (c (1 + u^2))
+//   tanh:           s = c tanh(u),         s' = 1 - tanh(u)^2,          s'' = -2 tanh(u) s' / c
+//   none:           s = a,                 s' = 1,                      s'' = 0
+//   freia_atan:     s = 0.636 c atan(a),   s' = 0.636 c / (1 + a^2),    s'' = -2 a s' / (1 + a^2)
+//   freia_tanh:     s = c tanh(a),         s' = c (1 - tanh(a)^2),      s'' = -2 tanh(a) s'
+//   freia_sigmoid:  s = c tanh(a / 2),     s' = c/2 (1 - tanh(a/2)^2),  s'' = -tanh(a/2) s'
+//   logsigmoid:     s = -softplus(-(a+c)), s' = sigma(-(a+c)),          s'' = -sigma(a+c) sigma(-(a+c))
+//   neg_logsigmoid: s = softplus(-(a+c)),  s' = -sigma(-(a+c)),         s'' = sigma(a+c) sigma(-(a+c))
+// (c is a bound/scale, > 0, except for the two sigmoid maps, where it is an offset: any finite c.)
 //   forward y = x e^s + t, log_det = sum s;   reverse y = (x - t) e^-s, log_det = -sum s.
 // Gradient formulas are written next to each kernel (they match kernels/affine_coupling.py).
 #include <ATen/Parallel.h>
@@ -16,12 +22,15 @@
 #include <torch/library.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <type_traits>
+#include <utility>
 
 namespace {
 
 using at::vec::Vectorized;
-constexpr int64_t kAtan = 0, kTanh = 1, kNone = 2;
+constexpr int64_t kAtan = 0, kTanh = 1, kNone = 2, kFreiaAtan = 3, kFreiaTanh = 4, kFreiaSigmoid = 5,
+                  kLogSigmoid = 6, kNegLogSigmoid = 7, kNumClampFns = 8;
 
 template <typename T>
 struct Clamped {
@@ -54,49 +63,120 @@ inline Vectorized<T> vatan(const Vectorized<T>& u) {
   else return u.atan();
 }
 
+// sigma(-v) and sigma(v) sigma(-v), from e = exp(-|v|) (no overflow for any v).
+template <typename T>
+inline std::pair<Vectorized<T>, Vectorized<T>> sigmoid_neg(const Vectorized<T>& v) {
+  using V = Vectorized<T>;
+  const V one(1), e = v.abs().neg().exp(), r = one / (one + e);
+  const V sig_neg = V::blendv(r, e * r, v >= V(0));  // sigma(-v)
+  return {sig_neg, e * r * r};                        // sigma(v) sigma(-v) = e / (1 + e)^2
+}
+
+// softplus(-v) = max(-v, 0) + log1p(exp(-|v|)).
+template <typename T>
+inline Vectorized<T> softplus_neg(const Vectorized<T>& v) {
+  using V = Vectorized<T>;
+  return at::vec::maximum(v.neg(), V(0)) + v.abs().neg().exp().log1p();
+}
+
 // FN is a template parameter so that every kernel loop below is compiled once per clamp function
 // and direction, with no branches inside the vector loop.
 template <int64_t FN, typename T>
 inline Clamped<T> soft_clamp(const Vectorized<T>& a, T clamp) {
   using V = Vectorized<T>;
+  const V one(1), c(clamp);
   if constexpr (FN == kAtan) {
-    const V k(static_cast<T>(0.6366197723675814)), one(1), c(clamp);
+    const V k(static_cast<T>(0.6366197723675814));
     V u = a / c;
     V q = one / (one + u * u);
     V d1 = k * q;
     return {c * k * vatan(u), d1, V(-2) * u * d1 * q / c};
   } else if constexpr (FN == kTanh) {
-    const V one(1), c(clamp);
     V th = (a / c).tanh();
     V d1 = one - th * th;
     return {c * th, d1, V(-2) * th * d1 / c};
+  } else if constexpr (FN == kFreiaAtan) {
+    const V ck = c * V(static_cast<T>(0.636));
+    V q = one / (one + a * a);
+    V d1 = ck * q;
+    return {ck * vatan(a), d1, V(-2) * a * d1 * q};
+  } else if constexpr (FN == kFreiaTanh) {
+    V th = a.tanh();
+    V d1 = c * (one - th * th);
+    return {c * th, d1, V(-2) * th * d1};
+  } else if constexpr (FN == kFreiaSigmoid) {
+    V th = (a * V(0.5)).tanh();
+    V d1 = c * V(0.5) * (one - th * th);
+    return {c * th, d1, th.neg() * d1};
+  } else if constexpr (FN == kLogSigmoid || FN == kNegLogSigmoid) {
+    const V v = a + c;
+    auto [sig_neg, curv] = sigmoid_neg(v);
+    if constexpr (FN == kLogSigmoid) return {softplus_neg(v).neg(), sig_neg, curv.neg()};
+    else return {softplus_neg(v), sig_neg.neg(), curv};
   } else {
     return {a, V(1), V(0)};
   }
 }
 
-// Calls f(integral_constant<FN>, bool_constant<REVERSE>) for the runtime (fn, reverse).
+// Calls f(integral_constant<FN>, bool_constant<REVERSE>) for the runtime (fn, reverse);
+// fn was range-checked by check_clamp.
 template <typename F>
 inline void with_config(int64_t fn, bool reverse, F&& f) {
   auto dir = [&](auto fn_c) {
     if (reverse) f(fn_c, std::true_type{});
     else f(fn_c, std::false_type{});
   };
-  if (fn == kAtan) dir(std::integral_constant<int64_t, kAtan>{});
-  else if (fn == kTanh) dir(std::integral_constant<int64_t, kTanh>{});
-  else dir(std::integral_constant<int64_t, kNone>{});
+  switch (fn) {
+    case kAtan: return dir(std::integral_constant<int64_t, kAtan>{});
+    case kTanh: return dir(std::integral_constant<int64_t, kTanh>{});
+    case kFreiaAtan: return dir(std::integral_constant<int64_t, kFreiaAtan>{});
+    case kFreiaTanh: return dir(std::integral_constant<int64_t, kFreiaTanh>{});
+    case kFreiaSigmoid: return dir(std::integral_constant<int64_t, kFreiaSigmoid>{});
+    case kLogSigmoid: return dir(std::integral_constant<int64_t, kLogSigmoid>{});
+    case kNegLogSigmoid: return dir(std::integral_constant<int64_t, kNegLogSigmoid>{});
+    default: return dir(std::integral_constant<int64_t, kNone>{});
+  }
 }
 
-void check_inputs(const std::vector<at::Tensor>& ts) {
-  const auto& x = ts[0];
-  TORCH_CHECK(x.dim() == 2, "affine_coupling (cpp): expected (B, N) tensors, got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "affine_coupling (cpp): float32/float64 only, got ", x.scalar_type());
-  for (const auto& t : ts) {
-    TORCH_CHECK(t.device().is_cpu() && t.dim() == 2 && t.sizes() == x.sizes() && t.stride(1) == 1 &&
-                    t.scalar_type() == x.scalar_type(),
-                "affine_coupling (cpp): inputs must be (B, N) CPU tensors of one dtype with stride(1) == 1");
+struct Arg {
+  const char* name;
+  const at::Tensor& t;
+};
+
+// Every (B, N) argument is a CPU tensor of x's shape and dtype (float32/float64) with unit column
+// stride (any row stride; empty tensors and single columns may have any strides); args[0] is x.
+void check_rows(const char* op, std::initializer_list<Arg> args) {
+  const Arg& x = *args.begin();
+  TORCH_CHECK(x.t.dim() == 2, op, " (cpp): ", x.name, " must be a (B, N) tensor, got shape ", x.t.sizes());
+  TORCH_CHECK(x.t.scalar_type() == at::kFloat || x.t.scalar_type() == at::kDouble, op, " (cpp): ", x.name,
+              " must be float32 or float64, got ", x.t.scalar_type());
+  for (const Arg& a : args) {
+    TORCH_CHECK(a.t.device().is_cpu(), op, " (cpp): ", a.name, " must be a CPU tensor, got device ", a.t.device());
+    TORCH_CHECK(a.t.sizes() == x.t.sizes(), op, " (cpp): ", a.name, " has shape ", a.t.sizes(), ", ", x.name,
+                " has shape ", x.t.sizes());
+    TORCH_CHECK(a.t.scalar_type() == x.t.scalar_type(), op, " (cpp): ", a.name, " has dtype ", a.t.scalar_type(),
+                ", ", x.name, " has dtype ", x.t.scalar_type());
+    TORCH_CHECK(a.t.numel() == 0 || a.t.size(1) == 1 || a.t.stride(1) == 1, op, " (cpp): ", a.name,
+                " must have unit column stride (stride(1) == 1), got strides ", a.t.strides());
   }
+}
+
+// A per-row gradient (gld, gdld) is a CPU tensor of shape (B,) and x's dtype.
+void check_per_row(const char* op, const char* name, const at::Tensor& v, const at::Tensor& x) {
+  TORCH_CHECK(v.device().is_cpu(), op, " (cpp): ", name, " must be a CPU tensor, got device ", v.device());
+  TORCH_CHECK(v.dim() == 1 && v.size(0) == x.size(0), op, " (cpp): ", name, " must have shape (B,) = (", x.size(0),
+              ",), got ", v.sizes());
+  TORCH_CHECK(v.scalar_type() == x.scalar_type(), op, " (cpp): ", name, " has dtype ", v.scalar_type(),
+              ", x has dtype ", x.scalar_type());
+}
+
+// clamp_fn is a known id; clamp is finite, and > 0 unless the map uses it as an offset.
+void check_clamp(const char* op, double clamp, int64_t fn) {
+  TORCH_CHECK(fn >= 0 && fn < kNumClampFns, op, " (cpp): clamp_fn must be an id in [0, ", kNumClampFns,
+              "), got ", fn);
+  const bool offset = fn == kLogSigmoid || fn == kNegLogSigmoid;
+  TORCH_CHECK(std::isfinite(clamp) && (offset || clamp > 0), op, " (cpp): clamp must be a finite ",
+              offset ? "float" : "positive float", " for clamp_fn id ", fn, ", got ", clamp);
 }
 
 // Pointer to element (r, 0) of a (B, N) tensor with unit column stride.
@@ -113,6 +193,12 @@ inline int64_t row_grain(int64_t N) { return std::max<int64_t>(1, 32768 / std::m
 template <typename T>
 inline Vectorized<T> vload(const T* p, int64_t off, int64_t n) {  // p[off : off + n], zero-filled
   return n == Vectorized<T>::size() ? Vectorized<T>::loadu(p + off) : Vectorized<T>::loadu(p + off, n);
+}
+
+// v's first n lanes, the rest zero (for sums over a row's tail).
+template <typename T>
+inline Vectorized<T> head(const Vectorized<T>& v, int64_t n) {
+  return n == Vectorized<T>::size() ? v : Vectorized<T>::set(Vectorized<T>(0), v, n);
 }
 
 template <typename T>
@@ -135,7 +221,8 @@ inline void for_rows(int64_t B, int64_t N, F&& row_fn) {
 
 std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& x, const at::Tensor& s_raw, const at::Tensor& t,
                                        double clamp, int64_t fn, bool reverse) {
-  check_inputs({x, s_raw, t});
+  check_rows("affine_coupling_fwd", {{"x", x}, {"s_raw", s_raw}, {"t", t}});
+  check_clamp("affine_coupling_fwd", clamp, fn);
   const int64_t B = x.size(0), N = x.size(1);
   auto y = at::empty({B, N}, x.options());
   auto log_det = at::empty({B}, x.options());
@@ -157,7 +244,7 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& x, const at::Tensor& s_
           auto cl = soft_clamp<FN, scalar_t>(vload(ar, j, n), c);
           if constexpr (REV) vstore((xv - tv) * cl.s.neg().exp(), yr, j, n);
           else vstore(xv * cl.s.exp() + tv, yr, j, n);
-          acc = acc + cl.s;  // tail lanes hold s(0) = 0
+          acc = acc + head(cl.s, n);  // tail lanes would hold s(0), which need not be 0
         }
         pld[r] = REV ? -hsum(acc) : hsum(acc);
       });
@@ -170,7 +257,9 @@ std::tuple<at::Tensor, at::Tensor> fwd(const at::Tensor& x, const at::Tensor& s_
 // reverse: gx = gy e, gt = -gx, gs_raw = -(gy (x - t) e + gld) s',  e = e^-s
 std::vector<at::Tensor> bwd(const at::Tensor& x, const at::Tensor& s_raw, const at::Tensor& t, const at::Tensor& gy,
                             const at::Tensor& gld, double clamp, int64_t fn, bool reverse) {
-  check_inputs({x, s_raw, t, gy});
+  check_rows("affine_coupling_bwd", {{"x", x}, {"s_raw", s_raw}, {"t", t}, {"gy", gy}});
+  check_per_row("affine_coupling_bwd", "gld", gld, x);
+  check_clamp("affine_coupling_bwd", clamp, fn);
   const int64_t B = x.size(0), N = x.size(1);
   auto gx = at::empty({B, N}, x.options()), gs = at::empty({B, N}, x.options());
   auto gt = at::empty({reverse ? B : 0, N}, x.options());
@@ -215,7 +304,9 @@ std::vector<at::Tensor> bwd(const at::Tensor& x, const at::Tensor& s_raw, const 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> jvp_fwd(
     const at::Tensor& x, const at::Tensor& s_raw, const at::Tensor& t, const at::Tensor& dx,
     const at::Tensor& ds_raw, const at::Tensor& dt, double clamp, int64_t fn, bool reverse) {
-  check_inputs({x, s_raw, t, dx, ds_raw, dt});
+  check_rows("affine_coupling_jvp_fwd",
+             {{"x", x}, {"s_raw", s_raw}, {"t", t}, {"dx", dx}, {"ds_raw", ds_raw}, {"dt", dt}});
+  check_clamp("affine_coupling_jvp_fwd", clamp, fn);
   const int64_t B = x.size(0), N = x.size(1);
   auto y = at::empty({B, N}, x.options()), dy = at::empty({B, N}, x.options());
   auto log_det = at::empty({B}, x.options()), dlog_det = at::empty({B}, x.options());
@@ -244,8 +335,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> jvp_fwd(
             vstore(xv * e + tv, Y[r], j, n);
             vstore(e * (dxv + xv * ds) + dtv, DY[r], j, n);
           }
-          acc = acc + cl.s;
-          dacc = dacc + ds;
+          acc = acc + head(cl.s, n);
+          dacc = dacc + ds;  // tail lanes hold ds_raw = 0
         }
         pld[r] = REV ? -hsum(acc) : hsum(acc);
         pdld[r] = REV ? -hsum(dacc) : hsum(dacc);
@@ -264,7 +355,11 @@ std::vector<at::Tensor> jvp_bwd(const at::Tensor& x, const at::Tensor& s_raw, co
                                 const at::Tensor& dx, const at::Tensor& ds_raw, const at::Tensor& dt,
                                 const at::Tensor& gy, const at::Tensor& gld, const at::Tensor& gdy,
                                 const at::Tensor& gdld, double clamp, int64_t fn, bool reverse) {
-  check_inputs({x, s_raw, t, dx, ds_raw, dt, gy, gdy});
+  check_rows("affine_coupling_jvp_bwd", {{"x", x}, {"s_raw", s_raw}, {"t", t}, {"dx", dx}, {"ds_raw", ds_raw},
+                                        {"dt", dt}, {"gy", gy}, {"gdy", gdy}});
+  check_per_row("affine_coupling_jvp_bwd", "gld", gld, x);
+  check_per_row("affine_coupling_jvp_bwd", "gdld", gdld, x);
+  check_clamp("affine_coupling_jvp_bwd", clamp, fn);
   const int64_t B = x.size(0), N = x.size(1);
   auto opts = x.options();
   auto gx = at::empty({B, N}, opts), ga = at::empty({B, N}, opts);

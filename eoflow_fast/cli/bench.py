@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from .common import UsageError, suggest
+
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -40,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     names = args.names or list(benches)
     unknown = [n for n in names if n not in benches]
     if unknown:
-        print(f"eoflow-fast bench: unknown benchmark(s) {unknown}; available: {sorted(benches)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"argument NAME: unknown benchmark {unknown[0]!r}{suggest(unknown[0], benches)} "
+                         f"(available: {', '.join(benches)})")
     passthrough = (["--quick"] if args.quick else []) + (["--device", args.device] if args.device else [])
     os.environ["EOFLOW_FAST_BENCH_OUT"] = str(args.out)
     for name in names:

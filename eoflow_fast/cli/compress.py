@@ -14,29 +14,60 @@ from pathlib import Path
 
 import torch
 
+from eoflow_fast.train.argtypes import device, int_at_least
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """RUN_DIR, --core, --n, --checkpoint, --device (shared by compress and denoise)."""
+from .common import UsageError, add_cpu_threads, add_json, apply_cpu_threads, print_summary
+
+
+def _core_size(text: str):
+    """--core value of denoise: an integer >= 1, or "auto" (kept as the string)."""
+    if text == "auto":
+        return text
+    try:
+        return int_at_least(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
+
+
+def add_common_args(parser: argparse.ArgumentParser, auto_help: str | None = None) -> None:
+    """RUN_DIR, --core, --n, --checkpoint, --device, --cpu-threads, --json (compress, denoise); with
+    ``auto_help`` --core also takes "auto", described by that text."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="an 'eoflow-fast train eoflow' run folder")
-    parser.add_argument("--core", type=int, required=True, metavar="C", help="number of core dims kept (1..D)")
-    parser.add_argument("--n", type=int, default=64, help="test items to process")
+    parser.add_argument("--core", type=int_at_least(1) if auto_help is None else _core_size, required=True,
+                        metavar="C", help="number of core dims kept (1..D" + (f", or 'auto': {auto_help}"
+                                                                            if auto_help else "") + "; required)")
+    parser.add_argument("--n", type=int_at_least(1), default=64, help="test items to process")
+    add_run_args(parser)
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, --device, --cpu-threads, --json: how an EOFlow run folder is opened."""
     parser.add_argument("--checkpoint", metavar="FILE", help="checkpoint (default: the latest in RUN_DIR)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--device", type=device, default="cpu", help="auto | cpu | cuda | cuda:N")
+    add_cpu_threads(parser)
+    add_json(parser)
+
+
+def open_run(args):
+    """``(model, config, test set)`` of ``args.run_dir`` after ``--cpu-threads`` is applied; a missing
+    run folder or a non-eoflow run is a :class:`UsageError`, an unusable checkpoint exits 1."""
+    from eoflow_fast.flows.family import open_eoflow_run
+    from eoflow_fast.train.checkpoint import CheckpointError
+
+    apply_cpu_threads(args.cpu_threads)
+    try:
+        return open_eoflow_run(args.run_dir, args.checkpoint, args.device)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(f"argument RUN_DIR: {exc}") from exc
+    except (CheckpointError, json.JSONDecodeError) as exc:
+        print(f"{args.parser.prog}: error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def load(parser: argparse.ArgumentParser, args):
     """(model, test items (n, ...)) or an exit: 1 for an unusable run, 2 (parser.error) for bad flags."""
-    from eoflow_fast.flows.family import open_eoflow_run
-    from eoflow_fast.train.checkpoint import CheckpointError
-
-    if args.n < 1:
-        parser.error(f"argument --n: expected an integer >= 1, got {args.n}")
-    try:
-        model, _, test_set = open_eoflow_run(args.run_dir, args.checkpoint, args.device)
-    except (FileNotFoundError, ValueError, CheckpointError, json.JSONDecodeError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    if not 1 <= args.core <= model.dim:
+    model, _, test_set = open_run(args)
+    if args.core != "auto" and not 1 <= args.core <= model.dim:
         parser.error(f"argument --core: expected 1 <= C <= D = {model.dim}, got {args.core}")
     n = min(args.n, len(test_set))
     items = [test_set[i] for i in range(n)]
@@ -44,17 +75,17 @@ def load(parser: argparse.ArgumentParser, args):
     return model, x.to(next(model.parameters()).device)
 
 
-def save_grid(path: Path, rows: list[torch.Tensor], title: str) -> None:
-    """Rows of images (k, C, H, W) stacked into one PNG (only for image data)."""
+def save_grid(path: Path, rows: list[torch.Tensor], title: str, row_labels: list[str] | None = None) -> None:
+    """Rows of images (k, C, H, W) stacked into one PNG (only for image data), each row labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from eoflow_fast.flows.evaluation import _grid
 
-    fig, ax = plt.subplots(figsize=(rows[0].shape[0], 1.2 * len(rows)))
-    _grid(ax, torch.stack(rows), title)
-    fig.savefig(path, dpi=120)
+    fig, ax = plt.subplots(figsize=(rows[0].shape[0] + 1, 1.2 * len(rows)))
+    _grid(ax, torch.stack(rows), title, row_labels)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -72,9 +103,12 @@ def run(args) -> int:
               "psnr": float(psnr(rec, x).mean()), "saved": str(out)}
     if args.grid and len(model.input_shape) == 3:
         grid = out.with_suffix(".png")
-        save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}")
+        save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}",
+                  ["original", f"C = {args.core}"])
         result["grid"] = str(grid)
-    print(json.dumps(result, indent=2))
+    print_summary(args, f"compress {args.run_dir}: C = {args.core} of D = {model.dim} dims "
+                        f"(ratio {result['ratio']:.3g}) on {result['n']} test items",
+                  result, {"psnr (dB)": result["psnr"]}, [result["saved"], *([result["grid"]] if "grid" in result else [])])
     return 0
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from .common import UsageError
 
 from eoflow_fast.data import SPLIT_NAMES, split_arg
 from eoflow_fast.data.images import DEFAULT_MAX_PIXELS
@@ -75,8 +76,7 @@ def run_pack(args) -> int:
         index = pack_images(args.src, args.dst, size=args.size, crop=args.crop, shard_size=args.shard_size,
                             workers=args.workers, progress=not args.no_progress, max_pixels=args.max_pixels)
     except (FileNotFoundError, ValueError) as err:
-        print(f"eoflow-fast data pack: {err}", file=sys.stderr)
-        return 1
+        raise UsageError(err) from err
     print(f"packed {len(index['names'])} images into {len(index['shards'])} shards in {args.dst}; "
           f"skipped {len(index['skipped'])} unreadable: {[s['name'] for s in index['skipped']]}")
     return 0
@@ -105,8 +105,7 @@ def run_info(args) -> int:
         ds = get_dataset(args.spec, args.split)
         first = ds[0]
     except (FileNotFoundError, ValueError) as err:
-        print(f"eoflow-fast data info: {err}", file=sys.stderr)
-        return 1
+        raise UsageError(err) from err
     x = first[0] if isinstance(first, (tuple, list)) else first
     info = {"spec": args.spec, "split": args.split, "items": len(ds), "item_shape": list(x.shape),
             "dtype": str(x.dtype)}

@@ -4,57 +4,90 @@ Reads ``RUN_DIR/config.json``, rebuilds the model through the registry, loads th
 (or ``--checkpoint``) and runs the family's ``evaluate(run_dir, model, config, args)``; a family
 without one gets the mean loss terms over its evaluation split (its training split when it has
 none). ``eoflow-fast eval RUN_DIR --help`` lists the family's evaluation flags. The result is
-printed as JSON and appended, with the checkpoint's step, to ``RUN_DIR/eval.jsonl``.
-Exit status: 0 done, 1 unusable run folder or checkpoint, 2 usage error.
+appended, with the checkpoint's step, to ``RUN_DIR/eval.jsonl``; the console gets a summary (the
+headline scores and the files written), or the full result as JSON with ``--json``.
+Exit status: 0 done, 1 unusable run folder or checkpoint, 2 usage error (a missing run folder too).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from eoflow_fast.train import engine, registry
+from eoflow_fast.train.argtypes import device
 from eoflow_fast.train.checkpoint import CheckpointError
 from eoflow_fast.train.logging import jsonable
+
+from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_threads, headline, print_summary
+from .common import results_stdout
+from .common import suggest, written_since
+
+
+def check_metric_names(text: str) -> None:
+    """Raise :class:`UsageError` naming an unknown metric in ``--metrics`` and the nearest known one."""
+    from eoflow_fast.metrics import METRICS
+
+    for name in (n.strip() for n in str(text).split(",")):
+        if name and name != "default" and name not in METRICS:
+            raise UsageError(f"argument --metrics: unknown metric {name!r}{suggest(name, METRICS)} "
+                             f"(known: {', '.join(METRICS)}, or 'default')")
 
 
 def run(args) -> int:
     run_dir = Path(args.run_dir)
+    if not (run_dir / engine.CONFIG_FILE).is_file():
+        raise UsageError(f"argument RUN_DIR: {run_dir} is not a run folder ({engine.CONFIG_FILE} is missing)")
     try:
         config = engine.read_config(run_dir)
         spec = registry.get(config.get("model", ""))
-    except (FileNotFoundError, KeyError, ImportError, json.JSONDecodeError) as exc:
+    except (KeyError, ImportError, json.JSONDecodeError, CheckpointError) as exc:
         print(f"eoflow-fast eval: error: {run_dir}: {exc}", file=sys.stderr)
         return 1
-    parser = argparse.ArgumentParser(prog=f"eoflow-fast eval {args.run_dir}",
-                                     description=f"evaluate a {config['model']!r} run",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = eval_parser(args.run_dir, config, spec)
+    eval_args = parser.parse_args(args.family_args)
+    if hasattr(eval_args, "metrics"):
+        check_metric_names(eval_args.metrics)
+    with results_stdout(eval_args) as stdout:
+        apply_cpu_threads(eval_args.cpu_threads)
+        started = time.time()
+        try:
+            loaded = engine.open_run(run_dir, eval_args.checkpoint, eval_args.device)
+        except (CheckpointError, ValueError) as exc:
+            print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
+            return 1
+        if spec.evaluate is not None:
+            result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+        else:
+            data = loaded.eval_dataset if loaded.eval_dataset is not None else loaded.train_dataset
+            device = next(loaded.model.parameters()).device
+            with torch.no_grad():
+                result = engine.evaluate_loss(loaded.model, data, loaded.config["batch_size"], device,
+                                              amp=False, step=loaded.step)
+        record = {"step": loaded.step, "checkpoint": loaded.checkpoint.name, **result}
+        with open(run_dir / "eval.jsonl", "a") as f:
+            f.write(json.dumps(jsonable(record)) + "\n")
+        title = f"eval {run_dir}: {config['model']} run at step {loaded.step} ({loaded.checkpoint.name})"
+        print_summary(eval_args, title, record, headline(result), written_since(run_dir, started), folder=run_dir,
+                      stream=stdout)
+        return 0
+
+
+def eval_parser(run_dir: str, config: dict, spec: registry.ModelSpec) -> argparse.ArgumentParser:
+    """The parser of ``eoflow-fast eval RUN_DIR``: --checkpoint, --device, --cpu-threads, --json and
+    the family's evaluation flags."""
+    parser = Parser(prog=f"eoflow-fast eval {run_dir}", description=f"Evaluate a {config['model']!r} run.")
     parser.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: the latest in RUN_DIR)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--device", type=device, default="cpu", help="auto | cpu | cuda | cuda:N")
+    add_cpu_threads(parser)
+    add_json(parser)
     if spec.add_eval_args is not None:
         spec.add_eval_args(parser)
-    eval_args = parser.parse_args(args.family_args)
-    try:
-        loaded = engine.open_run(run_dir, eval_args.checkpoint, eval_args.device)
-    except (CheckpointError, ValueError) as exc:
-        print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
-        return 1
-    if spec.evaluate is not None:
-        result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
-    else:
-        data = loaded.eval_dataset if loaded.eval_dataset is not None else loaded.train_dataset
-        device = next(loaded.model.parameters()).device
-        with torch.no_grad():
-            result = engine.evaluate_loss(loaded.model, data, loaded.config["batch_size"], device,
-                                          amp=False, step=loaded.step)
-    record = {"step": loaded.step, "checkpoint": loaded.checkpoint.name, **result}
-    with open(run_dir / "eval.jsonl", "a") as f:
-        f.write(json.dumps(jsonable(record)) + "\n")
-    print(json.dumps(jsonable(record), indent=2))
-    return 0
+    return parser
 
 
 def register(subparsers) -> None:

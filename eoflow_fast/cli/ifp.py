@@ -12,45 +12,44 @@ curves), ``ifp_histograms.png``, and ``annealing_<factor>.png`` (the first repea
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from dataclasses import asdict
 
 import numpy as np
 import torch
 
+from eoflow_fast.train.argtypes import device, float_in, int_at_least
+
+from .common import UsageError, add_cpu_threads, apply_cpu_threads
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("ifp", help="annealing test: information freezing points per factor",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--data", default="dsprites", help="ground-truth dataset spec (dsprites, dsprites_color, ...)")
     p.add_argument("--out", default="runs/ifp", help="output folder")
-    p.add_argument("--factors", type=int, nargs="*", default=None, help="factor indices (default: all)")
-    p.add_argument("--repeats", type=int, default=50, help="random base samples per factor")
+    p.add_argument("--factors", type=int_at_least(0), nargs="*", default=None, help="factor indices (default: all)")
+    p.add_argument("--repeats", type=int_at_least(1), default=50, help="random base samples per factor")
     p.add_argument("--unsupervised", action="store_true", help="one test on the whole dataset")
-    p.add_argument("--num-points", type=int, default=10_000, help="observations for --unsupervised")
-    p.add_argument("--steps", type=int, default=8000, help="annealing steps per test")
-    p.add_argument("--beta-high", type=float, default=200.0)
-    p.add_argument("--beta-low", type=float, default=1.0)
-    p.add_argument("--schedule", choices=["loglinear", "linear", "exp", "staircase"], default="loglinear")
-    p.add_argument("--levels", type=int, default=20, help="staircase: beta plateaus (IFP read at plateau ends)")
-    p.add_argument("--latent-dim", type=int, default=1)
-    p.add_argument("--encoder", choices=["standard", "lite"], default="standard")
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--mi-every", type=int, default=10, help="steps between exact I(x; z) estimates")
-    p.add_argument("--mi-samples", type=int, default=8, help="z draws per observation in the I(x; z) estimate")
-    p.add_argument("--threshold", type=float, default=0.1, help="nats")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--num-points", type=int_at_least(1), default=10_000, help="observations for --unsupervised")
+    p.add_argument("--steps", type=int_at_least(2), default=8000, help="annealing steps per test")
+    p.add_argument("--beta-high", type=float_in(0.0, low_open=True), default=200.0, help="beta at the start of annealing")
+    p.add_argument("--beta-low", type=float_in(0.0, low_open=True), default=1.0, help="beta at the end of annealing")
+    p.add_argument("--schedule", choices=["loglinear", "linear", "exp", "staircase"], default="loglinear",
+                   help="how beta moves from --beta-high to --beta-low (staircase: log-spaced plateaus)")
+    p.add_argument("--levels", type=int_at_least(2), default=20, help="staircase: beta plateaus (IFP read at plateau ends)")
+    p.add_argument("--latent-dim", type=int_at_least(1), default=1, help="latent dimensions of each beta-VAE")
+    p.add_argument("--encoder", choices=["standard", "lite"], default="standard", help="encoder architecture (DEFT Table 1)")
+    p.add_argument("--lr", type=float_in(0.0, low_open=True), default=5e-4, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int_at_least(1), default=64, help="batch size")
+    p.add_argument("--mi-every", type=int_at_least(1), default=10, help="steps between exact I(x; z) estimates")
+    p.add_argument("--mi-samples", type=int_at_least(1), default=8, help="z draws per observation in the I(x; z) estimate")
+    p.add_argument("--threshold", type=float_in(0.0), default=0.1, help="IFP: first beta with I(x; z) above this (nats)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the base samples and the models")
+    p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda | cuda:N")
+    add_cpu_threads(p)
     p.set_defaults(func=run)
-
-
-def _usage_error(message: str) -> int:
-    print(f"eoflow-fast ifp: error: {message}", file=sys.stderr)
-    return 2
 
 
 def run(args) -> int:
@@ -59,15 +58,15 @@ def run(args) -> int:
     from eoflow_fast.vae.architectures import build_encoder_decoder
     from eoflow_fast.vae.objectives import VAE
 
-    for name in ("repeats", "steps", "num_points", "latent_dim", "batch_size", "mi_every", "mi_samples"):
-        minimum = 2 if name == "steps" else 1
-        if getattr(args, name) < minimum:
-            return _usage_error(f"--{name.replace('_', '-')} must be >= {minimum}, got {getattr(args, name)}")
+    apply_cpu_threads(args.cpu_threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    ground_truth = get_ground_truth(args.data)
+    try:
+        ground_truth = get_ground_truth(args.data)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"argument --data: {exc}") from exc
     if args.factors and not all(0 <= f < ground_truth.num_factors for f in args.factors):
-        return _usage_error(f"--factors must be in [0, {ground_truth.num_factors}) for "
-                            f"{args.data} ({', '.join(ground_truth.factor_names)})")
+        raise UsageError(f"argument --factors: expected indices in [0, {ground_truth.num_factors}) for "
+                         f"{args.data} ({', '.join(ground_truth.factor_names)}), got {args.factors}")
     torch.manual_seed(args.seed)
     rng = np.random.RandomState(args.seed)
 

@@ -4,13 +4,17 @@ Each subcommand lives in ``eoflow_fast/cli/<cmd>.py`` (for ``cmd`` in :data:`COM
 ``register(subparsers)``, which adds its parser and sets ``func=run`` with ``run(args) -> int | None``
 (the exit status; None means 0). A subcommand whose module is missing or fails to import still
 appears in ``--help``; running it prints why it is unavailable and exits with status 2.
-Argument errors exit with status 2 and a message naming the flag (argparse).
+User errors (a bad flag or value, an unknown dataset, model or metric, a missing run folder) print one
+line naming what was wrong, with the nearest valid name, and exit with status 2
+(:mod:`eoflow_fast.cli.common`); ``--debug`` shows the traceback of a :class:`UsageError` too.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .common import Parser, UsageError
 
 COMMANDS = ["train", "eval", "bench", "data", "compress", "denoise", "traverse", "ifp"]
 
@@ -25,13 +29,14 @@ def _unavailable(subparsers, name: str, reason: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="eoflow-fast",
         description="Entropy-ordered flows, disentangling VAEs and DEFT on one fused-kernel engine.",
     )
     from eoflow_fast import __version__
 
     parser.add_argument("--version", action="version", version=f"eoflow-fast {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module_name = f"eoflow_fast.cli.{name}"
@@ -55,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    status = args.func(args)
+    try:
+        status = args.func(args)
+    except UsageError as exc:
+        if args.debug:
+            raise
+        print(f"eoflow-fast {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     return 0 if status is None else int(status)
 
 

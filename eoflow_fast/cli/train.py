@@ -18,31 +18,21 @@ data-parallel (``--batch-size`` stays the global batch).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 from eoflow_fast.train import engine, registry
+from eoflow_fast.train.argtypes import check_config_value, device, float_in, int_at_least, load_mapping
 from eoflow_fast.train.checkpoint import CheckpointError
-from eoflow_fast.train.argtypes import int_at_least as _int_at_least
-from eoflow_fast.train.argtypes import nonneg_float as _nonneg_float
-from eoflow_fast.train.logging import jsonable
 
-_META = ("help", "config", "resume", "run_dir", "overwrite", "from_checkpoint", "branch")  # not config keys
+from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_threads, headline, print_summary
+from .common import results_stdout, suggest, written_since
 
-
-def _device(text: str) -> str:
-    if text == "auto":
-        return text
-    try:
-        torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
-    return text
+_META = ("help", "config", "resume", "run_dir", "overwrite", "from_checkpoint", "branch", "json")  # not config keys
+RESUME_MUTABLE = engine.RESUME_MUTABLE | {"cpu_threads"}  # cpu_threads changes speed, not results
+_nonneg_float = float_in(0.0)
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -60,70 +50,73 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
                         "(repeatable), e.g. after a NaN stop; recorded in config.json and metrics.jsonl")
     g.add_argument("--overwrite", action="store_true",
                    help="let a fresh run write into a non-empty folder (files the engine does not write stay)")
-    g.add_argument("--steps", type=_int_at_least(1), default=d["steps"], help="optimizer steps in total")
-    g.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
+    g.add_argument("--steps", type=int_at_least(1), default=d["steps"], help="optimizer steps in total")
+    g.add_argument("--batch-size", type=int_at_least(1), default=d["batch_size"],
                    help="global batch size (split over DDP processes)")
-    g.add_argument("--lr", type=_nonneg_float, default=d["lr"], help="learning rate")
-    g.add_argument("--optimizer", choices=engine.CHOICES["optimizer"], default=d["optimizer"])
-    g.add_argument("--weight-decay", type=_nonneg_float, default=d["weight_decay"])
-    g.add_argument("--lr-schedule", choices=engine.CHOICES["lr_schedule"], default=d["lr_schedule"])
-    g.add_argument("--warmup-steps", type=_int_at_least(0), default=d["warmup_steps"])
-    g.add_argument("--ckpt-every", type=_int_at_least(0), default=d["ckpt_every"],
+    g.add_argument("--lr", type=float_in(0.0, low_open=True), default=d["lr"], help="peak learning rate")
+    g.add_argument("--optimizer", choices=engine.CHOICES["optimizer"], default=d["optimizer"],
+                   help="optimizer (adamw: decoupled weight decay)")
+    g.add_argument("--weight-decay", type=_nonneg_float, default=d["weight_decay"], help="weight decay")
+    g.add_argument("--lr-schedule", choices=engine.CHOICES["lr_schedule"], default=d["lr_schedule"],
+                   help="learning rate after warm-up: constant, or cosine decay to 0 at --steps")
+    g.add_argument("--warmup-steps", type=int_at_least(0), default=d["warmup_steps"],
+                   help="linear learning-rate warm-up from lr/warmup_steps to lr over this many steps")
+    g.add_argument("--ckpt-every", type=int_at_least(0), default=d["ckpt_every"],
                    help="checkpoint period in steps (0: at the end and on signals only)")
-    g.add_argument("--keep", type=_int_at_least(1), default=d["keep"], help="checkpoints to keep")
-    g.add_argument("--eval-every", type=_int_at_least(0), default=d["eval_every"],
+    g.add_argument("--keep", type=int_at_least(1), default=d["keep"], help="checkpoints to keep")
+    g.add_argument("--eval-every", type=int_at_least(0), default=d["eval_every"],
                    help="evaluation period (0: at the end only)")
-    g.add_argument("--plot-every", type=_int_at_least(0), default=d["plot_every"], help="plot period (0: never)")
-    g.add_argument("--log-every", type=_int_at_least(1), default=d["log_every"],
+    g.add_argument("--plot-every", type=int_at_least(0), default=d["plot_every"], help="plot period (0: never)")
+    g.add_argument("--log-every", type=int_at_least(1), default=d["log_every"],
                    help="progress / NaN-check / host-sync period")
-    g.add_argument("--seed", type=_int_at_least(0), default=d["seed"])
-    g.add_argument("--device", type=_device, default=d["device"], help="auto | cpu | cuda | cuda:N")
+    g.add_argument("--seed", type=int_at_least(0), default=d["seed"],
+                   help="seed of python, numpy and torch (data order, initial weights, noise)")
+    g.add_argument("--device", type=device, default=d["device"], help="auto | cpu | cuda | cuda:N")
     g.add_argument("--amp", choices=engine.CHOICES["amp"], default=d["amp"],
                    help="bf16 autocast (auto: on for CUDA)")
     g.add_argument("--grad-clip", type=_nonneg_float, default=d["grad_clip"],
                    help="max global gradient L2 norm (0: off)")
-    g.add_argument("--num-workers", type=_int_at_least(0), default=d["num_workers"], help="DataLoader workers")
+    g.add_argument("--num-workers", type=int_at_least(0), default=d["num_workers"], help="DataLoader workers")
     g.add_argument("--deterministic", action="store_true", default=d["deterministic"],
                    help="deterministic algorithms (slower on GPU)")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=d["progress"],
                    help="no progress bar")
+    add_cpu_threads(g)
+    add_json(g)
 
 
 def family_parser(name: str) -> tuple[argparse.ArgumentParser, registry.ModelSpec]:
     """The full parser of ``eoflow-fast train NAME``: engine flags plus the family's flags."""
     spec = registry.get(name)
-    parser = argparse.ArgumentParser(prog=f"eoflow-fast train {name}", description=spec.help,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser(prog=f"eoflow-fast train {name}", description=spec.help)
     add_engine_args(parser)
     spec.add_args(parser)
     return parser, spec
 
 
 def _read_config_file(parser: argparse.ArgumentParser, path: str) -> dict:
+    """The config file's keys, each checked by its flag's type (``argtypes.check_config_value``)."""
     try:
-        text = Path(path).read_text()
+        values = load_mapping(path, Path(path).read_text())
     except OSError as exc:
         parser.error(f"argument --config: cannot read {path}: {exc.strerror}")
-    try:
-        if path.endswith((".yaml", ".yml")):
-            import yaml
-
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-    except Exception as exc:
-        parser.error(f"argument --config: {path} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {exc}")
+    except ValueError as exc:
+        parser.error(f"argument --config: {exc}")
     if not isinstance(values, dict):
         parser.error(f"argument --config: {path} must hold a mapping of config keys, got {type(values).__name__}")
     actions = {a.dest: a for a in parser._actions if a.dest not in _META}
+    checked = {}
     for key, value in values.items():
         if key == "model":
+            checked[key] = value
             continue
         if key not in actions:
-            parser.error(f"argument --config: {path} has unknown key {key!r}; known: {sorted(actions)}")
-        if actions[key].choices is not None and value not in actions[key].choices:
-            parser.error(f"argument --config: {path}: {key}={value!r}, expected one of {list(actions[key].choices)}")
-    return values
+            parser.error(f"argument --config: {path} has unknown key {key!r}{suggest(key, actions)}")
+        try:
+            checked[key] = check_config_value(actions[key], value)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"argument --config: {path}: key {key!r}: {exc}")
+    return checked
 
 
 def parse_family_args(name: str, argv: list[str]):
@@ -131,7 +124,7 @@ def parse_family_args(name: str, argv: list[str]):
     try:
         parser, spec = family_parser(name)
     except Exception as exc:  # the family module is missing or broken
-        argparse.ArgumentParser(prog="eoflow-fast train").error(
+        Parser(prog="eoflow-fast train").error(
             f"model family {name!r} is not available ({registry.FAMILY_MODULES[name]}): {type(exc).__name__}: {exc}")
     pre, _ = parser.parse_known_args(argv)  # --help and flag errors surface here
     if pre.config:
@@ -183,55 +176,77 @@ def run(args) -> int:
         run_dir = Path(meta.resume)
         try:
             config = engine.read_config(run_dir)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, CheckpointError) as exc:  # missing, or not JSON / damaged
             parser.error(f"argument --resume: {exc}")
         if config.get("model") != name:
             parser.error(f"argument --resume: {run_dir} is a {config.get('model')!r} run, not {name!r}")
         if meta.run_dir and Path(meta.run_dir).resolve() != run_dir.resolve():
             parser.error("argument --run-dir: with --resume the run folder is RUN_DIR; omit --run-dir")
-        frozen = sorted(k for k in explicit if k not in engine.RESUME_MUTABLE and k not in branch
+        frozen = sorted(k for k in explicit if k not in RESUME_MUTABLE and k not in branch
                         and values[k] != config.get(k))
         if frozen:
             parser.error(
                 "argument --resume: " + ", ".join(f"--{k.replace('_', '-')} ({config.get(k)!r} -> {values[k]!r})"
                                                   for k in frozen)
-                + f" cannot change on resume; only {sorted(engine.RESUME_MUTABLE - {'run_dir'})} can")
-        config.update({k: values[k] for k in explicit if k in engine.RESUME_MUTABLE})
+                + f" cannot change on resume; only {sorted(RESUME_MUTABLE - {'run_dir'})} can")
+        config.update({k: values[k] for k in explicit if k in RESUME_MUTABLE})
     else:
         run_dir = Path(meta.run_dir or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
         config = {"model": name, **values}
 
-    engine.seed_everything(config["seed"])
-    model, train_dataset, eval_dataset = spec.build(config)
-    evaluate = plot = None
-    if spec.evaluate is not None:
-        eval_parser = argparse.ArgumentParser()
-        if spec.add_eval_args is not None:
-            spec.add_eval_args(eval_parser)
-        eval_args = eval_parser.parse_args([])
+    with results_stdout(meta) as stdout:
+        apply_cpu_threads(config.get("cpu_threads", values["cpu_threads"]))
+        engine.seed_everything(config["seed"])
+        started = time.time()
+        model, train_dataset, eval_dataset = build_model(spec, config)
+        evaluate = plot = None
+        if spec.evaluate is not None:
+            eval_parser = Parser()
+            if spec.add_eval_args is not None:
+                spec.add_eval_args(eval_parser)
+            eval_args = eval_parser.parse_args([])
 
-        def evaluate(model, step):
-            return spec.evaluate(run_dir, model, config, eval_args)
-    if spec.plot is not None:
-        def plot(model, step):
-            spec.plot(run_dir, model, config, step)
+            def evaluate(model, step):
+                return spec.evaluate(run_dir, model, config, eval_args)
+        if spec.plot is not None:
+            def plot(model, step):
+                spec.plot(run_dir, model, config, step)
 
+        try:
+            summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
+                                   evaluate=evaluate, plot=plot, resume=bool(meta.resume),
+                                   overwrite=meta.overwrite, from_checkpoint=meta.from_checkpoint, branch=branch)
+        except engine.TrainingInterrupted as exc:
+            print(f"eoflow-fast train: {exc}", file=sys.stderr)
+            return 128 + exc.signum
+        except (engine.NonFiniteLossError, CheckpointError) as exc:
+            print(f"eoflow-fast train: error: {exc}", file=sys.stderr)
+            return 1
+        except ValueError as exc:
+            raise UsageError(exc) from exc
+        if int(os.environ.get("RANK", 0)) == 0:
+            print_train_summary(meta, name, summary, run_dir, started, stdout)
+        return 0
+
+
+def build_model(spec: registry.ModelSpec, config: dict):
+    """``spec.build(config)``; a dataset spec or family setting it refuses (ValueError, a missing
+    path) is a :class:`UsageError`. The family may fill resolved values into ``config``."""
     try:
-        summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
-                               evaluate=evaluate, plot=plot, resume=bool(meta.resume), overwrite=meta.overwrite,
-                               from_checkpoint=meta.from_checkpoint, branch=branch)
-    except engine.TrainingInterrupted as exc:
-        print(f"eoflow-fast train: {exc}", file=sys.stderr)
-        return 128 + exc.signum
-    except (engine.NonFiniteLossError, CheckpointError) as exc:
-        print(f"eoflow-fast train: error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"eoflow-fast train: error: {exc}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(json.dumps(jsonable(summary), indent=2))
-    return 0
+        return spec.build(config)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
+        raise UsageError(exc) from exc
+
+
+def print_train_summary(args, name: str, summary: dict, run_dir: Path, started: float, stream=None) -> None:
+    """The end of ``train``: steps and speed, the last loss terms and the headline evaluation
+    scores, the files written; ``--json`` prints the engine's whole summary instead."""
+    terms = {k: v for k, v in (summary.get("terms") or {}).items()
+             if k not in ("kind", "step", "time") and not k.startswith(("lr/", "_")) and isinstance(v, (int, float))}
+    scores = {**{f"train {k}": v for k, v in terms.items()}, **headline(summary.get("eval") or {})}
+    title = (f"train {name}: {summary['step']} steps in {summary['seconds']:.1f} s "
+             f"({summary['steps_per_second']:.3g} steps/s)")
+    print_summary(args, title, summary, scores, written_since(run_dir, started), folder=run_dir, stream=stream)
 
 
 def register(subparsers) -> None:

@@ -7,28 +7,19 @@ Exit status: 0 done, 1 unusable run folder, 2 usage error.
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import torch
 
-from .compress import save_grid
+from eoflow_fast.train.argtypes import float_in, int_at_least
+
+from .common import print_summary
+from .compress import add_run_args, open_run, save_grid
 
 
 def run(args) -> int:
-    from eoflow_fast.flows.family import open_eoflow_run
-    from eoflow_fast.train.checkpoint import CheckpointError
-
     parser = args.parser
-    if args.dims < 1 or args.steps < 2 or not args.range > 0:
-        parser.error(f"arguments --dims >= 1, --steps >= 2 and --range > 0 expected, "
-                     f"got --dims {args.dims} --steps {args.steps} --range {args.range}")
-    try:
-        model, _, test_set = open_eoflow_run(args.run_dir, args.checkpoint, args.device)
-    except (FileNotFoundError, ValueError, CheckpointError, json.JSONDecodeError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
+    model, _, test_set = open_run(args)
     if len(model.input_shape) != 3:
         parser.error(f"traversals need image data; this run's items have shape {model.input_shape}")
     if not 0 <= args.index < len(test_set):
@@ -46,8 +37,12 @@ def run(args) -> int:
             zk[:, k] = values
             rows.append(model.decode_full(zk))
     out = Path(args.out) if args.out else Path(args.run_dir) / f"traversal_{args.index}.png"
-    save_grid(out, rows, f"top {args.dims} dims, z_k from {-args.range:g} to {args.range:g}")
-    print(json.dumps({"dims": model.latent_order[:args.dims].tolist(), "saved": str(out)}))
+    dims = model.latent_order[:args.dims].tolist()
+    entropy = getattr(model, "order_entropy", model.entropy_running.cpu())
+    save_grid(out, rows, f"top {args.dims} dims, z_k from {-args.range:g} to {args.range:g} (H: explained entropy, nats)",
+              [f"z{k}: H = {float(entropy[k]):.2f}" for k in dims])
+    result = {"dims": dims, "saved": str(out)}
+    print_summary(args, f"traverse {args.run_dir}: item {args.index}, dims {result['dims']}", result, {}, [str(out)])
     return 0
 
 
@@ -55,11 +50,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("traverse", help="latent traversals of an EOFlow run's top dims",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", metavar="RUN_DIR", help="an 'eoflow-fast train eoflow' run folder")
-    parser.add_argument("--dims", type=int, default=8, help="how many top dims to traverse")
-    parser.add_argument("--steps", type=int, default=9, help="values per dim")
-    parser.add_argument("--range", type=float, default=2.5, help="traverse z_k over [-R, R]")
-    parser.add_argument("--index", type=int, default=0, help="test item to start from")
+    parser.add_argument("--dims", type=int_at_least(1), default=8, help="how many top dims to traverse")
+    parser.add_argument("--steps", type=int_at_least(2), default=9, help="values per dim")
+    parser.add_argument("--range", type=float_in(0.0, low_open=True), default=2.5, help="traverse z_k over [-R, R]")
+    parser.add_argument("--index", type=int_at_least(0), default=0, help="test item to start from")
     parser.add_argument("--out", metavar="FILE", help="PNG path (default RUN_DIR/traversal_<index>.png)")
-    parser.add_argument("--checkpoint", metavar="FILE", help="checkpoint (default: the latest in RUN_DIR)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    add_run_args(parser)
     parser.set_defaults(func=run, parser=parser)

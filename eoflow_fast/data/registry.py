@@ -39,8 +39,12 @@ PATH_SPECS = ("csv", "celeba", "folder", "packed")
 
 
 def _unknown(spec: str) -> ValueError:
-    return ValueError(f"unknown dataset spec {spec!r}; expected one of {PLAIN_SPECS} or "
-                      f"{tuple(p + ':PATH' for p in PATH_SPECS)}")
+    import difflib
+
+    known = (*PLAIN_SPECS, *(p + ":PATH" for p in PATH_SPECS))
+    near = difflib.get_close_matches(str(spec).split(":")[0], [k.split(":")[0] for k in known], n=1, cutoff=0.6)
+    hint = f"did you mean {next(k for k in known if k.split(':')[0] == near[0])!r}? " if near else ""
+    return ValueError(f"unknown dataset spec {spec!r}; {hint}expected one of {', '.join(known)}")
 
 
 def get_ground_truth(spec: str, **kw):

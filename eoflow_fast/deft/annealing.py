@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from eoflow_fast import ops
+from eoflow_fast import ops, progress
 from eoflow_fast.vae.likelihoods import gaussian_kl_per_dim
 from eoflow_fast.vae.objectives import VAE
 
@@ -140,7 +140,7 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
     kls = []  # device scalars, read back once at the end (no host sync per step)
     collapsed = False
     stairs = schedule == "staircase"
-    for step in range(steps):
+    for step in progress.bar(range(steps), "annealing steps", unit="step", max_lines=5):
         beta = beta_schedule(step, steps, beta_high, beta_low, schedule, levels=levels)
         plateau_end = stairs and (step == steps - 1 or staircase_level(step + 1, steps, levels) != staircase_level(step, steps, levels))
         if n <= batch_size:
@@ -189,13 +189,11 @@ def factor_annealing_runs(ground_truth, make_model: Callable[[], VAE], steps: in
     """{factor name: [AnnealingResult of each repeat]}; each repeat trains a fresh ``make_model()``
     on one enumerated factor (``enumerate_factor``). The IFP distribution of a factor is
     ``[r.ifp for r in runs[name]]`` (None where the test never froze)."""
-    out: dict[str, list[AnnealingResult]] = {}
-    for i in factors if factors is not None else range(ground_truth.num_factors):
-        name = ground_truth.factor_names[i]
-        out[name] = []
-        for _ in range(repeats):
-            data = torch.as_tensor(enumerate_factor(ground_truth, i, rng), dtype=torch.float32, device=device)
-            out[name].append(annealing_test(make_model().to(device), data, steps, **test_kw))
+    chosen = factors if factors is not None else range(ground_truth.num_factors)
+    out: dict[str, list[AnnealingResult]] = {ground_truth.factor_names[i]: [] for i in chosen}
+    for i, _ in progress.bar([(i, r) for i in chosen for r in range(repeats)], "ifp: factor x repeat", unit="run"):
+        data = torch.as_tensor(enumerate_factor(ground_truth, i, rng), dtype=torch.float32, device=device)
+        out[ground_truth.factor_names[i]].append(annealing_test(make_model().to(device), data, steps, **test_kw))
     return out
 
 
@@ -223,16 +221,29 @@ def plot_annealing(result: AnnealingResult, path: str, threshold: float = 0.1) -
 
 
 def plot_ifp_histograms(distributions: dict[str, list], path: str) -> None:
-    """One histogram of log10 IFP per factor (repeats that never froze are left out)."""
+    """One histogram of log10 IFP per factor (repeats that never froze are left out); when no
+    repeat of any factor froze the figure says so instead of drawing empty axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    if not any(v is not None for values in distributions.values() for v in values):
+        runs = sum(len(values) for values in distributions.values())
+        ax.text(0.5, 0.5, f"no factor froze\n(0 of {runs} runs of {', '.join(distributions)})",
+                ha="center", va="center", transform=ax.transAxes, wrap=True)
+        ax.set_axis_off()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return
     for name, values in distributions.items():
         finite = [v for v in values if v is not None]
-        ax.hist(np.log10(finite), bins=20, alpha=0.5, label=f"{name} ({len(finite)}/{len(values)} froze)")
+        label = f"{name} ({len(finite)}/{len(values)} froze)"
+        if finite:
+            ax.hist(np.log10(finite), bins=20, alpha=0.5, label=label)
+        else:
+            ax.plot([], [], " ", label=label)
     ax.set_xlabel("log10 IFP (beta)")
     ax.set_ylabel("count")
     ax.legend()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from eoflow_fast.train.argtypes import float_in, int_at_least
 from eoflow_fast.train.registry import ModelSpec, register
 from eoflow_fast.vae import family as vae_family
 
@@ -20,16 +21,16 @@ def add_args(parser) -> None:
     g = parser.add_argument_group("deft")
     g.add_argument("--preset", choices=sorted(PRESETS), default="dsprites", help="DEFT Table 2 setting")
     g.add_argument("--data", default=None, help="dataset spec (None: the preset's)")
-    g.add_argument("--groups", type=int, default=None, help="G (None: the preset's)")
-    g.add_argument("--latents-per-group", type=int, default=None, help="K (None: the preset's)")
-    g.add_argument("--betas", type=float, nargs="+", default=None, help="beta per stage (None: the preset's)")
-    g.add_argument("--stage-steps", type=int, default=None,
+    g.add_argument("--groups", type=int_at_least(1), default=None, help="G (None: the preset's)")
+    g.add_argument("--latents-per-group", type=int_at_least(1), default=None, help="K (None: the preset's)")
+    g.add_argument("--betas", type=float_in(0.0), nargs="+", default=None, help="beta per stage (None: the preset's)")
+    g.add_argument("--stage-steps", type=int_at_least(1), default=None,
                    help="steps per stage (None: the preset's epochs per stage * steps per epoch)")
-    g.add_argument("--deft-gamma", type=float, default=0.1, help="backward scale of the inactive encoders")
+    g.add_argument("--deft-gamma", type=float_in(0.0), default=0.1, help="backward scale of the inactive encoders")
     g.add_argument("--gamma-mode", choices=["lr", "grad"], default="lr",
                    help="lr: per-encoder learning rates (Algorithm 1); grad: gradient scaling (authors' code)")
-    g.add_argument("--recon", choices=["bernoulli", "l2"], default="bernoulli")
-    g.add_argument("--kl-log-every", type=int, default=100)
+    g.add_argument("--recon", choices=["bernoulli", "l2"], default="bernoulli", help="reconstruction loss")
+    g.add_argument("--kl-log-every", type=int_at_least(1), default=100, help="steps between per-dimension KL records")
 
 
 def preset_data(config: dict) -> str:
@@ -67,6 +68,7 @@ def build(config: dict):
     dataset = get_dataset(config["data"], split="train")
     kw = resolve(config, len(dataset))
     del kw["data"]
+    config.update({k: kw[k] for k in ("groups", "latents_per_group", "betas", "stage_steps")})  # config.json: used values
     kw["channels"] = vae_family.observation_shape(dataset)[0]
     total = kw["groups"] * kw["stage_steps"]
     if config.get("steps", total) < total:

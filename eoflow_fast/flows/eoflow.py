@@ -34,11 +34,26 @@ import math
 import torch
 from torch import nn
 
+from eoflow_fast import progress
+
 from .base import InvertibleModule
 from .conditioning import cond_channels, conditioned
 
 GAUSS_ENTROPY = 0.5 * (1.0 + math.log(2 * math.pi))
 MEMORY_MODES = ("stored", "reversible")
+
+
+def noise_entropy_floor(sigma: float) -> float:
+    """h(N(0, sigma^2)) = 0.5 log(2 pi e sigma^2): the entropy that i.i.d. input noise of std sigma
+    puts in every direction; a dimension whose explained entropy lies below it carries no signal."""
+    if not sigma > 0:
+        raise ValueError(f"noise_entropy_floor: sigma must be > 0, got {sigma}")
+    return 0.5 * math.log(2 * math.pi * math.e * sigma ** 2)
+
+
+def core_above_floor(entropy: torch.Tensor, sigma: float) -> int:
+    """Core size C = #{i : H_i > 0.5 log(2 pi e sigma^2)} for per-dimension entropies H (D,), at least 1."""
+    return max(1, int((entropy.double() > noise_entropy_floor(sigma)).sum()))
 
 
 def sample_dims(B: int, D: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -244,7 +259,8 @@ class EOFlow(nn.Module):
 
         For every batch of points (encoded once, activations kept) and every chunk of ``chunk`` dims,
         builds the (chunk*n, D) one-hot tangents, propagates them through the decoder tangent pass
-        and keeps only the column norms, so memory is O(batch_size * chunk * D). Returns ``entropy``
+        and keeps only the column norms, so memory is O(batch_size * chunk * D); progress is one item
+        per (batch, chunk) pass (``eoflow_fast.progress``). Returns ``entropy``
         H (D,), ``total_entropy`` H = D h + E log|det J|, ``mtc`` = sum_i H_i - H, ``order`` =
         argsort(H, descending). ``c``: the condition of each sample (N,) or (N, k), conditional flows only.
         """
@@ -252,29 +268,38 @@ class EOFlow(nn.Module):
         sum_log_norm = torch.zeros(D, dtype=torch.float64)
         sum_log_det = 0.0
         n = 0
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start:start + batch_size]
-            with self._rows_conditioned(c, start, batch_size):
-                z, log_det, decoder_jvp = self.encode_linearized(self.augment(xb, sigma))
-            sum_log_det += float(log_det.double().sum())
-            for c0 in range(0, D, chunk):
-                dims = torch.arange(c0, min(c0 + chunk, D), device=z.device)
-                tangent = z.new_zeros(len(dims) * z.shape[0], D)  # row j*n + b: e_{dims[j]} at z_b
-                tangent[torch.arange(tangent.shape[0], device=z.device), dims.repeat_interleave(z.shape[0])] = 1.0
-                u = decoder_jvp(tangent)
-                log_norm = 0.5 * torch.log((u.double() ** 2).sum(1)).view(len(dims), z.shape[0])
-                sum_log_norm[c0:c0 + len(dims)] += log_norm.sum(1).cpu()
-            n += xb.shape[0]
+        passes = [(start, c0) for start in range(0, x.shape[0], batch_size) for c0 in range(0, D, chunk)]
+        for start, c0 in progress.bar(passes, "explained entropy", unit="pass"):
+            if c0 == 0:  # a new batch of points: encode it once, keep the activations
+                xb = x[start:start + batch_size]
+                with self._rows_conditioned(c, start, batch_size):
+                    z, log_det, decoder_jvp = self.encode_linearized(self.augment(xb, sigma))
+                sum_log_det += float(log_det.double().sum())
+                n += xb.shape[0]
+            dims = torch.arange(c0, min(c0 + chunk, D), device=z.device)
+            tangent = z.new_zeros(len(dims) * z.shape[0], D)  # row j*n + b: e_{dims[j]} at z_b
+            tangent[torch.arange(tangent.shape[0], device=z.device), dims.repeat_interleave(z.shape[0])] = 1.0
+            u = decoder_jvp(tangent)
+            log_norm = 0.5 * torch.log((u.double() ** 2).sum(1)).view(len(dims), z.shape[0])
+            sum_log_norm[c0:c0 + len(dims)] += log_norm.sum(1).cpu()
         entropy = GAUSS_ENTROPY + sum_log_norm / n
         total = D * GAUSS_ENTROPY - sum_log_det / n  # log|det J| = -log|det df/dx|
         return {"entropy": entropy, "total_entropy": torch.tensor(total, dtype=torch.float64),
                 "mtc": entropy.sum() - total, "order": torch.argsort(entropy, descending=True)}
 
     def set_order(self, entropy: torch.Tensor) -> None:
-        """latent_order <- argsort(entropy, descending); core dims are latent_order[:C]."""
+        """latent_order <- argsort(entropy, descending); core dims are latent_order[:C]. The entropies
+        are kept (``order_entropy``, not saved in checkpoints) for ``core_above_noise``."""
         if entropy.shape != (self.dim,):
             raise ValueError(f"EOFlow.set_order: entropy must have shape ({self.dim},), got {tuple(entropy.shape)}")
         self.latent_order.copy_(torch.argsort(entropy, descending=True).to(self.latent_order))
+        self.order_entropy = entropy.detach().cpu().double()
+
+    def core_above_noise(self, sigma: float) -> int:
+        """``core_above_floor`` of the entropies behind ``latent_order`` (``set_order``; the running
+        training estimate when it was never called): the dims that input noise sigma does not drown."""
+        entropy = getattr(self, "order_entropy", None)
+        return core_above_floor(self.entropy_running if entropy is None else entropy, sigma)
 
     # ---------------------------------------------------------------- core / detail
     def _check_core(self, C: int) -> None:
@@ -325,6 +350,7 @@ class EOFlow(nn.Module):
 
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
-    """Per-item PSNR in dB, 10 log10(peak^2 / mean((x_hat - x)^2)) over non-batch dims, shape (B,)."""
+    """Per-item PSNR in dB, 10 log10(peak^2 / mean((x_hat - x)^2)) over non-batch dims, shape (B,);
+    +inf for an exact reconstruction (no cap: tables print it as "exact", JSON as "inf")."""
     mse = ((x_hat - x) ** 2).reshape(x.shape[0], -1).mean(1)
-    return 10 * torch.log10(peak ** 2 / mse.clamp_min(1e-20))
+    return 10 * torch.log10(peak ** 2 / mse)

@@ -7,6 +7,11 @@ Table (all on the test split, images in [0, 1], PSNR per image averaged, peak 1)
              compression ratio D/C (latent count, no quantisation)
   denoise    for sigma_test in {0.05, 0.1, 0.2} and each C: PSNR(noisy), PSNR(EOFlow top-C),
              PSNR(PCA top-C), gains = denoised - noisy (dB)
+  core rule  per sigma_test: C_auto = #{i : H_i > 0.5 log(2 pi e sigma_test^2)} (the noise floor),
+             from EOFlow's explained entropies H_i and from PCA's Gaussian entropies
+             0.5 log(2 pi e lambda_i) (i.e. lambda_i > sigma_test^2), with its PSNR, next to the
+             best C of the searched core sizes and its PSNR
+An exact reconstruction has PSNR +inf: printed "exact", written "inf" in JSON.
 PCA is fitted on (up to ``pca_samples``) training items: x_hat = mu + P_C P_C^T (x - mu).
 """
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .eoflow import EOFlow, psnr
+from .eoflow import EOFlow, core_above_floor, psnr
 
 DENOISE_SIGMAS = (0.05, 0.1, 0.2)
 
@@ -40,7 +45,15 @@ class PCA:
         self.components = Vh.T
         self.eigenvalues = S ** 2 / X.shape[0]
 
+    def core_above_noise(self, sigma: float) -> int:
+        """Components whose Gaussian entropy 0.5 log(2 pi e lambda_i) exceeds the noise floor
+        0.5 log(2 pi e sigma^2) (i.e. lambda_i > sigma^2), at least 1."""
+        return core_above_floor(0.5 * torch.log(2 * math.pi * math.e * self.eigenvalues), sigma)
+
     def truncate(self, x: torch.Tensor, C: int) -> torch.Tensor:
+        """mu + P_C P_C^T (x - mu); x itself when C = D (P P^T = I: exact, not round-off)."""
+        if C >= self.components.shape[0]:
+            return x.clone()
         flat = x.reshape(x.shape[0], -1).double() - self.mean
         P = self.components[:, :C]
         return ((flat @ P) @ P.T + self.mean).to(x.dtype).reshape(x.shape)
@@ -120,17 +133,29 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
         report["compression"].append({
             "C": C, "ratio": D / C, "psnr_eoflow": float(psnr(rec, x_test).mean()),
             "psnr_pca": float(psnr(pca.truncate(x_test, C).to(device), x_test).mean())})
+    report["core_rule"] = []
     for sigma in DENOISE_SIGMAS:
         noisy = x_test + sigma * torch.randn_like(x_test)
         base = float(psnr(noisy, x_test).mean())
+        psnr_at = {"eoflow": lambda C: float(psnr(_batched(lambda xb: model.denoise(xb, C), noisy, model=model,
+                                                           c=c_test), x_test).mean()),
+                   "pca": lambda C: float(psnr(pca.truncate(noisy, C).to(device), x_test).mean())}
+        searched = {"eoflow": {}, "pca": {}}
         for C in core_sizes:
             if C == D:
                 continue
-            den = float(psnr(_batched(lambda xb: model.denoise(xb, C), noisy, model=model, c=c_test), x_test).mean())
-            den_pca = float(psnr(pca.truncate(noisy, C).to(device), x_test).mean())
+            den, den_pca = psnr_at["eoflow"](C), psnr_at["pca"](C)
+            searched["eoflow"][C], searched["pca"][C] = den, den_pca
             report["denoising"].append({"sigma": sigma, "C": C, "psnr_noisy": base, "psnr_eoflow": den,
                                         "psnr_pca": den_pca, "gain_eoflow": den - base, "gain_pca": den_pca - base})
-    (run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        rule = {"sigma": sigma, "psnr_noisy": base}
+        for name, auto in (("eoflow", model.core_above_noise(sigma)), ("pca", pca.core_above_noise(sigma))):
+            best = max(searched[name], key=searched[name].get) if searched[name] else auto
+            rule.update({f"C_auto_{name}": auto, f"psnr_auto_{name}": psnr_at[name](auto),
+                         f"C_best_{name}": best, f"psnr_best_{name}": searched[name].get(best, psnr_at[name](best))})
+        report["core_rule"].append(rule)
+    from eoflow_fast.train.logging import jsonable
+    (run_dir / "eval.json").write_text(json.dumps(jsonable(report), indent=2) + "\n")
     print(format_table(report))
     if plots:
         make_plots(model, run_dir, x_test, sorted_h, pca_h, core_sizes, c_test=c_test)
@@ -144,23 +169,39 @@ def format_table(report: dict) -> str:
              "  compression:   C   D/C   PSNR EOFlow   PSNR PCA   top-C entropy share"]
     for row in report["compression"]:
         share = report["entropy_top_fraction"][str(row["C"])]
-        lines.append(f"             {row['C']:5d} {row['ratio']:6.1f}   {row['psnr_eoflow']:8.2f} dB  "
-                     f"{row['psnr_pca']:7.2f} dB   {share:6.1%}")
+        lines.append(f"             {row['C']:5d} {row['ratio']:6.1f}   {format_db(row['psnr_eoflow'], 8)}  "
+                     f"{format_db(row['psnr_pca'], 7)}   {share:6.1%}")
     lines.append("  denoising: sigma     C   PSNR noisy   EOFlow (gain)        PCA (gain)")
     for row in report["denoising"]:
         lines.append(f"             {row['sigma']:5.2f} {row['C']:5d}   {row['psnr_noisy']:7.2f}   "
                      f"{row['psnr_eoflow']:6.2f} ({row['gain_eoflow']:+5.2f})   {row['psnr_pca']:6.2f} ({row['gain_pca']:+5.2f})")
+    lines.append("  core choice: sigma   EOFlow C_auto (PSNR)  best C (PSNR)   PCA C_auto (PSNR)  best C (PSNR)"
+                 "   [C_auto: dims with H_i > 0.5 log(2 pi e sigma^2)]")
+    for r in report.get("core_rule", []):
+        lines.append(f"             {r['sigma']:5.2f}   {r['C_auto_eoflow']:6d} ({r['psnr_auto_eoflow']:6.2f})  "
+                     f"{r['C_best_eoflow']:6d} ({r['psnr_best_eoflow']:6.2f})   {r['C_auto_pca']:6d} "
+                     f"({r['psnr_auto_pca']:6.2f})  {r['C_best_pca']:6d} ({r['psnr_best_pca']:6.2f})")
     return "\n".join(lines)
 
 
-def _grid(ax, images: torch.Tensor, title: str) -> None:
-    """images (R, K, C, H, W) in [0, 1] -> one R x K mosaic, tiles separated by 1 grey pixel."""
+def format_db(value: float, width: int = 7) -> str:
+    """A PSNR for a table: f"{value:width.2f} dB", or "exact" (right-aligned) for +inf."""
+    return f"{'exact':>{width + 3}}" if value == math.inf else f"{value:{width}.2f} dB"
+
+
+def _grid(ax, images: torch.Tensor, title: str, row_labels: list[str] | None = None) -> None:
+    """images (R, K, C, H, W) in [0, 1] -> one R x K mosaic, tiles separated by 1 grey pixel;
+    ``row_labels`` (R strings) are written left of the rows."""
     images = torch.nn.functional.pad(images.clamp(0, 1), (1, 0, 1, 0), value=0.5)
     R, K, C, H, W = images.shape
     mosaic = images.permute(0, 3, 1, 4, 2).reshape(R * H, K * W, C).cpu().numpy()
     ax.imshow(mosaic[..., 0] if C == 1 else mosaic, cmap="gray" if C == 1 else None, vmin=0, vmax=1)
     ax.set_title(title)
-    ax.axis("off")
+    ax.set_xticks([])
+    ax.set_yticks([H * (r + 0.5) for r in range(R)], row_labels if row_labels is not None else [""] * R)
+    ax.tick_params(left=False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def make_plots(model: EOFlow, run_dir: Path, x_test, sorted_h, pca_h, core_sizes, n_show: int = 8,
@@ -188,9 +229,10 @@ def make_plots(model: EOFlow, run_dir: Path, x_test, sorted_h, pca_h, core_sizes
         return model.conditioned(None if c_test is None else c_test[:n])
     with cond(n_show):
         rows = [x] + [model.compress(x, C) for C in core_sizes]
-    fig, ax = plt.subplots(figsize=(n_show, len(rows) * 1.1))
-    _grid(ax, torch.stack(rows), "rows: original, then core sizes C = " + ", ".join(map(str, core_sizes)))
-    fig.savefig(run_dir / "reconstructions.png", dpi=120)
+    fig, ax = plt.subplots(figsize=(n_show + 1, len(rows) * 1.1))
+    _grid(ax, torch.stack(rows), "originals, then reconstructions from the top C dims",
+          ["original"] + [f"C = {C}" for C in core_sizes])
+    fig.savefig(run_dir / "reconstructions.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
     C = core_sizes[len(core_sizes) // 2]
@@ -199,18 +241,19 @@ def make_plots(model: EOFlow, run_dir: Path, x_test, sorted_h, pca_h, core_sizes
         samples = [model.decode(z_core, "zero")] + [model.decode(z_core, "sample") for _ in range(7)]
     fig, ax = plt.subplots(figsize=(8, 6))
     _grid(ax, torch.stack(samples, 1), f"detail resampling at C = {C}: zero detail, then 7 prior draws")
-    fig.savefig(run_dir / "detail_resampling.png", dpi=120)
+    fig.savefig(run_dir / "detail_resampling.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
     with cond(1):  # one item's condition, broadcast over its traversal rows
         z, _ = model.encode(x[:1])
         values = torch.linspace(-2.5, 2.5, 9, device=z.device)
-        rows = []
-        for k in model.latent_order[:8].tolist():
+        rows, labels = [], []
+        for rank, k in enumerate(model.latent_order[:8].tolist()):
             zk = z.repeat(len(values), 1)
             zk[:, k] = values
             rows.append(model.decode_full(zk))
-    fig, ax = plt.subplots(figsize=(9, 8))
-    _grid(ax, torch.stack(rows), "latent traversals of the top 8 dims (z_k from -2.5 to 2.5)")
-    fig.savefig(run_dir / "traversals.png", dpi=120)
+            labels.append(f"z{k}: H = {float(sorted_h[rank]):.2f}")
+    fig, ax = plt.subplots(figsize=(10, 8))
+    _grid(ax, torch.stack(rows), "latent traversals of the top 8 dims (z_k from -2.5 to 2.5; H in nats)", labels)
+    fig.savefig(run_dir / "traversals.png", dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -25,7 +25,7 @@ import math
 import torch
 
 from ..train import registry
-from ..train.argtypes import int_at_least
+from ..train.argtypes import float_in, int_at_least, set_default
 from .architectures import mlp_flow, multiscale_flow
 from .eoflow import EOFlow
 
@@ -33,18 +33,6 @@ ARCHS = ("mlp", "glow", "realnvp")
 
 
 _positive_int, _nonneg_int = int_at_least(1), int_at_least(0)
-
-
-def _float_in(low: float, high: float = math.inf):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a number in [{low}, {high}], got {text}")
-        return value
-    return parse
 
 
 def _core_sizes(text: str) -> list[int]:
@@ -67,10 +55,10 @@ def add_args(parser) -> None:
     g.add_argument("--levels", type=_positive_int, default=2, help="scales (glow/realnvp)")
     g.add_argument("--steps-per-level", type=_positive_int, default=4, help="flow steps per scale (glow/realnvp)")
     g.add_argument("--hidden", type=_positive_int, default=128, help="subnet width (units or channels)")
-    g.add_argument("--lam", type=_float_in(0.0, 1.0), default=1.0, help="weight of the manifold NLL, in [0, 1] (1 = MML)")
-    g.add_argument("--sigma", type=_float_in(0.0), default=0.05, help="training noise std (manifold inflation)")
-    g.add_argument("--clamp", type=_float_in(1e-6), default=2.0, help="soft clamp of the coupling scales")
-    g.add_argument("--clamp-fn", default="atan", choices=("atan", "tanh", "none"))
+    g.add_argument("--lam", type=float_in(0.0, 1.0), default=1.0, help="weight of the manifold NLL, in [0, 1] (1 = MML)")
+    g.add_argument("--sigma", type=float_in(0.0), default=0.05, help="training noise std (manifold inflation)")
+    g.add_argument("--clamp", type=float_in(0.0, low_open=True), default=2.0, help="soft clamp of the coupling scales")
+    g.add_argument("--clamp-fn", default="atan", choices=("atan", "tanh", "none"), help="soft-clamp function")
     g.add_argument("--quant-bins", type=_nonneg_int, default=0,
                    help="data are multiples of 1/quant_bins (0: 16 for digits, 255 otherwise)")
     g.add_argument("--eval-samples", type=_positive_int, default=512, help="test items in the evaluation")
@@ -85,10 +73,6 @@ def add_args(parser) -> None:
     g.add_argument("--condition", default="none", choices=("none", "label"),
                    help="label: class-conditional flow, every coupling subnet reads the one-hot class label "
                         "(datasets with labels: digits)")
-    g.add_argument("--cpu-threads", type=_nonneg_int, default=1,
-                   help="torch intra-op threads, set when the model is built (0: leave torch's default). "
-                        "1 suits the small default model: on a shared CPU, OpenMP threads that wait on a busy "
-                        "core slowed a digits step from 0.07 s to 0.3-2.8 s in our measurements")
     parser.set_defaults(steps=1200, batch_size=256, lr=2e-3, lr_schedule="cosine", warmup_steps=50,
                         grad_clip=10.0, ckpt_every=400)
 
@@ -98,8 +82,6 @@ def _check(config: dict) -> None:
         raise ValueError(f"eoflow: --lam must be in [0, 1], got {config['lam']}")
     if config["sigma"] < 0:
         raise ValueError(f"eoflow: --sigma must be >= 0, got {config['sigma']}")
-    if config["cpu_threads"] < 0:
-        raise ValueError(f"eoflow: --cpu-threads must be >= 0, got {config['cpu_threads']}")
     if config["arch"] not in ARCHS:
         raise ValueError(f"eoflow: --arch must be one of {ARCHS}, got {config['arch']!r}")
 
@@ -109,8 +91,6 @@ def build(config: dict):
     defaults = vars(_defaults_parser().parse_args([]))
     config = {**defaults, **config}
     _check(config)
-    if config["cpu_threads"] > 0:
-        torch.set_num_threads(config["cpu_threads"])
     labelled = config.get("condition", "none") == "label"
     train_set, test_set = (_dataset(config["data"], split, labelled) for split in ("train", "test"))
     item = train_set[0]
@@ -163,9 +143,17 @@ def _defaults_parser() -> argparse.ArgumentParser:
 
 
 def add_eval_args(parser) -> None:
-    parser.add_argument("--core-sizes", type=_core_sizes, default=None, help="C values, e.g. 4,16,64")
+    from .. import metrics
+
+    parser.add_argument("--core-sizes", type=_core_sizes, default=None,
+                        help="C values, e.g. 4,16,64 (default: the training config's, else powers of 2 up to D and D)")
     parser.add_argument("--eval-samples", type=_positive_int, default=None, help="test items (default: training config)")
     parser.add_argument("--no-plots", action="store_true", help="skip the plots")
+    metrics.add_eval_args(parser)
+    set_default(parser, "metrics", None,
+                f"comma-separated metrics on the run's ground truth (dsprites*, triangle, fa*), from "
+                f"{', '.join(metrics.METRICS)}; 'default' = {','.join(metrics.DEFAULT_METRICS)}; codes are z in "
+                f"explained-entropy order, 'flow' uses the decoder Jacobian (default: none, the flow report only)")
 
 
 def evaluate(run_dir, model, config: dict, args=None) -> dict:
@@ -186,7 +174,48 @@ def evaluate(run_dir, model, config: dict, args=None) -> dict:
     flat = {"bits_per_dim": report["bits_per_dim"], "bits_per_dim_noisy": report["bits_per_dim_noisy"],
             "mtc": report["mtc"]}
     flat.update({f"psnr_C{row['C']}": row["psnr_eoflow"] for row in report["compression"]})
+    if getattr(args, "metrics", None):
+        flat["metrics"] = ground_truth_metrics(run_dir, model, config, args)
     return flat
+
+
+def ground_truth_metrics(run_dir, model: EOFlow, config: dict, args) -> dict:
+    """``metrics.evaluate(--metrics)`` on the ground truth of ``config["data"]`` with the codes
+    z[:, latent_order] (highest explained entropy first) and, for "flow", the decoder Jacobian
+    dx/dz in the same order. Raises ``registry.UsageError`` for data without ground truth."""
+    from .. import metrics
+    from ..data import get_ground_truth
+    from ..data.registry import FA_CONFIGS, GROUND_TRUTH_SPECS
+
+    if config["data"] not in (*GROUND_TRUTH_SPECS, *FA_CONFIGS):
+        raise registry.UsageError(f"argument --metrics: run data {config['data']!r} has no ground-truth factors "
+                                  f"(metrics need one of {', '.join((*GROUND_TRUTH_SPECS, *FA_CONFIGS))})")
+    device = next(model.parameters()).device
+    order = model.latent_order.to(device)
+    inverse = torch.argsort(order)
+
+    @torch.no_grad()
+    def representation_fn(observations):
+        x = torch.as_tensor(observations, dtype=torch.float32)
+        codes = [model.encode(c.to(device))[0][:, order] for c in x.split(256)]
+        return torch.cat(codes).cpu().numpy()
+
+    @torch.no_grad()
+    def jacobian_fn(codes, chunk: int = 64):
+        z = torch.as_tensor(codes, dtype=torch.float32, device=device)[:, inverse]
+        n, dim = z.shape
+        columns = []
+        for start in range(0, dim, chunk):
+            dims = order[start:start + chunk]
+            dz = torch.zeros(len(dims), n, dim, device=device)
+            dz[torch.arange(len(dims)), :, dims] = 1.0
+            jvp = model.decoder_jvp(z.repeat(len(dims), 1), dz.reshape(-1, dim))
+            columns.append(jvp.reshape(len(dims), n, -1).permute(1, 2, 0))
+        return torch.cat(columns, dim=2).cpu().numpy()
+
+    kw = metrics.eval_kwargs(args)
+    return metrics.evaluate(kw.pop("names"), get_ground_truth(config["data"]), representation_fn, kw.pop("rng"),
+                            out_dir=run_dir, jacobian_fn=jacobian_fn, **kw)
 
 
 SPEC = registry.register(registry.ModelSpec(

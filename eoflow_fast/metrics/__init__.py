@@ -30,6 +30,8 @@ of them); a keyword no metric takes is an error. Label-free metrics take model c
 "fvh_lt", ``jacobian_fn(codes) -> (n, D_out, D)`` for "flow"; these may always be passed and are
 ignored by metrics that do not use them. "separation" is computed from "dbsr_ls" (and "fvh_lt"
 when ``decode_fn`` is given, "informative" when ``encoder_fn`` is given), which are added to the run.
+``progress``: per-metric progress lines (and per factor / batch inside the slow metrics) through
+``eoflow_fast.progress``; False silences them, None keeps the current default (on).
 With ``out_dir`` the table is printed and JSON + heat maps are written (``report.write_report``).
 
 A model family's ``evaluate`` hook (``eoflow-fast eval RUN_DIR --metrics mig,dci``) is::
@@ -56,6 +58,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from eoflow_fast import progress as _progress
 
 from ._common import sample_codes_factors
 from .alignment import align_runs, apply_alignment, greedy_alignment
@@ -104,7 +108,7 @@ class Metric:
 METRICS: dict[str, Metric] = {
     "mig": Metric(compute_mig, lambda tr, te, rs, **p: mig(*tr, **p)),
     "nmi": Metric(compute_nmi, lambda tr, te, rs, **p: nmi(*tr, **p)),
-    "dci": Metric(compute_dci, lambda tr, te, rs: dci(*tr, *te, random_state=rs.randint(_SEED_RANGE)), True),
+    "dci": Metric(compute_dci, lambda tr, te, rs, **p: dci(*tr, *te, **p, random_state=rs.randint(_SEED_RANGE)), True),
     "sap": Metric(compute_sap, lambda tr, te, rs, **p: sap(*tr, *te, **p, random_state=rs.randint(_SEED_RANGE)),
                   True),
     "modularity": Metric(compute_modularity_explicitness, lambda tr, te, rs, **p: modularity_explicitness(*tr, *te, **p),
@@ -210,8 +214,14 @@ def _separation(results: dict) -> dict:
     return separation_index(association, mask)
 
 
-def evaluate(names, ground_truth_data, representation_fn, rng=0, out_dir=None, **kw) -> dict:
+def evaluate(names, ground_truth_data, representation_fn, rng=0, out_dir=None, progress: bool | None = None,
+             **kw) -> dict:
     """Run the named metrics on ``ground_truth_data`` and return {name: scores} (see the module docstring)."""
+    with _progress.enabled(_progress.is_enabled() if progress is None else progress):
+        return _evaluate(names, ground_truth_data, representation_fn, rng, out_dir, kw)
+
+
+def _evaluate(names, ground_truth_data, representation_fn, rng, out_dir, kw: dict) -> dict:
     names = _with_dependencies(parse_metric_names(names), kw)
     model_callables = {k: kw.pop(k) for k in MODEL_CALLABLES if k in kw}
     plans = _split_kwargs(names, {**kw, **{k: v for k, v in model_callables.items()
@@ -221,7 +231,7 @@ def evaluate(names, ground_truth_data, representation_fn, rng=0, out_dir=None, *
         raise TypeError(f"evaluate: rng must be an int seed or np.random.RandomState, got {type(rng).__name__}")
     draws = _SharedDraws(ground_truth_data, representation_fn, int(rng)) if seeded else None
     results = {}
-    for name in names:
+    for name in _progress.bar(names, "metrics", unit="metric"):
         metric, params = METRICS[name], dict(plans[name])
         if name == "separation":
             results[name] = _separation(results)
@@ -234,7 +244,7 @@ def evaluate(names, ground_truth_data, representation_fn, rng=0, out_dir=None, *
             results[name] = metric.compute(ground_truth_data, representation_fn,
                                            np.random.RandomState(int(rng)) if seeded else rng, **params)
     if out_dir is not None:
-        write_report(results, out_dir)
+        write_report(results, out_dir, factor_names=getattr(ground_truth_data, "factor_names", None))
     return results
 
 

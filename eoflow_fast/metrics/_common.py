@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from eoflow_fast import progress
+
 RepresentationFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -105,7 +107,7 @@ def sample_codes_factors(ground_truth_data, representation_fn: RepresentationFn,
 
 def sample_intervention_batches(ground_truth_data, representation_fn: RepresentationFn, num_points: int,
                                 rng: np.random.RandomState, batch_size: int, make_factors,
-                                chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                                chunk: int = 16, desc: str = "intervention batches") -> tuple[np.ndarray, np.ndarray]:
     """Codes of ``num_points`` intervention groups, drawn in disentanglement_lib's random order.
 
     For each point: ``k = rng.randint(num_factors)``, then ``make_factors(k, rng)`` returns a list of
@@ -113,11 +115,11 @@ def sample_intervention_batches(ground_truth_data, representation_fn: Representa
     turned into observations with ``ground_truth_data.sample_observations_from_factors`` in order.
     ``representation_fn`` runs on ``chunk`` points at a time. Returns the factor indices k
     (num_points,) and, for each factor array of a point, codes (num_points, batch_size, d) as a
-    stacked array (num_points, num_arrays, batch_size, d).
+    stacked array (num_points, num_arrays, batch_size, d). Progress is reported as ``desc``.
     """
     indices = np.zeros(num_points, dtype=np.int64)
     groups, pending = [], []
-    for p in range(num_points):
+    for p in progress.bar(range(num_points), desc, unit="batch"):
         indices[p] = rng.randint(ground_truth_data.num_factors)
         factor_arrays = make_factors(int(indices[p]), rng)
         pending.append([np.asarray(ground_truth_data.sample_observations_from_factors(f, rng)) for f in factor_arrays])

@@ -56,8 +56,8 @@ def compute_beta_vae(ground_truth_data, representation_fn, rng, batch_size: int 
     """Dataset-level BetaVAE score; draws from ``rng`` in disentanglement_lib's order."""
     make = _paired_factors(ground_truth_data, batch_size)
     train_labels, train_codes = sample_intervention_batches(ground_truth_data, representation_fn, num_train, rng,
-                                                            batch_size, make)
+                                                            batch_size, make, desc="beta_vae: train batches")
     eval_labels, eval_codes = sample_intervention_batches(ground_truth_data, representation_fn, num_eval, rng,
-                                                          batch_size, make)
+                                                          batch_size, make, desc="beta_vae: eval batches")
     return beta_vae(beta_vae_features(train_codes[:, 0], train_codes[:, 1]), train_labels,
                     beta_vae_features(eval_codes[:, 0], eval_codes[:, 1]), eval_labels, random_state=rng)

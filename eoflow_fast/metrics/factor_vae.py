@@ -83,8 +83,8 @@ def compute_factor_vae(ground_truth_data, representation_fn, rng, batch_size: in
         return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
     make = _fixed_factor(ground_truth_data, batch_size)
     train_index, train_codes = sample_intervention_batches(ground_truth_data, representation_fn, num_train, rng,
-                                                           batch_size, make)
+                                                           batch_size, make, desc="factor_vae: train batches")
     eval_index, eval_codes = sample_intervention_batches(ground_truth_data, representation_fn, num_eval, rng,
-                                                         batch_size, make)
+                                                         batch_size, make, desc="factor_vae: eval batches")
     return factor_vae(global_codes, train_codes[:, 0], train_index, eval_codes[:, 0], eval_index,
                       ground_truth_data.num_factors, threshold)

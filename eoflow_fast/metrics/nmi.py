@@ -6,8 +6,10 @@ From the same MI matrix m (d, F) and factor entropies H as MIG (20-bin discretis
     NMI1 = sum_k NMI(c_k, 1),   NMI2 = sum_k NMI(c_k, 2)                      (eq. 8)
     MIG  = mean_k [NMI(c_k, 1) - NMI(c_k, 2)]                                 (eq. 7)
 
-[INFERRED] Eq. 8 writes sums over factors while the text says "mean"; the sum is implemented
-(per metrics.md §3), so NMI1 lies in [0, F]. ``nmi_matrix`` = m / H (d, F) is the heat map.
+[INFERRED] Eq. 8 writes sums over factors while the text says "mean"; both are returned, named
+for what they are: ``nmi1_sum`` / ``nmi2_sum`` (eq. 8, per metrics.md §3; in [0, F]) and
+``nmi1_mean`` / ``nmi2_mean`` (= sum / F, in [0, 1]). MIG (eq. 7) = nmi1_mean - nmi2_mean is the
+``mig`` metric's score and is not repeated here. ``nmi_matrix`` = m / H (d, F) is the heat map.
 """
 from __future__ import annotations
 
@@ -25,12 +27,14 @@ def nmi_from_mi(mi: np.ndarray, factor_entropy: np.ndarray) -> dict:
         raise ValueError(f"nmi: needs at least 2 latents, got mi matrix of shape {mi.shape}")
     nmi_matrix = mi / factor_entropy[None, :]
     top = np.sort(nmi_matrix, axis=0)[::-1]
-    return {"nmi1": float(top[0].sum()), "nmi2": float(top[1].sum()), "mig": float(np.mean(top[0] - top[1])),
+    return {"nmi1_sum": float(top[0].sum()), "nmi1_mean": float(top[0].mean()),
+            "nmi2_sum": float(top[1].sum()), "nmi2_mean": float(top[1].mean()),
             "nmi1_per_factor": top[0], "nmi2_per_factor": top[1], "nmi_matrix": nmi_matrix}
 
 
 def nmi(codes, factors, num_bins: int = NUM_BINS, device=None) -> dict:
-    """NMI1, NMI2, MIG, per-factor NMI(c_k, 1..2) and the NMI matrix (d, F) of codes (N, d) vs factors (N, F)."""
+    """NMI1, NMI2 (sum and mean over factors), per-factor NMI(c_k, 1..2) and the NMI matrix (d, F)
+    of codes (N, d) vs factors (N, F)."""
     n, _ = check_code_shape("nmi", "codes", codes)
     factors = check_factors("nmi", "factors", factors, n)
     mi, entropy = mutual_info_matrix(codes, factors, num_bins, device)

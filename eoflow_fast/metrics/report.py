@@ -61,8 +61,9 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def save_heatmaps(results: dict, out_dir) -> list[Path]:
-    """One PNG per matrix listed in ``HEATMAPS`` that is present; returns the paths written."""
+def save_heatmaps(results: dict, out_dir, factor_names=None) -> list[Path]:
+    """One PNG per matrix listed in ``HEATMAPS`` that is present; returns the paths written.
+    ``factor_names`` (one per factor column) label the factor axis instead of column numbers."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -79,6 +80,8 @@ def save_heatmaps(results: dict, out_dir) -> list[Path]:
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        if xlabel == "factor" and factor_names is not None and len(factor_names) == matrix.shape[1]:
+            ax.set_xticks(range(matrix.shape[1]), list(factor_names), rotation=45, ha="right")
         if metric == "flow" and "mpmi_dims" in results[metric] and matrix.shape[0] <= 50:
             dims = np.asarray(results[metric]["mpmi_dims"])
             ax.set_xticks(range(len(dims)), dims, fontsize=6)
@@ -91,13 +94,14 @@ def save_heatmaps(results: dict, out_dir) -> list[Path]:
     return paths
 
 
-def write_report(results: dict, out_dir, print_table: bool = True) -> Path:
-    """Print the table (optional), write ``out_dir/metrics.json`` and the heat maps; returns the JSON path."""
+def write_report(results: dict, out_dir, print_table: bool = True, factor_names=None) -> Path:
+    """Print the table (optional), write ``out_dir/metrics.json`` and the heat maps (factor axes
+    labelled with ``factor_names`` when given); returns the JSON path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if print_table:
         print(format_table(results))
     path = out_dir / "metrics.json"
     path.write_text(json.dumps(_jsonable(results), indent=2))
-    save_heatmaps(results, out_dir)
+    save_heatmaps(results, out_dir, factor_names)
     return path

@@ -6,7 +6,15 @@ Public functions
 ``affine_coupling(x, s_raw, t, *, clamp=2.0, clamp_fn="atan", reverse=False, backend="auto")``
     -> ``(y, log_det)``; x, s_raw, t share one shape (B, *), log_det has shape (B,).
     s = soft_clamp(s_raw); forward y = x e^s + t, log_det = sum s; reverse y = (x - t) e^-s,
-    log_det = -sum s (sums over all non-batch dims).
+    log_det = -sum s (sums over all non-batch dims; B = 0 or empty feature dims give empty
+    outputs / zero log-dets).
+    ``clamp_fn`` (formulas in ``eoflow_fast/reference/affine_coupling.py``, c = ``clamp``):
+    "atan" c (2/pi) atan(s_raw/c); "tanh" c tanh(s_raw/c); "none" s_raw;
+    "freia_atan" 0.636 c atan(s_raw); "freia_tanh" c tanh(s_raw); "freia_sigmoid" c 2 (sigmoid(s_raw) - 1/2)
+    (FrEIA 0.2's ATAN / TANH / SIGMOID); "logsigmoid" log sigmoid(s_raw + c) and "neg_logsigmoid"
+    -log sigmoid(s_raw + c) (normflows' "sigmoid_inv" / "sigmoid" scale maps with c = 2).
+    ``clamp`` must be a finite float, and > 0 except for the two sigmoid maps, where it is an
+    offset added to s_raw, not a bound. ``reverse`` must be a bool.
 ``affine_coupling_jvp(x, s_raw, t, dx, ds_raw, dt, *, ...)`` -> ``(y, log_det, dy, dlog_det)``:
     the primal and its tangent in one fused pass; its backward takes gradients for all four
     outputs (reverse-over-forward), which EOFlow's Jacobian term needs.
@@ -19,7 +27,10 @@ with fake (meta) implementations, so ``torch.compile`` keeps each one as a singl
 An ``autograd.Function`` around them supplies reverse mode (one fused backward that recomputes
 e^s from the inputs; the gradient of t in the forward direction is the incoming gradient itself)
 and forward mode (``jvp``), so the op also works under ``torch.autograd.forward_ad`` and
-``torch.func.jvp``; the tangent it returns is itself differentiable. The "torch" backend
+``torch.func.jvp``; the tangent it returns is itself differentiable. When a backward pass builds
+a graph (``create_graph=True``: double backward), the Functions' backward evaluates the
+reference's vector-Jacobian product with autograd instead of the fused kernel
+(``ops/_reference_vjp.py``), so derivatives of every order are exact. The "torch" backend
 calls the reference, which autograd differentiates directly. In plain eager mode the wrappers
 skip the custom-op and ``setup_context`` layers (``ops/_eager.py``: about 100 us per call saved).
 """
@@ -28,12 +39,13 @@ from __future__ import annotations
 import torch
 
 from ..reference import affine_coupling as ref
-from ._checks import check_choice, check_same
-from ._dispatch import cpp_ops, resolve, triton_kernels
+from ._checks import check_bool, check_choice, check_finite_float, check_positive_float, check_same
+from ._dispatch import BACKENDS, cpp_ops, resolve, triton_kernels
 from ._eager import direct, eager_twin, pick
+from ._reference_vjp import reference_vjp
 
 OP = "affine_coupling"
-CLAMP_IDS = {"atan": 0, "tanh": 1, "none": 2}
+CLAMP_IDS = {name: i for i, name in enumerate(ref.CLAMP_FNS)}  # the ids of csrc/ and kernels/
 soft_clamp = ref.soft_clamp
 
 
@@ -112,8 +124,13 @@ def _(x, s_raw, t, dx, ds_raw, dt, gy, gld, gdy, gdld, clamp, clamp_fn, reverse,
 
 
 # ---------------------------------------------------------------- autograd
-def _grad_or_zeros(g, like):
-    return torch.zeros_like(like) if g is None else g.contiguous()
+def _grad_or_zeros(g, shape, like):
+    return like.new_zeros(shape) if g is None else g.contiguous()
+
+
+def _double_backward() -> bool:
+    """True when this backward must itself be differentiable (``create_graph=True``)."""
+    return torch.is_grad_enabled()
 
 
 class _CouplingJvpFn(torch.autograd.Function):
@@ -129,11 +146,14 @@ class _CouplingJvpFn(torch.autograd.Function):
         ctx.cfg = inputs[6:]
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gy, gld, gdy, gdld):
         x, s_raw, t, dx, ds_raw, dt = ctx.saved_tensors
-        gy, gdy = _grad_or_zeros(gy, x), _grad_or_zeros(gdy, x)
-        gld, gdld = _grad_or_zeros(gld, x[:, 0]), _grad_or_zeros(gdld, x[:, 0])
+        gy, gdy = _grad_or_zeros(gy, x.shape, x), _grad_or_zeros(gdy, x.shape, x)
+        gld, gdld = _grad_or_zeros(gld, x.shape[0], x), _grad_or_zeros(gdld, x.shape[0], x)
+        if _double_backward():
+            clamp, clamp_fn, reverse, _ = ctx.cfg
+            return *reference_vjp(lambda *v: ref.affine_coupling_jvp(*v, clamp, clamp_fn, reverse),
+                                  ctx.saved_tensors, (gy, gld, gdy, gdld)), None, None, None, None
         g = _jvp_bwd_call(x, s_raw, t, dx, ds_raw, dt, gy, gld, gdy, gdld, *ctx.cfg)
         reverse = ctx.cfg[2]
         gt, gdt = (g[4], g[5]) if reverse else (gy, gdy)
@@ -156,7 +176,11 @@ class _CouplingFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy, gld):
         x, s_raw, t = ctx.saved_tensors
-        gy, gld = _grad_or_zeros(gy, x), _grad_or_zeros(gld, x[:, 0])
+        gy, gld = _grad_or_zeros(gy, x.shape, x), _grad_or_zeros(gld, x.shape[0], x)
+        if _double_backward():
+            clamp, clamp_fn, reverse, _ = ctx.cfg
+            return *reference_vjp(lambda *v: ref.affine_coupling(*v, clamp, clamp_fn, reverse),
+                                  ctx.saved_tensors, (gy, gld)), None, None, None, None
         g = _bwd_call(x, s_raw, t, gy, gld, *ctx.cfg)
         gt = g[2] if ctx.cfg[2] else gy
         return g[0], g[1], gt, None, None, None, None
@@ -180,33 +204,37 @@ _CouplingFnJvpEager = eager_twin(_CouplingFnJvp)
 
 
 # ---------------------------------------------------------------- public API
-def _validate(named: dict, clamp: float, clamp_fn: str) -> torch.Tensor:
+def _validate(named: dict, clamp, clamp_fn, reverse, backend) -> tuple:
+    """Checks every argument; returns ``(x, clamp, clamp_fn, reverse, backend)`` in canonical types."""
     check_same(OP, named)
     x = next(iter(named.values()))
     if x.dim() < 2:
         raise ValueError(f"{OP}: x must have a batch dim and at least one feature dim, got shape {tuple(x.shape)}")
-    check_choice(OP, "clamp_fn", clamp_fn, CLAMP_IDS)
-    if not clamp > 0:
-        raise ValueError(f"{OP}: clamp must be > 0, got {clamp}")
-    return x
+    clamp_fn = check_choice(OP, "clamp_fn", clamp_fn, ref.CLAMP_FNS)
+    check = check_finite_float if clamp_fn in ref.OFFSET_CLAMP_FNS else check_positive_float
+    clamp = check(OP, "clamp", clamp)
+    reverse = check_bool(OP, "reverse", reverse)
+    backend = check_choice(OP, "backend", backend, BACKENDS)
+    return x, clamp, clamp_fn, reverse, backend
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
     """(B, *) -> a (B, N) view when its rows are contiguous (any row stride, e.g. a ``chunk`` of a
     subnet output); otherwise a contiguous copy. The kernels take row strides."""
-    rows = t.reshape(t.shape[0], -1)
-    return rows if rows.stride(1) == 1 or rows.shape[1] == 1 else rows.contiguous()
+    rows = t.flatten(1)
+    return rows if rows.stride(1) == 1 or rows.shape[1] <= 1 else rows.contiguous()
 
 
 def affine_coupling(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, *, clamp: float = 2.0,
                     clamp_fn: str = "atan", reverse: bool = False, backend: str = "auto"):
     """Affine coupling ``(y, log_det)``; see the module docstring for the math and shapes."""
-    x = _validate({"x": x, "s_raw": s_raw, "t": t}, clamp, clamp_fn)
+    x, clamp, clamp_fn, reverse, backend = _validate({"x": x, "s_raw": s_raw, "t": t}, clamp, clamp_fn, reverse,
+                                                     backend)
     which = resolve(OP, backend, x.device, x.dtype)
-    if which == "torch" or x.numel() == 0:
+    if which == "torch":
         return ref.affine_coupling(x, s_raw, t, clamp, clamp_fn, reverse)
     fn = _CouplingFn if torch.compiler.is_compiling() else pick(_CouplingFnJvp, _CouplingFnJvpEager)
-    y, log_det = fn.apply(_flat(x), _flat(s_raw), _flat(t), float(clamp), clamp_fn, bool(reverse), which)
+    y, log_det = fn.apply(_flat(x), _flat(s_raw), _flat(t), clamp, clamp_fn, reverse, which)
     return y.view(x.shape), log_det
 
 
@@ -214,10 +242,11 @@ def affine_coupling_jvp(x: torch.Tensor, s_raw: torch.Tensor, t: torch.Tensor, d
                         ds_raw: torch.Tensor, dt: torch.Tensor, *, clamp: float = 2.0, clamp_fn: str = "atan",
                         reverse: bool = False, backend: str = "auto"):
     """Primal and tangent ``(y, log_det, dy, dlog_det)`` in one pass (module docstring)."""
-    x = _validate({"x": x, "s_raw": s_raw, "t": t, "dx": dx, "ds_raw": ds_raw, "dt": dt}, clamp, clamp_fn)
+    x, clamp, clamp_fn, reverse, backend = _validate(
+        {"x": x, "s_raw": s_raw, "t": t, "dx": dx, "ds_raw": ds_raw, "dt": dt}, clamp, clamp_fn, reverse, backend)
     which = resolve(OP, backend, x.device, x.dtype)
-    if which == "torch" or x.numel() == 0:
+    if which == "torch":
         return ref.affine_coupling_jvp(x, s_raw, t, dx, ds_raw, dt, clamp, clamp_fn, reverse)
     flat = [_flat(v) for v in (x, s_raw, t, dx, ds_raw, dt)]
-    y, ld, dy, dld = pick(_CouplingJvpFn, _CouplingJvpFnEager).apply(*flat, float(clamp), clamp_fn, bool(reverse), which)
+    y, ld, dy, dld = pick(_CouplingJvpFn, _CouplingJvpFnEager).apply(*flat, clamp, clamp_fn, reverse, which)
     return y.view(x.shape), ld, dy.view(x.shape), dld

@@ -52,7 +52,8 @@ ckpt_every          500         checkpoint period in steps (0: only at the end /
 keep                3           checkpoints kept
 eval_every          0           evaluation period (0: only at the end, when there is something
                                 to evaluate)
-plot_every          0           plot period (0: never; else also at the end)
+plot_every          0           plot period (0: never; else also at the end); the loss curve
+                                RUN_DIR/loss_curve.png (metrics.jsonl) is drawn at every end
 log_every           10          host-sync / progress / NaN-check period
 seed                0           seeds python, numpy, torch (rank r uses seed + r for its stream)
 device              "auto"      "auto" (cuda:LOCAL_RANK if available, else cpu) | "cpu" | "cuda:1"
@@ -85,7 +86,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, contract, distributed, registry, run_folder
-from .logging import RunLog, truncate_after
+from .logging import RunLog, plot_loss_curve, truncate_after
 
 DEFAULTS: dict = {
     "steps": 1000,
@@ -384,6 +385,18 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
         distributed.teardown(env)
 
 
+def _scalars(result: dict, limit: int = 8) -> dict:
+    """The first ``limit`` numbers of an evaluation result, nested dicts as ``a.b`` (for the console line)."""
+    out = {}
+    for k, v in result.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()
+                        if isinstance(vv, (int, float)) and not isinstance(vv, bool)})
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = v
+    return dict(list(out.items())[:limit])
+
+
 class _Trainer:
     def __init__(self, model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot):
         self.model, self.dataset, self.cfg, self.run_dir, self.env = model, dataset, cfg, run_dir, env
@@ -504,11 +517,17 @@ class _Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def _check_finite_state(self, step: int) -> None:
-        """No checkpoint holds a non-finite parameter or optimizer value (it would be no 'good' one)."""
-        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
-        for i, state in enumerate(self.optimizer.state.values()):
-            bad += [f"optimizer state {k} of parameter {i}" for k, v in state.items()
-                    if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        """No checkpoint holds a non-finite model value (parameter or buffer, e.g. running statistics)
+        or optimizer value of the main or an auxiliary optimizer (it would be no 'good' one).
+        One host sync: the per-tensor finiteness flags are stacked and read together."""
+        named = list(self.model.state_dict().items())
+        optimizers = {"optimizer": self.optimizer, **{f"{k} optimizer": o for k, o in self.aux_optimizers.items()}}
+        for label, opt in optimizers.items():
+            for i, state in enumerate(opt.state.values()):
+                named += [(f"{label} state {k} of parameter {i}", v) for k, v in state.items()]
+        named = [(n, v) for n, v in named if torch.is_tensor(v) and v.is_floating_point() and v.numel()]
+        finite = torch.stack([torch.isfinite(v).all() for _, v in named]).tolist() if named else []
+        bad = [n for (n, _), ok in zip(named, finite) if not ok]
         if bad:
             self.log.write({"kind": "event", "step": step, "event": "non_finite_state", "names": bad[:8]})
             self.log.sync()
@@ -571,6 +590,9 @@ class _Trainer:
         buffer.clear()
         shown = {k: v for k, v in self.last_terms.items() if k not in ("kind", "step", "time")
                  and not k.startswith("lr/") and isinstance(v, (int, float))}
+        optimized = [k for k in shown if not k.startswith("_") and k not in ("loss", "grad_norm")]
+        if len(optimized) == 1:  # the loss is that one term: show it once, under the term's name
+            shown.pop("loss", None)
         self.log.progress(self.last_terms.get("step", 0), shown)
         return host[-1] > 0
 
@@ -590,8 +612,8 @@ class _Trainer:
                     self.last_eval = result
                     self.log.write({"kind": "eval", "step": step, "time": round(time.perf_counter() - self.t0, 4),
                                     **result})
-                    self.log.message(f"eval @ {step}: " + ", ".join(
-                        f"{k}={float(v):.4g}" for k, v in result.items() if isinstance(v, (int, float))))
+                    self.log.message(f"eval @ {step}: " + (", ".join(
+                        f"{k}={float(v):.4g}" for k, v in _scalars(result).items()) or "done (see log.jsonl)"))
                 if do_plot:
                     self.plot(model, step)
             model.train()
@@ -679,6 +701,8 @@ class _Trainer:
                 self.log.write({"kind": "event", "step": step, "event": "end"})
         finally:
             self.log.close()
+        if env.is_main:
+            plot_loss_curve(self.run_dir)
         seconds = time.perf_counter() - self.t0
         return {
             "status": "completed", "step": step, "start_step": start, "run_dir": str(self.run_dir),

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .checkpoint import write_atomic
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -41,6 +43,40 @@ def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[di
     return records
 
 
+LOSS_CURVE_FILE = "loss_curve.png"
+
+
+def plot_loss_curve(run_dir: str | os.PathLike) -> Path | None:
+    """``RUN_DIR/loss_curve.png`` from ``metrics.jsonl``: every logged term of the "train" records
+    (and "loss" of the "eval" records, dashed) against the step, one panel per term. Returns the
+    path, or None when there is no train record to draw."""
+    train = read_metrics(run_dir, "train")
+    if not train:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = read_metrics(run_dir, "eval")
+    terms = [k for k in train[-1] if k not in ("kind", "step", "time") and isinstance(train[-1][k], (int, float))]
+    fig, axes = plt.subplots(len(terms), 1, figsize=(6, 1.6 + 1.4 * len(terms)), sharex=True, squeeze=False)
+    for ax, term in zip(axes[:, 0], terms):
+        points = [(r["step"], r[term]) for r in train if isinstance(r.get(term), (int, float))]
+        ax.plot(*zip(*points), lw=1.0, label=f"train {term}")
+        held_out = [(r["step"], r[term]) for r in evals if isinstance(r.get(term), (int, float))]
+        if held_out:
+            ax.plot(*zip(*held_out), "--o", ms=3, lw=1.0, label=f"eval {term}")
+        ax.set_ylabel(term)
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(f"{Path(run_dir).name}: training curves")
+    fig.tight_layout()
+    path = Path(run_dir) / LOSS_CURVE_FILE
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def truncate_after(run_dir: str | os.PathLike, step: int) -> None:
     """Rewrite ``metrics.jsonl`` keeping only complete records with ``step <= step``.
 
@@ -51,9 +87,7 @@ def truncate_after(run_dir: str | os.PathLike, step: int) -> None:
     if not path.exists():
         return
     kept = [json.dumps(r) for r in read_metrics(run_dir) if r.get("step", 0) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(line + "\n" for line in kept).encode())  # exclusive temp file, no links followed
 
 
 def jsonable(value):
@@ -83,7 +117,8 @@ class RunLog:
         if not active:
             return
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        self._file = open(Path(run_dir) / METRICS_FILE, "a", buffering=1)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # never through a link
+        self._file = os.fdopen(os.open(Path(run_dir) / METRICS_FILE, flags, 0o644), "a", buffering=1)
         if progress:
             self._bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True,
                              mininterval=0.5, desc="train")

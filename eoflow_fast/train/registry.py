@@ -26,6 +26,10 @@ FAMILY_MODULES = {
 }
 
 
+class UsageError(ValueError):
+    """A user setting a family (or a command) refuses: the CLI prints it as one line, exit 2."""
+
+
 @dataclass
 class ModelSpec:
     name: str

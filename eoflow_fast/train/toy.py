@@ -23,6 +23,7 @@ from torch import nn
 from eoflow_fast.data import split_arg
 
 from . import registry
+from .argtypes import float_in, int_at_least
 
 TOY_DEFAULTS = {
     "dim": 8,
@@ -93,15 +94,15 @@ def build(config: dict):
 
 def add_args(parser) -> None:
     g = parser.add_argument_group("toy model")
-    g.add_argument("--dim", type=int, default=TOY_DEFAULTS["dim"], help="observation dimension d")
-    g.add_argument("--latent", type=int, default=TOY_DEFAULTS["latent"], help="code / factor dimension k")
-    g.add_argument("--hidden", type=int, default=TOY_DEFAULTS["hidden"], help="MLP hidden width")
-    g.add_argument("--n-train", type=int, default=TOY_DEFAULTS["n_train"], help="training items")
-    g.add_argument("--n-eval", type=int, default=TOY_DEFAULTS["n_eval"], help="evaluation items")
-    g.add_argument("--data-noise", type=float, default=TOY_DEFAULTS["data_noise"], help="sigma_x of the data")
-    g.add_argument("--noise", type=float, default=TOY_DEFAULTS["noise"], help="input corruption std in training")
-    g.add_argument("--code-penalty", type=float, default=TOY_DEFAULTS["code_penalty"], help="weight of mean code^2")
-    g.add_argument("--data-seed", type=int, default=TOY_DEFAULTS["data_seed"], help="seed of the generated data")
+    g.add_argument("--dim", type=int_at_least(1), default=TOY_DEFAULTS["dim"], help="observation dimension d")
+    g.add_argument("--latent", type=int_at_least(1), default=TOY_DEFAULTS["latent"], help="code / factor dimension k")
+    g.add_argument("--hidden", type=int_at_least(1), default=TOY_DEFAULTS["hidden"], help="MLP hidden width")
+    g.add_argument("--n-train", type=int_at_least(1), default=TOY_DEFAULTS["n_train"], help="training items")
+    g.add_argument("--n-eval", type=int_at_least(1), default=TOY_DEFAULTS["n_eval"], help="evaluation items")
+    g.add_argument("--data-noise", type=float_in(0.0), default=TOY_DEFAULTS["data_noise"], help="sigma_x of the data")
+    g.add_argument("--noise", type=float_in(0.0), default=TOY_DEFAULTS["noise"], help="input corruption std in training")
+    g.add_argument("--code-penalty", type=float_in(0.0), default=TOY_DEFAULTS["code_penalty"], help="weight of mean code^2")
+    g.add_argument("--data-seed", type=int_at_least(0), default=TOY_DEFAULTS["data_seed"], help="seed of the generated data")
 
 
 def add_eval_args(parser) -> None:
@@ -140,7 +141,8 @@ def plot(run_dir, model: ToyAutoencoder, config: dict, step: int) -> None:
     out = Path(run_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.scatter(codes[:, 0], codes[:, min(1, codes.shape[1] - 1)], c=eval_data.z[:, 0], s=4, cmap="viridis")
+    points = ax.scatter(codes[:, 0], codes[:, min(1, codes.shape[1] - 1)], c=eval_data.z[:, 0], s=4, cmap="viridis")
+    fig.colorbar(points, ax=ax, label="true factor z_0")
     ax.set_xlabel("code 0")
     ax.set_ylabel("code 1")
     ax.set_title(f"toy codes, step {step}")

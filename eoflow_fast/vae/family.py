@@ -21,12 +21,14 @@ import os
 import numpy as np
 import torch
 
+from eoflow_fast.train.argtypes import float_in, int_at_least, set_default
 from eoflow_fast.train.registry import ModelSpec, register
 
 from .architectures import build_encoder_decoder
 from .objectives import MODELS, batch_x, make_objective
 from .presets import TABLE3, table3
 
+_pos_int, _nonneg_float, _pos_float = int_at_least(1), float_in(0.0), float_in(0.0, low_open=True)
 BETA_DEFAULT = {"beta": 4.0, "betatcvae": 6.0, "cascade": 10.0, "bfvae": 2.0}
 GAMMA_DEFAULT = {"factorvae": 10.0, "bfvae": 10.0, "annealed": 1000.0}
 ABLATIONS = {"vanilla": "vanilla", "beta": "beta", "factor": "factorvae", "bfvae": "bfvae"}
@@ -37,27 +39,28 @@ def add_args(parser) -> None:
     g.add_argument("--model", dest="objective", choices=sorted(MODELS), default="beta",
                    help="objective (config key 'objective': the engine's 'model' key names the family)")
     g.add_argument("--data", default="dsprites", help="dataset spec for eoflow_fast.data.get_dataset")
-    g.add_argument("--latent-dim", type=int, default=10)
+    g.add_argument("--latent-dim", type=_pos_int, default=10, help="latent dimensions d")
     g.add_argument("--encoder", choices=["standard", "lite", "mlp"], default="standard",
                    help="images: standard or lite (DEFT Table 1); tabular: mlp")
     g.add_argument("--recon", choices=["bernoulli", "l2", "gaussian", "gaussian_learned"], default=None,
                    help="reconstruction loss (default: bernoulli for images, gaussian_learned for tabular)")
     g.add_argument("--preset", choices=sorted(TABLE3), default=None,
-                   help="DEFT Table 3 baseline setting for --model on this dataset")
+                   help="DEFT Table 3 baseline setting for --model on this dataset (default: none)")
     g.add_argument("--ablation", choices=sorted(ABLATIONS), default=None,
                    help="bfVAE ablation: vanilla (beta 1, gamma 0), beta (gamma 0), factor (beta 1), bfvae")
-    g.add_argument("--beta", type=float, default=None, help="KL weight (beta-TCVAE: TC weight; cascade: beta_max)")
-    g.add_argument("--gamma", type=float, default=None, help="FactorVAE/bfVAE TC weight; AnnealedVAE capacity weight")
-    g.add_argument("--tc-estimator", choices=["mws", "mss"], default="mws")
-    g.add_argument("--capacity", type=float, default=25.0, help="AnnealedVAE C_max (nats)")
-    g.add_argument("--capacity-steps", type=int, default=100_000, help="AnnealedVAE iteration_threshold")
-    g.add_argument("--cascade-stage-steps", type=int, default=6000)
-    g.add_argument("--lambda-od", type=float, default=10.0, help="DIP-VAE off-diagonal weight")
-    g.add_argument("--lambda-d", type=float, default=None, help="DIP-VAE diagonal weight (default 10 l_od for I, l_od for II)")
-    g.add_argument("--disc-lr", type=float, default=1e-4, help="FactorVAE discriminator Adam lr")
-    g.add_argument("--disc-width", type=int, default=1000, help="discriminator hidden width (disentanglement_lib: 1000)")
-    g.add_argument("--disc-depth", type=int, default=6, help="discriminator hidden layers (disentanglement_lib: 6)")
-    g.add_argument("--kl-log-every", type=int, default=100)
+    g.add_argument("--beta", type=_nonneg_float, default=None, help="KL weight (beta-TCVAE: TC weight; cascade: beta_max); default per model: beta 4, betatcvae 6, cascade 10, bfvae 2, or the --preset value")
+    g.add_argument("--gamma", type=_nonneg_float, default=None, help="FactorVAE/bfVAE TC weight; AnnealedVAE capacity weight (default per model: factorvae/bfvae 10, annealed 1000)")
+    g.add_argument("--tc-estimator", choices=["mws", "mss"], default="mws",
+                   help="beta-TCVAE total-correlation estimator: minibatch weighted / stratified sampling")
+    g.add_argument("--capacity", type=_nonneg_float, default=25.0, help="AnnealedVAE C_max (nats)")
+    g.add_argument("--capacity-steps", type=_pos_int, default=100_000, help="AnnealedVAE iteration_threshold")
+    g.add_argument("--cascade-stage-steps", type=_pos_int, default=6000, help="CascadeVAE steps per stage")
+    g.add_argument("--lambda-od", type=_nonneg_float, default=10.0, help="DIP-VAE off-diagonal weight")
+    g.add_argument("--lambda-d", type=_nonneg_float, default=None, help="DIP-VAE diagonal weight (default 10 l_od for I, l_od for II)")
+    g.add_argument("--disc-lr", type=_nonneg_float, default=1e-4, help="FactorVAE discriminator Adam lr")
+    g.add_argument("--disc-width", type=_pos_int, default=1000, help="discriminator hidden width (disentanglement_lib: 1000)")
+    g.add_argument("--disc-depth", type=_pos_int, default=6, help="discriminator hidden layers (disentanglement_lib: 6)")
+    g.add_argument("--kl-log-every", type=_pos_int, default=100, help="steps between per-dimension KL records")
 
 
 def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
@@ -92,6 +95,22 @@ def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
     return model, hp
 
 
+_HP_FLAGS = {"beta": "beta", "beta_max": "beta", "gamma": "gamma", "stage_steps": "cascade_stage_steps",
+             "disc_lr": "disc_lr", "disc_width": "disc_width", "disc_depth": "disc_depth",
+             "estimator": "tc_estimator", "capacity": "capacity", "iteration_threshold": "capacity_steps",
+             "lambda_od": "lambda_od", "lambda_d": "lambda_d"}
+
+
+def resolved_flags(model: str, hp: dict) -> dict:
+    """The flag values (config keys) the run uses, from ``resolve_hparams``: written back into the
+    config so ``config.json`` holds ``"beta": 4.0``, not ``null``, after a default or a preset.
+    DIP-VAE's lambda_d default (10 lambda_od for I, lambda_od for II) is resolved here too."""
+    out = {flag: hp[key] for key, flag in _HP_FLAGS.items() if key in hp}
+    if model in ("dipvae1", "dipvae2") and out.get("lambda_d") is None:
+        out["lambda_d"] = (10.0 if model == "dipvae1" else 1.0) * out["lambda_od"]
+    return out
+
+
 def observation_shape(dataset) -> tuple[int, ...]:
     return tuple(batch_x(dataset[0]).shape)
 
@@ -110,6 +129,7 @@ def build(config: dict):
         encoder_kind = "standard"
     encoder, decoder = build_encoder_decoder(shape, config.get("latent_dim", 10), encoder_kind)
     name, hp = resolve_hparams(config, len(dataset))
+    config.update(resolved_flags(name, hp), recon=config.get("recon") or default_reconstruction(shape))
     model = make_objective(name, encoder, decoder, reconstruction=config.get("recon") or default_reconstruction(shape),
                            kl_log_every=config.get("kl_log_every", 100), **hp)
     return model, dataset, None
@@ -154,10 +174,12 @@ def add_eval_args(parser) -> None:
     from eoflow_fast import metrics
 
     metrics.add_eval_args(parser)
-    parser.set_defaults(metrics=EVAL_METRICS)
-    parser.add_argument("--num-points", type=int, default=10_000,
+    set_default(parser, "metrics", EVAL_METRICS,
+                f"comma-separated metrics on the data's ground truth, from {', '.join(metrics.METRICS)}; "
+                f"'default' = {','.join(metrics.DEFAULT_METRICS)} (default: {EVAL_METRICS})")
+    parser.add_argument("--num-points", type=_pos_int, default=10_000,
                         help="data without ground truth: observations for the per-dimension KL")
-    parser.add_argument("--kl-threshold", type=float, default=0.1, help="informative if KL_k > this (nats)")
+    parser.add_argument("--kl-threshold", type=_nonneg_float, default=0.1, help="informative if KL_k > this (nats)")
 
 
 def evaluate(run_dir, model, config, args) -> dict:

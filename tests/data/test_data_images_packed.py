@@ -75,7 +75,9 @@ def test_missing_paths_say_which_layout_is_expected(tmp_path, data_cli):
         get_dataset(f"packed:{tmp_path}")
     with pytest.raises(FileNotFoundError, match="image files"):
         get_dataset(f"folder:{tmp_path}")
-    assert data_cli("data", "pack", str(tmp_path / "nope"), str(tmp_path / "out")) == 1
+    from eoflow_fast.cli.main import main
+
+    assert main(["data", "pack", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2  # a user error: exit 2
 
 
 def test_pack_skips_corrupt_files_by_name_and_matches_the_reader(celeba_root, tmp_path, capsys, data_cli):

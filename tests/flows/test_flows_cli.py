@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_compress(run_dir, capsys):
-    assert main(["compress", str(run_dir), "--core", "8", "--n", "5", "--grid"]) == 0
+    assert main(["compress", str(run_dir), "--core", "8", "--n", "5", "--grid", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ratio"] == 8.0 and out["n"] == 5
     saved = torch.load(out["saved"])
@@ -30,7 +30,7 @@ def test_compress(run_dir, capsys):
 
 
 def test_denoise_and_traverse(run_dir, capsys):
-    assert main(["denoise", str(run_dir), "--core", "64", "--sigma", "0.1", "--n", "4"]) == 0
+    assert main(["denoise", str(run_dir), "--core", "64", "--sigma", "0.1", "--n", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert abs(out["gain_db"]) < 1e-3  # C = D keeps everything: the "denoised" image is the noisy one
     assert main(["traverse", str(run_dir), "--dims", "2", "--steps", "3"]) == 0
@@ -38,13 +38,15 @@ def test_denoise_and_traverse(run_dir, capsys):
 
 
 @pytest.mark.parametrize("argv, code, message", [
-    (["compress", "RUN", "--core", "0"], 2, "--core: expected 1 <= C <= D = 64, got 0"),
+    (["compress", "RUN", "--core", "0"], 2, "--core: expected an integer >= 1, got 0"),
     (["compress", "RUN", "--core", "65"], 2, "--core: expected 1 <= C <= D = 64, got 65"),
     (["compress", "RUN"], 2, "--core"),
-    (["compress", "RUN", "--core", "x"], 2, "invalid int value"),
-    (["denoise", "RUN", "--core", "4", "--sigma", "-1"], 2, "--sigma: expected a noise std > 0"),
+    (["compress", "RUN", "--core", "x"], 2, "--core: expected an integer >= 1, got 'x'"),
+    (["compress", "RUN", "--core", "auto"], 2, "--core: expected an integer >= 1, got 'auto'"),
+    (["denoise", "RUN", "--core", "x"], 2, "--core: expected 'auto' or an integer >= 1, got 'x'"),
+    (["denoise", "RUN", "--core", "4", "--sigma", "-1"], 2, "--sigma: expected a finite number in (0, inf), got -1"),
     (["traverse", "RUN", "--dims", "100"], 2, "--dims: expected at most D = 64"),
-    (["compress", "MISSING", "--core", "4"], 1, "config.json is missing"),
+    (["compress", "MISSING", "--core", "4"], 2, "config.json is missing"),
 ])
 def test_errors_are_clear(run_dir, tmp_path, capsys, argv, code, message):
     argv = [a.replace("RUN", str(run_dir)).replace("MISSING", str(tmp_path / "nope")) for a in argv]
@@ -56,8 +58,8 @@ def test_errors_are_clear(run_dir, tmp_path, capsys, argv, code, message):
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--lam", "1.5", "argument --lam: expected a number in [0.0, 1.0], got 1.5"),
-    ("--sigma", "-0.1", "argument --sigma: expected a number in [0.0, inf], got -0.1"),
+    ("--lam", "1.5", "argument --lam: expected a finite number in [0, 1], got 1.5"),
+    ("--sigma", "-0.1", "argument --sigma: expected a finite number in [0, inf), got -0.1"),
     ("--arch", "vit", "argument --arch: invalid choice: 'vit'"),
     ("--blocks", "0", "argument --blocks: expected an integer >= 1, got 0"),
     ("--core-sizes", "4,x", "argument --core-sizes: expected comma-separated integers"),
@@ -74,3 +76,19 @@ def test_build_rejects_multiscale_on_tabular_data():
 
     with pytest.raises(ValueError, match="--arch glow needs image data"):
         family.build({"data": "wine", "arch": "glow"})
+
+
+def test_denoise_core_auto_uses_the_noise_floor(run_dir, capsys):
+    from eoflow_fast.flows.eoflow import noise_entropy_floor
+    from eoflow_fast.flows.family import open_eoflow_run
+
+    assert main(["denoise", str(run_dir), "--core", "auto", "--sigma", "0.2", "--n", "4", "--grid", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model, _, _ = open_eoflow_run(run_dir)
+    expected = max(1, int((model.entropy_running.double() > noise_entropy_floor(0.2)).sum()))
+    assert out["C"] == expected and out["entropy_floor"] == pytest.approx(noise_entropy_floor(0.2))
+    searched = (1, 2, 4, 8, 16, 32, 64)  # default_core_sizes(64)
+    assert out["C_best"] in searched
+    if out["C"] in searched:
+        assert out["psnr_best"] >= out["psnr_denoised"]
+    assert (run_dir / f"denoised_C{expected}_s0.2.png").is_file()

@@ -17,7 +17,8 @@ def _exit_code(argv):
 
 
 def test_train_toy_end_to_end_then_eval(tmp_path, python, subprocess_env, capsys):
-    proc = subprocess.run([python, "-m", "eoflow_fast.cli.main", "train", "toy", "--steps", "20", "--no-progress"],
+    proc = subprocess.run([python, "-m", "eoflow_fast.cli.main", "train", "toy", "--steps", "20", "--no-progress",
+                           "--json"],
                           cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -31,7 +32,7 @@ def test_train_toy_end_to_end_then_eval(tmp_path, python, subprocess_env, capsys
     assert json.loads(proc.stdout)["step"] == 20
 
     capsys.readouterr()
-    assert main(["eval", str(run_dir)]) == 0
+    assert main(["eval", str(run_dir), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["step"] == 20 and result["checkpoint"] == "ckpt-00000020.pt"
     assert 0.0 < result["recon_mse"] < 2.0 and -1.0 < result["factor_r2"] <= 1.0

@@ -1,0 +1,81 @@
+"""User errors in every subcommand: ONE line on stderr naming what was wrong (with the nearest valid
+name where there is one), exit status 2, no usage dump, no traceback; ``--debug`` shows the traceback."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from eoflow_fast.cli.main import main
+
+
+def _run(argv, capsys) -> tuple[int, str, str]:
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture
+def vae_run(tmp_path):
+    """A folder whose config.json names the vae family (eval parses its flags before loading weights)."""
+    folder = tmp_path / "vae-run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model": "vae", "data": "dsprites"}))
+    return folder
+
+
+CASES = [
+    (["evall"], "invalid choice: 'evall'", "did you mean 'eval'?"),
+    (["train", "vaee"], "invalid choice: 'vaee'", "did you mean 'vae'?"),
+    (["train", "toy", "--stepz", "3"], "unrecognized arguments: --stepz 3", "did you mean '--steps'?"),
+    (["train", "toy", "--optimizer", "adan"], "argument --optimizer: invalid choice: 'adan'", "did you mean 'adam'?"),
+    (["train", "eoflow", "--data", "digitz", "--steps", "1", "--run-dir", "RUN"], "unknown dataset spec 'digitz'",
+     "did you mean 'digits'?"),
+    (["train", "vae", "--data", "dsprite", "--steps", "1", "--run-dir", "RUN"], "unknown dataset spec 'dsprite'",
+     "did you mean 'dsprites'?"),
+    (["train", "eoflow", "--data", "folder:/nonexistent", "--steps", "1", "--run-dir", "RUN"],
+     "no directory at '/nonexistent'", ""),
+    (["train", "vae", "--model", "factorva"], "invalid choice: 'factorva'", "did you mean 'factorvae'?"),
+    (["train", "toy", "--device", "meta", "--run-dir", "RUN"], "argument --device: expected 'auto', 'cpu'", ""),
+    (["train", "toy", "--resume", "MISSING"], "argument --resume:", "config.json is missing"),
+    (["eval", "MISSING"], "is not a run folder (config.json is missing)", ""),
+    (["eval", "VAE", "--metrics", "mgi"], "unknown metric 'mgi'", "did you mean 'mig'?"),
+    (["eval", "VAE", "--metrix", "mig"], "unrecognized arguments: --metrix mig", "did you mean '--metrics'?"),
+    (["compress", "MISSING", "--core", "4"], "argument RUN_DIR:", "config.json is missing"),
+    (["denoise", "MISSING", "--core", "4"], "argument RUN_DIR:", "config.json is missing"),
+    (["traverse", "MISSING"], "argument RUN_DIR:", "config.json is missing"),
+    (["traverse", "MISSING", "--dimz", "2"], "unrecognized arguments: --dimz 2", "did you mean '--dims'?"),
+    (["ifp", "--data", "dsprite", "--out", "RUN"], "unknown dataset spec 'dsprite'", "did you mean 'dsprites'?"),
+    (["bench", "affine_copling"], "unknown benchmark", "did you mean 'affine_coupling'?"),
+    (["data", "inf", "mnist"], "invalid choice: 'inf'", "did you mean 'info'?"),
+]
+
+
+@pytest.mark.parametrize("argv, message, hint", CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_user_error_is_one_line_exit_2(argv, message, hint, tmp_path, vae_run, capsys):
+    run_dir = tmp_path / "new-run"
+    argv = [a.replace("MISSING", str(tmp_path / "nope")).replace("RUN", str(run_dir)).replace("VAE", str(vae_run))
+            for a in argv]
+    status, out, err = _run(argv, capsys)
+    assert status == 2, (status, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert message in lines[0] and hint in lines[0], lines[0]
+    assert "Traceback" not in err and "usage:" not in err + out
+    assert not run_dir.exists(), "a refused run must not leave a folder"
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown dataset spec 'digitz'"):
+        main(["--debug", "train", "eoflow", "--data", "digitz", "--run-dir", str(tmp_path / "r")])
+
+
+def test_subprocess_misspelled_dataset(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "eoflow_fast.cli.main", "train", "vae", "--data", "digitz",
+                           "--run-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "unknown dataset spec 'digitz'; did you mean 'digits'?" in proc.stderr and "Traceback" not in proc.stderr
