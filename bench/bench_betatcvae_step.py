@@ -6,7 +6,7 @@ beta = 6, MSS estimator, dataset_size = 737,280 (dSprites). Variants side by sid
 ``eager`` (``tc_backend="torch"``: the reference builds the (B, B, D) tensor), the fused kernel
 (``cpp`` on CPU, ``triton`` on CUDA), and ``no_tc`` (a beta-VAE over the same networks: the floor
 the TC term adds to). Batches 256 and 2048. Reports the median step time, the peak extra memory of
-one step and the ratios to ``eager``; JSON to ``bench/results/betatcvae_step_<device>.json``.
+one step and the ratios to ``eager``; JSON to ``<--out>/betatcvae_step_<device>.json``.
 
     python bench/bench_betatcvae_step.py [--device cpu|cuda] [--batches 256,2048] [--quick]
     pytest bench/bench_betatcvae_step.py --benchmark-only
@@ -22,7 +22,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_memory, print_table, time_fn, write_result  # noqa: E402
+from common import parse_args, peak_memory, print_table, time_fn, write_result  # noqa: E402
 
 from eoflow_fast.vae.architectures import DeconvDecoder, standard_encoder  # noqa: E402
 from eoflow_fast.vae.objectives import BetaTCVAE, BetaVAE  # noqa: E402
@@ -115,7 +115,7 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batches", type=lambda s: [int(v) for v in s.split(",")], default=[256, 2048])
     p.add_argument("--quick", action="store_true", help="one warm-up and one timed repetition")
-    a = p.parse_args(argv)
+    a = parse_args(p, argv)
     return run(a.device, a.batches, a.quick)
 
 

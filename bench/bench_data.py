@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, time_fn, write_result  # noqa: E402
+from common import parse_args, print_table, time_fn, write_result  # noqa: E402
 
 from eoflow_fast.data import get_ground_truth  # noqa: E402
 from eoflow_fast.data.images import ImageFiles  # noqa: E402
@@ -115,7 +115,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions, fewer images")
     p.add_argument("--device", default="cpu", help="accepted for `eoflow-fast bench`; data loading is measured on the CPU")
-    return run(p.parse_args(argv).quick)
+    return run(parse_args(p, argv).quick)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import parse_args, write_result  # noqa: E402
 
 from eoflow_fast.train import engine  # noqa: E402
 
@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (a smoke run)")
     p.add_argument("--hidden", type=int, default=400, help="MLP width (sets the step time)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     steps, warmup, repeats = (40, 10, 2) if args.quick else (110, 10, 15)

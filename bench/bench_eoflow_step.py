@@ -15,14 +15,16 @@ Variants:
                dual numbers (as B-EOFlow does)
 Reported: median step time, peak extra memory, and ratios FrEIA/eoflow_fast, eager/eoflow_fast.
 
-    python bench/bench_eoflow_step.py [--device cpu|cuda] [--config full|small] [--quick]
+    python bench/bench_eoflow_step.py [--device cpu|cuda] [--config full|small|tiny] [--quick] [--out DIR]
 
 ``full``: 64x64x3, batch 64, 4 levels x 4 steps, hidden 64. ``small`` (default on CPU): 16x16x3,
-batch 16, 2 levels x 2 steps, hidden 32.
+batch 16, 2 levels x 2 steps, hidden 32. ``tiny``: 8x8x3, batch 4 (a smoke run, no figure).
+Without FrEIA installed the FrEIA variant is skipped and the result file says why.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -31,7 +33,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_memory, print_table, time_fn, write_result  # noqa: E402
+from common import parse_args, peak_memory, print_table, time_fn, write_result  # noqa: E402
 
 from eoflow_fast.flows import AffineCoupling, multiscale_flow  # noqa: E402
 from eoflow_fast.flows.eoflow import EOFlow, sample_dims  # noqa: E402
@@ -39,6 +41,7 @@ from eoflow_fast.flows.eoflow import EOFlow, sample_dims  # noqa: E402
 CONFIGS = {
     "full": {"shape": (3, 64, 64), "batch": 64, "levels": 4, "steps": 4, "hidden": 64},
     "small": {"shape": (3, 16, 16), "batch": 16, "levels": 2, "steps": 2, "hidden": 32},
+    "tiny": {"shape": (3, 8, 8), "batch": 4, "levels": 2, "steps": 1, "hidden": 8},  # the CI dry run
 }
 SIGMA = 0.05
 
@@ -144,21 +147,27 @@ def make_step(name, cfg, device):
 
 def run(device: str, config: str, quick: bool) -> dict:
     cfg = CONFIGS[config]
-    rows, models = [], {}
+    rows, models, skipped = [], {}, {}
     for name in ("eoflow_fast", "eager", "freia"):
+        if name == "freia" and importlib.util.find_spec("FrEIA") is None:
+            skipped[name] = "FrEIA is not installed (pip install FrEIA==0.2; offline: scripts/gpu_wheels.sh)"
+            print(f"skip freia: {skipped[name]}")
+            continue
         model, step = make_step(name, cfg, device)
         models[name] = model
         timing = time_fn(step, device, warmup=2, reps=3 if quick else 10)
         rows.append({"variant": name, "step_ms": timing["median_ms"], "min_ms": timing["min_ms"],
                      "peak_mb": peak_memory(step, device) / 2**20})
-    params = _check_same_architecture(models["eoflow_fast"], models["freia"])
+    params = (_check_same_architecture(models["eoflow_fast"], models["freia"]) if "freia" in models
+              else sum(p.numel() for p in models["eoflow_fast"].parameters() if p.requires_grad))
     base = rows[0]
     for r in rows:
         r["time_ratio_vs_eoflow_fast"] = r["step_ms"] / base["step_ms"]
         r["mem_ratio_vs_eoflow_fast"] = r["peak_mb"] / base["peak_mb"] if base["peak_mb"] else float("nan")
     print(f"EOFlow training step, {config} config {cfg}, {params} parameters, device {device}")
     print_table(rows, ["variant", "step_ms", "min_ms", "peak_mb", "time_ratio_vs_eoflow_fast", "mem_ratio_vs_eoflow_fast"])
-    path = write_result(f"eoflow_step_{config}", device, {"config": cfg, "parameters": params, "rows": rows})
+    path = write_result(f"eoflow_step_{config}", device, {"config": cfg, "parameters": params, "rows": rows,
+                                                          "skipped": skipped})
     print(f"wrote {path}")
     return {"rows": rows}
 
@@ -167,9 +176,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--config", choices=sorted(CONFIGS), default=None,
-                        help="full (64x64x3, batch 64) or small; default full on CUDA, small on CPU")
+                        help="full (64x64x3, batch 64), small or tiny; default full on CUDA, small on CPU")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     run(args.device, args.config or ("full" if args.device.startswith("cuda") else "small"), args.quick)
 
 

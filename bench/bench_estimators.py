@@ -7,10 +7,11 @@ of that reference, the C++ kernel (CPU) and the Triton kernel (CUDA). Ops (``--o
 both outputs, ``entropy`` = marginal_entropy (KDE, leave-one-out). float32; B in {256, 1024,
 4096} (CUDA also 16384), D in {10, 64}. Peak extra memory is reported next to the time. The
 reference needs B^2 D floats per intermediate, so on CPU it is skipped above ``--max-ref-elems``;
-on CUDA an out-of-memory run is recorded as such.
+on CUDA an out-of-memory run is recorded as ``"oom"`` and the next variant runs.
 
     python bench/bench_estimators.py [--device cpu|cuda] [--op tc|pair|entropy] [--quick]
-                                     [--shapes 1024x64,4096x10]
+                                     [--shapes 1024x64,4096x10] [--variants eager,triton]
+                                     [--fused cpp|triton] [--out DIR]
     pytest bench/bench_estimators.py --benchmark-only
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_memory, print_table, time_fn, write_result  # noqa: E402
+from common import (add_speedups, csv_list, failure_status, parse_args, peak_memory, print_table,  # noqa: E402
+                    time_fn, write_result)
 
 from eoflow_fast import ops  # noqa: E402
 from eoflow_fast.reference.gaussian_pair_logsumexp import gaussian_pair_logsumexp as ref_pair  # noqa: E402
@@ -52,8 +54,8 @@ def _fused(op, backend):
     }[op]
 
 
-def variants(op, device):
-    fused = "cpp" if device == "cpu" else "triton"
+def variants(op, device, fused=None):
+    fused = fused or ("cpp" if device == "cpu" else "triton")
     return {"eager": _reference(op), "compile": torch.compile(_reference(op)), fused: _fused(op, fused)}
 
 
@@ -73,13 +75,22 @@ def _step(fn, leaves):
     return run
 
 
-def run(device: str, op: str = "tc", quick: bool = False, shapes=None, max_ref_elems: int = 2**27) -> dict:
+def run(device: str, op: str = "tc", quick: bool = False, shapes=None, max_ref_elems: int = 2**27,
+        only=None, fused=None) -> dict:
     reps, warmup = (1, 1) if quick else (5 if device == "cpu" else 20, 2)
     shapes = shapes or (CUDA_SHAPES if device == "cuda" else SHAPES)
     rows = []
+
+    def save(complete: bool):  # after every shape too, so a run cut short keeps what it measured
+        return write_result(f"estimators_{op}", device, {"op": op, "dtype": "float32", "reps": reps,
+                                                         "dataset_size": DATASET_SIZE, "complete": complete,
+                                                         "rows": add_speedups(rows, ("B", "D"))})
+
     for batch, dim in shapes:
         leaves = _inputs(batch, dim, device)
-        for name, fn in variants(op, device).items():
+        for name, fn in variants(op, device, fused).items():
+            if only and name not in only:
+                continue
             row = {"B": batch, "D": dim, "variant": name}
             if name in ("eager", "compile") and device == "cpu" and batch * batch * dim > max_ref_elems:
                 rows.append({**row, "status": f"skipped: B^2 D > {max_ref_elems}"})
@@ -88,20 +99,13 @@ def run(device: str, op: str = "tc", quick: bool = False, shapes=None, max_ref_e
             try:
                 timing = time_fn(step, device, warmup=warmup, reps=reps)
                 row.update(timing, peak_mib=peak_memory(step, device) / 2**20, status="ok")
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                row["status"] = "out of memory"
+            except Exception as exc:  # noqa: BLE001 -- "oom" or the error, and on to the next variant
+                row["status"] = failure_status(exc, device)
             rows.append(row)
-    for r in rows:
-        for base in ("eager", "compile"):
-            ref = next((q for q in rows if (q["B"], q["D"]) == (r["B"], r["D"]) and q["variant"] == base
-                        and "median_ms" in q), None)
-            if ref and "median_ms" in r:
-                r[f"speedup_vs_{base}"] = ref["median_ms"] / r["median_ms"]
+        save(complete=False)
     print_table(rows, ["B", "D", "variant", "median_ms", "speedup_vs_eager", "speedup_vs_compile", "peak_mib",
                        "status"])
-    path = write_result(f"estimators_{op}", device, {"op": op, "dtype": "float32", "reps": reps,
-                                                     "dataset_size": DATASET_SIZE, "rows": rows})
+    path = save(complete=True)
     print(f"wrote {path}")
     return {"rows": rows}
 
@@ -124,8 +128,11 @@ def main(argv=None):
                    help="comma-separated BxD list, e.g. 1024x64,4096x10")
     p.add_argument("--max-ref-elems", type=int, default=2**27,
                    help="CPU: skip the reference variants when B^2 D exceeds this")
-    a = p.parse_args(argv)
-    return run(a.device, a.op, a.quick, a.shapes, a.max_ref_elems)
+    p.add_argument("--variants", type=csv_list, default=None, help="subset of eager,compile,cpp,triton")
+    p.add_argument("--fused", choices=["cpp", "triton"], default=None,
+                   help="fused backend (default: cpp on CPU, triton on CUDA)")
+    a = parse_args(p, argv)
+    return run(a.device, a.op, a.quick, a.shapes, a.max_ref_elems, a.variants, a.fused)
 
 
 if __name__ == "__main__":

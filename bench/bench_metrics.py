@@ -27,7 +27,7 @@ import torch
 from sklearn.metrics import mutual_info_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table, time_fn, write_result  # noqa: E402
+from common import parse_args, print_table, time_fn, write_result  # noqa: E402
 
 from eoflow_fast.metrics import discrete_entropy, discrete_mi_matrix, histogram_discretize, mutual_info_matrix  # noqa: E402
 
@@ -113,7 +113,7 @@ def test_discrete_mi_matrix(benchmark, variant):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    return run(p.parse_args(argv).quick)
+    return run(parse_args(p, argv).quick)
 
 
 if __name__ == "__main__":

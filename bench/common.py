@@ -1,11 +1,11 @@
 """Shared benchmark helpers: environment facts, timing, peak memory, result files, tables.
 
 Every benchmark runs its variants side by side in one process and reports ratios; raw results go
-to ``<out>/<name>_<device>.json`` with the device, versions, date and the command line (every flag),
-so a number in a note can always be traced to the run that produced it. ``<out>`` is ``runs/bench``
-(untracked) unless ``EOFLOW_FAST_BENCH_OUT`` (``eoflow-fast bench --out DIR``) names another folder:
-the committed results the README cites in ``bench/results/`` change only on purpose
-(``--out bench/results``).
+to ``<out>/<name>_<device>.json`` with the device, versions, date, the command line and every
+parsed flag, so a number in a note can always be traced to the run that produced it. ``<out>`` is
+the benchmark's ``--out DIR``, else ``$EOFLOW_FAST_BENCH_OUT`` (``eoflow-fast bench --out DIR``),
+else the untracked ``runs/bench`` under the current folder: the committed results the README cites
+in ``bench/results/`` change only on purpose (``--out bench/results``).
 """
 from __future__ import annotations
 
@@ -26,8 +26,24 @@ OUT_ENV = "EOFLOW_FAST_BENCH_OUT"
 
 
 def out_dir() -> Path:
-    """Where results are written: $EOFLOW_FAST_BENCH_OUT, else runs/bench under the current folder."""
+    """Where results are written by default: $EOFLOW_FAST_BENCH_OUT, else runs/bench under the current folder."""
     return Path(os.environ.get(OUT_ENV) or "runs/bench")
+
+
+# What the current benchmark process was asked for: set by parse_args, written into every result.
+_INVOCATION: dict = {"out": None, "flags": None, "argv": None}
+
+
+def parse_args(parser, argv=None):
+    """``parser.parse_args(argv)`` plus the shared ``--out DIR``; remembers the flags for
+    :func:`write_result` so each result file records how it was produced."""
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help=f"folder for the result JSON (default: ${OUT_ENV}, else runs/bench, untracked; "
+                             "pass --out bench/results to update the committed figures)")
+    args = parser.parse_args(argv)
+    _INVOCATION.update(out=args.out, argv=list(sys.argv[1:] if argv is None else argv),
+                       flags={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+    return args
 
 
 def _nvml_facts() -> dict:
@@ -151,15 +167,54 @@ def copy_bandwidth_gbs(device: str, n_bytes: int = 2**30) -> float:
     return 2 * n_bytes / (ms * 1e-3) / 1e9
 
 
-def write_result(name: str, device: str, payload: dict) -> Path:
-    """Write ``<out_dir()>/<name>_<device>.json`` with the environment and the command line."""
-    folder = out_dir()
+def write_result(name: str, device: str, payload: dict, out: str | os.PathLike | None = None) -> Path:
+    """Write ``<out>/<name>_<device tag>.json``: env facts, the invoking flags and ``payload``.
+
+    ``out``: explicit folder; else the ``--out`` given to :func:`parse_args`; else :func:`out_dir`.
+    """
+    folder = Path(out if out is not None else _INVOCATION["out"] or out_dir())
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}_{device_tag(device)}.json"
     body = {"benchmark": name, "env": env_info(device), "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
-            **payload}
+            "flags": _INVOCATION["flags"], "argv": _INVOCATION["argv"], **payload}
     path.write_text(json.dumps(body, indent=2, default=str) + "\n")
     return path
+
+
+def csv_list(text: str) -> list[str]:
+    """argparse type: ``"a,b"`` -> ``["a", "b"]``."""
+    return [v for v in text.split(",") if v]
+
+
+def shape_list(text: str) -> list[tuple[int, ...]]:
+    """argparse type: ``"256x6144,64x6x64x64"`` -> ``[(256, 6144), (64, 6, 64, 64)]``."""
+    try:
+        return [tuple(int(d) for d in item.split("x")) for item in csv_list(text)]
+    except ValueError:
+        raise ValueError(f"expected shapes like 256x6144,64x6x64x64, got {text!r}") from None
+
+
+def failure_status(exc: BaseException, device: str) -> str:
+    """The ``status`` of a variant that raised: ``"oom"`` for a CUDA out-of-memory (also when a
+    compiled graph re-raises it as another type), else ``"failed: <type>: <message>"``. On an
+    out-of-memory the allocator cache is emptied so the next variant starts clean."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        return "oom"
+    return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+def add_speedups(rows: list[dict], keys: tuple[str, ...], bases=("eager", "compile")) -> list[dict]:
+    """Set ``speedup_vs_<base>`` = base time / row time on every timed row, against the row of
+    variant ``base`` with the same ``keys`` values (idempotent; rows without a time get none)."""
+    for r in rows:
+        for base in bases:
+            ref = next((q for q in rows if q["variant"] == base and "median_ms" in q
+                        and all(q[k] == r[k] for k in keys)), None)
+            if ref and "median_ms" in r:
+                r[f"speedup_vs_{base}"] = ref["median_ms"] / r["median_ms"]
+    return rows
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import parse_args, write_result  # noqa: E402
 
 
 def stage_rows(run_dir: Path) -> tuple[dict, list[dict]]:
@@ -42,9 +42,9 @@ def stage_rows(run_dir: Path) -> tuple[dict, list[dict]]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--name", default="deft_stages", help="result file name (bench/results/NAME_<device>.json)")
+    parser.add_argument("--name", default="deft_stages", help="result file name (<--out>/NAME_<device>.json)")
     parser.add_argument("--device", default="cpu", help="the device the runs trained on")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     runs = []
     for run_dir in args.run_dirs:
         config, rows = stage_rows(run_dir)

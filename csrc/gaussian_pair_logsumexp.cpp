@@ -5,13 +5,19 @@
 //   x_nmd = w_nm + c_md - u_nmd^2 h_md                 (w_nm + log N(z_nd; mu_md, exp(logvar_md)))
 //   s_nm  = w_nm + sum_d (c_md - u_nmd^2 h_md)
 //   log_joint[n] = logsumexp_m s_nm,   log_marginal[n, d] = logsumexp_m x_nmd.
-// exclude_self (B' == B) drops m == n; entries with w_nm = -inf are skipped.
-// Forward: rows n in parallel; per row one pass for the maxima (no exp), one for the sums.
+// exclude_self (B' == B) drops m == n; pairs with w_nm = -inf are dropped: they contribute nothing
+// to any output or gradient. Each dimension's marginal is its own log-sum-exp (its own maximum,
+// its own -inf handling): a density that is -inf, or NaN, in one dimension touches only that
+// dimension's log_marginal and the joint, as in the reference.
+// Forward: rows n in parallel; per row one pass for the maxima (no exp), one for the sums; a
+// maximum of +-inf shifts by 0 and NaN is kept, as torch.logsumexp does.
 // Backward, with p_nm = exp(s_nm - log_joint_n), q_nmd = exp(x_nmd - log_marginal_nd) and
 // k_nmd = g_joint_n p_nm + g_marginal_nd q_nmd:
 //   dz_nd = -sum_m k_nmd u_nmd 2 h_md          (pass over n, rows in parallel)
 //   dmu_md = sum_n k_nmd u_nmd 2 h_md,  dlogvar_md = sum_n k_nmd (u_nmd^2 h_md - 0.5)   (pass over m)
 //   dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd   (only when asked).
+// A zero incoming gradient contributes exactly zero (not 0 * NaN): log_joint mixes all dimensions,
+// so without this a NaN column would reach every column's gradient through g_joint = 0.
 // Both passes recompute x from the inputs; memory stays O((B' + B) D) plus O(D + B) per thread
 // (rows are copied once, padded to the vector width, so the inner loops use full vectors only).
 // The same math is in kernels/gaussian_pair_logsumexp.py and eoflow_fast/reference/.
@@ -36,6 +42,18 @@ constexpr double kLog2Pi = 1.8378770664093453;
 template <typename T>
 inline T hsum(const Vectorized<T>& v) {
   return at::vec::vec_reduce_all<T>([](Vectorized<T>& a, Vectorized<T>& b) { return a + b; }, v);
+}
+
+// exp_u20 clamps its argument with min/max, which turn NaN into +inf; this keeps NaN (as exp does).
+template <typename T>
+inline Vectorized<T> exp_keep_nan(const Vectorized<T>& x) {
+  return Vectorized<T>::blendv(x.exp_u20(), x, x.isnan());
+}
+
+// The shift of a log-sum-exp whose largest term is mx: mx itself, 0 when mx is +-inf (torch.logsumexp's rule).
+template <typename T>
+inline T lse_shift(T mx) {
+  return std::isinf(mx) ? T(0) : mx;
 }
 
 // Rows padded to Dp (a multiple of the vector width) so that every load is a full vector:
@@ -74,11 +92,12 @@ struct Grads {
   template <typename F>
   T coefficients(const Pairs<T>& P, int64_t n, T wm, T s, const T* ln, F body) const {
     using V = Vectorized<T>;
-    const T jp = gj[n] * std::exp(s - lj[n]);
+    const T jp = gj[n] == T(0) ? T(0) : gj[n] * std::exp(s - lj[n]);
     const T *lmn = lm + n * P.Dp, *gmn = gm + n * P.Dp;
     V dw(0);
     for (int64_t d = 0; d < P.Dp; d += V::size()) {
-      V mq = V::loadu(gmn + d) * (V(wm) + V::loadu(ln + d) - V::loadu(lmn + d)).exp_u20();
+      const V g = V::loadu(gmn + d);
+      V mq = V::blendv(g * exp_keep_nan(V(wm) + V::loadu(ln + d) - V::loadu(lmn + d)), V(0), g == V(0));
       dw = dw + mq;
       body(d, V(jp) + mq);
     }
@@ -106,12 +125,12 @@ void forward_impl(const Pairs<T>& P, T* log_joint, T* log_marginal) {
         for (int64_t d = 0; d < P.Dp; d += V::size())
           at::vec::maximum(V::loadu(mx.data() + d), V(wm) + V::loadu(ln.data() + d)).store(mx.data() + d);
       }
-      for (auto& v : mx) v = v == ninf ? T(0) : v;  // all pairs dropped: sums stay 0, log gives -inf
+      for (auto& v : mx) v = lse_shift(v);  // a column with only -inf terms: sum 0, log gives -inf
       std::fill(sum.begin(), sum.end(), T(0));
       T ssum = 0;
-      const T sshift = smax == ninf ? T(0) : smax;
-      for (int64_t m = 0; m < P.B; ++m) {  // pass 2: sums
-        const T wm = s[m] == ninf ? ninf : P.weight(n, m);
+      const T sshift = lse_shift(smax);
+      for (int64_t m = 0; m < P.B; ++m) {  // pass 2: sums; s_nm = -inf drops m from the joint only
+        const T wm = P.weight(n, m);
         if (wm == ninf) continue;
         ssum += std::exp(s[m] - sshift);
         P.densities(n, m, u.data(), ln.data());
@@ -136,7 +155,7 @@ void backward_impl(const Pairs<T>& P, const Grads<T>& G, T* dz, T* dmu, T* dlogv
     for (int64_t n = n0; n < n1; ++n) {
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t m = 0; m < P.B; ++m) {
-        const T wm = G.lj[n] == ninf ? ninf : P.weight(n, m);
+        const T wm = P.weight(n, m);
         if (wm == ninf) {
           if (dw) dw[n * P.B + m] = 0;
           continue;
@@ -152,22 +171,22 @@ void backward_impl(const Pairs<T>& P, const Grads<T>& G, T* dz, T* dmu, T* dlogv
       std::copy(acc.begin(), acc.begin() + P.D, dz + n * P.D);
     }
   });
-  // pass over m: dmu_md = sum_n 2 k u h, dlogvar_md = sum_n k (u^2 h - 0.5), with u^2 h = c - log N
+  // pass over m: dmu_md = sum_n 2 k u h, dlogvar_md = sum_n k (u^2 h - 0.5); u^2 h is not taken as
+  // c - log N, which is -inf - -inf = NaN where logvar = +inf
   at::parallel_for(0, P.B, grain(P.Bp * P.Dp), [&](int64_t m0, int64_t m1) {
     std::vector<T> u(P.Dp), ln(P.Dp), amu(P.Dp), alv(P.Dp);
     for (int64_t m = m0; m < m1; ++m) {
       std::fill(amu.begin(), amu.end(), T(0));
       std::fill(alv.begin(), alv.end(), T(0));
-      const T *hm = P.h + m * P.Dp, *cm = P.c + m * P.Dp;
+      const T* hm = P.h + m * P.Dp;
       for (int64_t n = 0; n < P.Bp; ++n) {
-        const T wm = G.lj[n] == ninf ? ninf : P.weight(n, m);
+        const T wm = P.weight(n, m);
         if (wm == ninf) continue;
         const T s = wm + P.densities(n, m, u.data(), ln.data());
         G.coefficients(P, n, wm, s, ln.data(), [&](int64_t d, const V& k) {
-          V g = k * V::loadu(u.data() + d) * V::loadu(hm + d);
+          const V ud = V::loadu(u.data() + d), hd = V::loadu(hm + d), g = k * ud * hd;
           (V::loadu(amu.data() + d) + g + g).store(amu.data() + d);
-          V q = V::loadu(cm + d) - V::loadu(ln.data() + d);
-          (V::loadu(alv.data() + d) + k * (q - V(T(0.5)))).store(alv.data() + d);
+          (V::loadu(alv.data() + d) + k * (ud * ud * hd - V(T(0.5)))).store(alv.data() + d);
         });
       }
       std::copy(amu.begin(), amu.begin() + P.D, dmu + m * P.D);
@@ -176,24 +195,29 @@ void backward_impl(const Pairs<T>& P, const Grads<T>& G, T* dz, T* dmu, T* dlogv
   });
 }
 
+constexpr const char* kOp = "gaussian_pair_logsumexp (cpp): ";
+
+// t (called name) is a contiguous CPU tensor of z's dtype with the given shape (described by what).
+void expect(const Tensor& t, const char* name, at::IntArrayRef shape, const char* what, const Tensor& z) {
+  TORCH_CHECK(t.sizes() == shape, kOp, name, " must have shape ", what, " = ", shape, ", got ", t.sizes());
+  TORCH_CHECK(t.device().is_cpu(), kOp, name, " must be a CPU tensor, got device ", t.device());
+  TORCH_CHECK(t.scalar_type() == z.scalar_type(), kOp, name, " has dtype ", t.scalar_type(), ", z has dtype ",
+              z.scalar_type());
+  TORCH_CHECK(t.is_contiguous(), kOp, name, " must be contiguous");
+}
+
 void check(const Tensor& z, const Tensor& mu, const Tensor& logvar, const std::optional<Tensor>& weights,
            bool exclude_self) {
-  TORCH_CHECK(z.dim() == 2 && mu.dim() == 2 && mu.sizes() == logvar.sizes() && z.size(1) == mu.size(1),
-              "gaussian_pair_logsumexp (cpp): expected z (B', D), mu and logvar (B, D); got ", z.sizes(), ", ",
-              mu.sizes(), ", ", logvar.sizes());
-  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
-              "gaussian_pair_logsumexp (cpp): float32/float64 only, got ", z.scalar_type());
-  std::vector<Tensor> ts{z, mu, logvar};
-  if (weights) {
-    TORCH_CHECK(weights->dim() == 2 && weights->size(0) == z.size(0) && weights->size(1) == mu.size(0),
-                "gaussian_pair_logsumexp (cpp): weights must be (B', B), got ", weights->sizes());
-    ts.push_back(*weights);
-  }
-  for (const auto& t : ts)
-    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == z.scalar_type(),
-                "gaussian_pair_logsumexp (cpp): inputs must be contiguous CPU tensors of one dtype");
-  TORCH_CHECK(!exclude_self || z.size(0) == mu.size(0),
-              "gaussian_pair_logsumexp (cpp): exclude_self needs as many rows in z as in mu");
+  TORCH_CHECK(z.dim() == 2, kOp, "z must be 2-D (B', D), got shape ", z.sizes());
+  TORCH_CHECK(mu.dim() == 2, kOp, "mu must be 2-D (B, D), got shape ", mu.sizes());
+  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble, kOp,
+              "z must be float32 or float64, got ", z.scalar_type());
+  const int64_t Bp = z.size(0), B = mu.size(0), D = z.size(1);
+  expect(z, "z", {Bp, D}, "(B', D)", z);
+  expect(mu, "mu", {B, D}, "(B, D) with z's D", z);
+  expect(logvar, "logvar", {B, D}, "(B, D)", z);
+  if (weights) expect(*weights, "weights", {Bp, B}, "(B', B)", z);
+  TORCH_CHECK(!exclude_self || Bp == B, kOp, "exclude_self needs as many rows in z as in mu, got ", Bp, " and ", B);
 }
 
 // (rows, D) -> contiguous (rows, Dp), new columns filled with value.
@@ -237,9 +261,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gaussian_pair_logsumexp_bwd(
     bool exclude_self, const Tensor& log_joint, const Tensor& log_marginal, const Tensor& grad_joint,
     const Tensor& grad_marginal, bool weights_grad) {
   check(z, mu, logvar, weights, exclude_self);
-  for (const auto& t : {log_joint, log_marginal, grad_joint, grad_marginal})
-    TORCH_CHECK(t.is_contiguous() && t.scalar_type() == z.scalar_type() && t.size(0) == z.size(0),
-                "gaussian_pair_logsumexp (cpp): outputs and their grads must be contiguous, of z's dtype and rows");
+  const int64_t Bp = z.size(0), D = z.size(1);
+  expect(log_joint, "log_joint", {Bp}, "(B',)", z);
+  expect(log_marginal, "log_marginal", {Bp, D}, "(B', D)", z);
+  expect(grad_joint, "grad_joint", {Bp}, "(B',)", z);
+  expect(grad_marginal, "grad_marginal", {Bp, D}, "(B', D)", z);
+  TORCH_CHECK(!weights_grad || weights.has_value(), kOp, "weights_grad is true but weights is None");
   const int64_t Dp = padded_width(z);
   const Padded in(z, mu, logvar, Dp);
   const Tensor lm = pad(log_marginal, Dp, std::numeric_limits<double>::infinity()), gm = pad(grad_marginal, Dp, 0);

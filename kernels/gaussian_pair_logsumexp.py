@@ -8,11 +8,17 @@ Math, with c_md = -0.5 (log 2pi + logvar_md), h_md = 0.5 exp(-logvar_md), u_nmd 
     s_nm  = w_nm + sum_d (c_md - u_nmd^2 h_md)
     log_joint[n] = logsumexp_m s_nm           (B',)
     log_marginal[n, d] = logsumexp_m x_nmd    (B', D)
-``exclude_self`` (B' == B) drops m == n. Gradients, with p_nm = exp(s_nm - log_joint_n),
+``exclude_self`` (B' == B) drops m == n, and a pair with w_nm = -inf is dropped: it contributes
+nothing to any output or gradient, even where its density is NaN. Each marginal is its own
+log-sum-exp (its own maximum), so a density of -inf or NaN in dimension d reaches only
+log_marginal[:, d] and log_joint; a maximum of +-inf shifts by 0 and NaN is kept, as
+torch.logsumexp does. Gradients, with p_nm = exp(s_nm - log_joint_n),
 q_nmd = exp(x_nmd - log_marginal_nd) and k_nmd = g_joint_n p_nm + g_marginal_nd q_nmd:
     dz_nd = -sum_m 2 k_nmd u_nmd h_md
     dmu_md = sum_n 2 k_nmd u_nmd h_md,   dlogvar_md = sum_n k_nmd (u_nmd^2 h_md - 0.5)
     dw_nm = g_joint_n p_nm + sum_d g_marginal_nd q_nmd
+A zero incoming gradient contributes exactly zero (not 0 * NaN): log_joint mixes all dimensions,
+so without this a NaN column would reach every column's gradient through g_joint = 0.
 
 Kernels work on (BLOCK_N, BLOCK_M, BLOCK_D) tiles. For D <= 64 one tile holds all of d: the
 forward walks the m blocks for one n block keeping running maxima and sums for the joint
@@ -21,7 +27,8 @@ per n block (dz, dw) and once per m block (dmu, dlogvar). For D > 64 the same ke
 64-wide d chunks (a second grid axis) and the joint, which needs all of d, goes through the
 (B', B) scores s_nm, summed over the chunks by ``_pair_sum_kernel`` (recomputed in the backward,
 where p_nm reads them). Nothing of size B' x B x D is stored and the results are deterministic
-(no atomics). Maxima are guarded so that a fully masked row never computes -inf - -inf.
+(no atomics). Padded and dropped pairs are masked with tl.where (never by adding -inf to a
+density that may be NaN), and the launchers skip empty grids (B' = 0 or B = 0).
 Arithmetic runs in float32 (float64 for float64 inputs); results come back in z's dtype.
 """
 import math
@@ -45,7 +52,8 @@ _D_CHUNK = 64  # larger D is walked in chunks of this many dimensions
 @triton.jit
 def _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D,
                HAS_W: tl.constexpr, EXCLUDE_SELF: tl.constexpr):
-    """Returns u (BN, BM, BD), log N (BN, BM, BD; 0 on padded d) and w (BN, BM; -inf where dropped)."""
+    """Returns u and log N (BN, BM, BD; 0 on padded d and on padded or dropped pairs) and w (BN, BM;
+    -inf on padded or dropped pairs)."""
     mask_n = offs_n < BP
     mask_m = offs_m < B
     mask_d = offs_d < D
@@ -59,17 +67,25 @@ def _pair_tile(Z, MU, C, H, W, offs_n, offs_m, offs_d, BP, B, D,
     if mu.dtype != tl.float64:
         z = z.to(tl.float32)
         mu = mu.to(tl.float32)
-    u = z[:, None, :] - mu[None, :, :]
-    log_density = c[None, :, :] - u * u * h[None, :, :]
-    valid = mask_n[:, None] & mask_m[None, :]
+    keep = mask_n[:, None] & mask_m[None, :]
     if EXCLUDE_SELF:
-        valid = valid & (offs_n[:, None] != offs_m[None, :])
+        keep = keep & (offs_n[:, None] != offs_m[None, :])
     if HAS_W:
-        w = tl.load(W + offs_n[:, None].to(tl.int64) * B + offs_m[None, :], mask=valid, other=0.0).to(c.dtype)
+        w = tl.load(W + offs_n[:, None].to(tl.int64) * B + offs_m[None, :], mask=keep, other=float("-inf"))
+        w = w.to(c.dtype)
+        keep = keep & (w != float("-inf"))
     else:
-        w = tl.zeros(valid.shape, dtype=c.dtype)
-    w = tl.where(valid, w, float("-inf"))
+        w = tl.zeros(keep.shape, dtype=c.dtype)
+    w = tl.where(keep, w, float("-inf"))
+    u = tl.where(keep[:, :, None], z[:, None, :] - mu[None, :, :], 0.0)
+    log_density = tl.where(keep[:, :, None], c[None, :, :] - u * u * h[None, :, :], 0.0)
     return u, log_density, w
+
+
+@triton.jit
+def _lse_shift(mx):
+    """The shift of a log-sum-exp whose largest term is mx: mx, or 0 where mx is +-inf (torch's rule)."""
+    return tl.where(tl.abs(mx) == float("inf"), 0.0, mx)
 
 
 @triton.jit
@@ -90,19 +106,19 @@ def _fwd_kernel(Z, MU, C, H, W, LJ, LM, BP, B, D,
         if JOINT:
             s = w + tl.sum(log_density, axis=2)
             new_max = tl.maximum(j_max, tl.max(s, axis=1))
-            shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+            shift = _lse_shift(new_max)
             j_sum = j_sum * tl.exp(j_max - shift) + tl.sum(tl.exp(s - shift[:, None]), axis=1)
             j_max = new_max
         x = w[:, :, None] + log_density
         new_max_d = tl.maximum(m_max, tl.max(x, axis=1))
-        shift_d = tl.where(new_max_d == float("-inf"), 0.0, new_max_d)
+        shift_d = _lse_shift(new_max_d)
         m_sum = m_sum * tl.exp(m_max - shift_d) + tl.sum(tl.exp(x - shift_d[:, None, :]), axis=1)
         m_max = new_max_d
     mask_n = offs_n < BP
     # padded rows (n >= B') are never stored; give them sum 1 so that no log(0) is evaluated
-    log_marginal = tl.where(m_max == float("-inf"), 0.0, m_max) + tl.log(tl.where(mask_n[:, None], m_sum, 1.0))
+    log_marginal = _lse_shift(m_max) + tl.log(tl.where(mask_n[:, None], m_sum, 1.0))
     if JOINT:
-        log_joint = tl.where(j_max == float("-inf"), 0.0, j_max) + tl.log(tl.where(mask_n, j_sum, 1.0))
+        log_joint = _lse_shift(j_max) + tl.log(tl.where(mask_n, j_sum, 1.0))
         tl.store(LJ + offs_n, log_joint.to(LJ.dtype.element_ty), mask=mask_n)
     tl.store(LM + offs_n[:, None].to(tl.int64) * D + offs_d[None, :], log_marginal.to(LM.dtype.element_ty),
              mask=mask_n[:, None] & (offs_d[None, :] < D))
@@ -110,14 +126,14 @@ def _fwd_kernel(Z, MU, C, H, W, LJ, LM, BP, B, D,
 
 @triton.jit
 def _marginal_grad(log_density, w, offs_n, offs_d, LM, GM, BP, D):
-    """g_marginal_nd q_nmd of one tile (BN, BM, BD; 0 on padded n and d)."""
+    """g_marginal_nd q_nmd of one tile (BN, BM, BD); 0 on padded or dropped pairs, on padded d and
+    where g_marginal_nd = 0."""
     nd = offs_n[:, None].to(tl.int64) * D + offs_d[None, :]
     ndmask = (offs_n[:, None] < BP) & (offs_d[None, :] < D)
     lm = tl.load(LM + nd, mask=ndmask, other=0.0).to(log_density.dtype)
     gm = tl.load(GM + nd, mask=ndmask, other=0.0).to(log_density.dtype)
-    lm = tl.where(lm == float("-inf"), 0.0, lm)
     q = tl.exp(w[:, :, None] + log_density - lm[:, None, :])
-    return tl.where(ndmask[:, None, :], gm[:, None, :] * q, 0.0)
+    return tl.where((w != float("-inf"))[:, :, None] & (gm != 0.0)[:, None, :], gm[:, None, :] * q, 0.0)
 
 
 @triton.jit
@@ -130,15 +146,13 @@ def _coefficients(log_density, w, offs_n, offs_m, offs_d, LJ, LM, GJ, GM, S, BP,
     mask_n = offs_n < BP
     lj = tl.load(LJ + offs_n, mask=mask_n, other=0.0).to(acc)
     gj = tl.load(GJ + offs_n, mask=mask_n, other=0.0).to(acc)
-    lj = tl.where(lj == float("-inf"), 0.0, lj)
     if JOINT:
         s = w + tl.sum(log_density, axis=2)
     else:
         s = tl.load(S + offs_n[:, None].to(tl.int64) * B + offs_m[None, :],
                     mask=mask_n[:, None] & (offs_m[None, :] < B), other=float("-inf")).to(acc)
-    p = tl.exp(s - lj[:, None])
+    gp = tl.where((w != float("-inf")) & (gj != 0.0)[:, None], gj[:, None] * tl.exp(s - lj[:, None]), 0.0)
     gq = _marginal_grad(log_density, w, offs_n, offs_d, LM, GM, BP, D)
-    gp = gj[:, None] * p
     return gp[:, :, None] + gq, gp + tl.sum(gq, axis=2)
 
 
@@ -216,9 +230,20 @@ def _blocks(D, tile, dtype):
     """Tile sizes for the n/m-streaming kernels: BLOCK_D covers D up to _D_CHUNK, else one chunk.
     float64 values take two registers each, so its tiles are half as large."""
     tile = tile // 2 if dtype == torch.float64 else tile
-    block_d = min(triton.next_power_of_2(D), _D_CHUNK)
+    block_d = min(triton.next_power_of_2(max(D, 1)), _D_CHUNK)
     block_m = max(1, min(64, tile // (_BLOCK_N * block_d)))
     return dict(BLOCK_N=_BLOCK_N, BLOCK_M=block_m, BLOCK_D=block_d)
+
+
+def _d_chunks(D, blocks):
+    """Number of d chunks; D = 0 still takes one (the joint is then logsumexp_m w_nm)."""
+    return max(1, triton.cdiv(D, blocks["BLOCK_D"]))
+
+
+def _launch(kernel, grid, *args, **kwargs):
+    """kernel[grid](*args, **kwargs); an empty grid (B' = 0 or B = 0) has nothing to write and is skipped."""
+    if all(grid):
+        kernel[grid](*args, **kwargs)
 
 
 def _constants(logvar):
@@ -232,8 +257,9 @@ def _pair_sum(z, mu, c, h, weights, exclude_self, lm=None, gm=None):
     (bp, d), b = z.shape, mu.shape[0]
     out = torch.empty((bp, b), device=z.device, dtype=c.dtype)
     grad = lm is not None
-    block_d = min(triton.next_power_of_2(d), 8 if grad else 16)
-    _pair_sum_kernel[(triton.cdiv(bp, _BLOCK_N), triton.cdiv(b, _BLOCK_N))](
+    block_d = min(triton.next_power_of_2(max(d, 1)), 8 if grad else 16)
+    _launch(
+        _pair_sum_kernel, (triton.cdiv(bp, _BLOCK_N), triton.cdiv(b, _BLOCK_N)),
         z, mu, c, h, z if weights is None else weights, z if lm is None else lm, z if gm is None else gm, out,
         bp, b, d, HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), MARGINAL_GRAD=grad,
         BLOCK_N=_BLOCK_N, BLOCK_M=_BLOCK_N, BLOCK_D=block_d)
@@ -250,12 +276,13 @@ def pair_logsumexp_fwd(z, mu, logvar, weights, exclude_self):
     c, h = _constants(logvar)
     log_marginal = torch.empty_like(z)
     blocks = _blocks(d, _TILE, z.dtype)
-    chunks = triton.cdiv(d, blocks["BLOCK_D"])
+    chunks = _d_chunks(d, blocks)
     if chunks == 1:
         log_joint = torch.empty(bp, device=z.device, dtype=z.dtype)
     else:
         log_joint = torch.logsumexp(_pair_sum(z, mu, c, h, weights, exclude_self), dim=1).to(z.dtype)
-    _fwd_kernel[(triton.cdiv(bp, blocks["BLOCK_N"]), chunks)](
+    _launch(
+        _fwd_kernel, (triton.cdiv(bp, blocks["BLOCK_N"]), chunks),
         z, mu, c, h, z if weights is None else weights, log_joint, log_marginal, bp, mu.shape[0], d,
         HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), JOINT=chunks == 1, **blocks)
     return log_joint, log_marginal
@@ -269,7 +296,7 @@ def pair_logsumexp_bwd(z, mu, logvar, weights, exclude_self, log_joint, log_marg
     dz, dmu, dlogvar = torch.empty_like(z), torch.empty_like(mu), torch.empty_like(logvar)
     w = z if weights is None else weights
     blocks = _blocks(d, _TILE_BWD, z.dtype)
-    chunks = triton.cdiv(d, blocks["BLOCK_D"])
+    chunks = _d_chunks(d, blocks)
     joint = chunks == 1
     scores = z if joint else _pair_sum(z, mu, c, h, weights, exclude_self)
     dw = None
@@ -277,12 +304,17 @@ def pair_logsumexp_bwd(z, mu, logvar, weights, exclude_self, log_joint, log_marg
         if joint:
             dw = torch.empty((bp, b), device=z.device, dtype=z.dtype)
         else:
-            lj = torch.where(log_joint == float("-inf"), 0.0, log_joint).to(c.dtype)
+            keep = weights != float("-inf")
+            if exclude_self:
+                keep = keep & ~torch.eye(bp, b, dtype=torch.bool, device=z.device)
+            gj = grad_joint.to(c.dtype)[:, None]
+            joint_part = torch.where(keep & (gj != 0), gj * torch.exp(scores - log_joint.to(c.dtype)[:, None]), 0.0)
             gm_part = _pair_sum(z, mu, c, h, weights, exclude_self, log_marginal, grad_marginal)
-            dw = (grad_joint.to(c.dtype)[:, None] * torch.exp(scores - lj[:, None]) + gm_part).to(z.dtype)
+            dw = (joint_part + gm_part).to(z.dtype)
     flags = dict(HAS_W=weights is not None, EXCLUDE_SELF=bool(exclude_self), JOINT=joint, **blocks)
     args = (z, mu, c, h, w, log_joint, log_marginal, grad_joint, grad_marginal, scores)
-    _bwd_n_kernel[(triton.cdiv(bp, blocks["BLOCK_N"]), chunks)](
+    _launch(
+        _bwd_n_kernel, (triton.cdiv(bp, blocks["BLOCK_N"]), chunks),
         *args, dz, z if dw is None else dw, bp, b, d, WEIGHTS_GRAD=bool(weights_grad) and joint, **flags)
-    _bwd_m_kernel[(triton.cdiv(b, blocks["BLOCK_M"]), chunks)](*args, dmu, dlogvar, bp, b, d, **flags)
+    _launch(_bwd_m_kernel, (triton.cdiv(b, blocks["BLOCK_M"]), chunks), *args, dmu, dlogvar, bp, b, d, **flags)
     return dz, dmu, dlogvar, dw

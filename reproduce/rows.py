@@ -45,7 +45,7 @@ def write(name: str, rows: list[dict], details: dict, results_dir: Path = RESULT
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"repro_{name}.json"
     path.write_text(json.dumps({"benchmark": f"repro_{name}", "env": env_info("cpu"),
-                                "command": ["python", "-m", *sys.argv], "rows": rows, "details": details},
+                                "command": [Path(sys.argv[0]).name, *sys.argv[1:]], "rows": rows, "details": details},
                                indent=2) + "\n")
     (results_dir / f"repro_{name}.md").write_text(markdown(rows))
     return path

@@ -89,7 +89,8 @@ def coupling_cases(quick=False, dtypes=tuple(DTYPES)):
     b, n = 4, 96
     grid = itertools.product(DTYPES, (False, True), affine_coupling.CLAMP_FN_IDS)
     if quick:
-        grid = [("f32", False, "atan"), ("f32", True, "tanh"), ("bf16", False, "atan"), ("f64", True, "none")]
+        grid = [("f32", False, "atan"), ("f32", True, "tanh"), ("bf16", False, "atan"), ("f64", True, "none"),
+                ("f64", False, "atan"), ("f32", True, "freia_sigmoid"), ("f64", False, "logsigmoid")]
     for dtype, reverse, clamp_fn in (g for g in grid if g[0] in dtypes):
         tag = f"{dtype} reverse={reverse} clamp={clamp_fn}"
         flags = (2.0, clamp_fn, reverse)

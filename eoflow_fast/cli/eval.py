@@ -45,7 +45,7 @@ def run(args) -> int:
     try:
         config = engine.read_config(run_dir)
         spec = registry.get(config.get("model", ""))
-    except (KeyError, ImportError, json.JSONDecodeError) as exc:
+    except (KeyError, ImportError, json.JSONDecodeError, CheckpointError) as exc:
         print(f"eoflow-fast eval: error: {run_dir}: {exc}", file=sys.stderr)
         return 1
     parser = eval_parser(args.run_dir, config, spec)

@@ -176,7 +176,7 @@ def run(args) -> int:
         run_dir = Path(meta.resume)
         try:
             config = engine.read_config(run_dir)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, CheckpointError) as exc:  # missing, or not JSON / damaged
             parser.error(f"argument --resume: {exc}")
         if config.get("model") != name:
             parser.error(f"argument --resume: {run_dir} is a {config.get('model')!r} run, not {name!r}")

@@ -84,3 +84,11 @@ def check_positive_float(op: str, name: str, value) -> float:
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{op}: {name} must be a finite positive float, got {value!r}")
     return v
+
+
+def check_positive_int(op: str, name: str, value) -> None:
+    """``value`` is an integer >= 1 (a bool, a float such as 100.0 or a string is refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value}")

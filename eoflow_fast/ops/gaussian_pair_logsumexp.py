@@ -7,7 +7,9 @@
     log N_nmd = -0.5 (log 2pi + logvar_md + (z_nd - mu_md)^2 exp(-logvar_md)),
     log_joint[n] = logsumexp_m(w_nm + sum_d log N_nmd), log_marginal[n, d] = logsumexp_m(w_nm + log N_nmd).
     ``weights`` (B', B) are log-weights w (0 when None; -inf drops a pair) and receive a gradient
-    too. ``exclude_self`` drops m == n (leave-one-out; needs B' == B).
+    too. ``exclude_self`` (a bool) drops m == n (leave-one-out; needs B' == B). Empty inputs are
+    fine on every backend: B' = 0 gives empty outputs, B = 0 gives -inf (an empty log-sum-exp), D = 0
+    gives log_joint = logsumexp_m w_nm and an empty log_marginal.
 
 The fused backends stream over m with an online log-sum-exp: O((B' + B) D) memory, never the
 B' x B x D tensor the reference builds. Their backward recomputes the pair densities from the
@@ -19,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..reference import gaussian_pair_logsumexp as ref
-from ._checks import check_ndim, check_same
+from ._checks import check_bool, check_ndim, check_same
 from ._dispatch import cpp_ops, resolve, triton_kernels
 
 OP = "gaussian_pair_logsumexp"
@@ -86,6 +88,7 @@ def _validate(z, mu, logvar, weights, exclude_self) -> None:
     if weights is not None:
         named["weights"] = weights
     check_same(OP, named, shape=False)
+    check_bool(OP, "exclude_self", exclude_self)
     for name, t in named.items():
         check_ndim(OP, name, t, 2)
     if logvar.shape != mu.shape:
@@ -107,7 +110,7 @@ def gaussian_pair_logsumexp(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Ten
     """``(log_joint (B',), log_marginal (B', D))``; see the module docstring for the math."""
     _validate(z, mu, logvar, weights, exclude_self)
     which = resolve(OP, backend, z.device, z.dtype)
-    if which == "torch" or z.numel() == 0 or mu.numel() == 0:
+    if which == "torch":
         return ref.gaussian_pair_logsumexp(z, mu, logvar, weights=weights, exclude_self=exclude_self)
     weights = None if weights is None else weights.contiguous()
     return _PairLogSumExpFn.apply(z.contiguous(), mu.contiguous(), logvar.contiguous(), weights,

@@ -14,11 +14,27 @@ import functools
 import torch
 
 from ..reference import marginal_entropy as ref
-from ._checks import check_choice, check_float, check_ndim
+from ._checks import check_choice, check_float, check_ndim, check_positive_float
 from ._dispatch import BACKENDS
 from .gaussian_pair_logsumexp import gaussian_pair_logsumexp
 
 OP = "marginal_entropy"
+
+
+def _check_bandwidth(z: torch.Tensor, bandwidth) -> None:
+    """A finite positive number, or a floating-point tensor of shape () or (D,) on z's device with
+    finite positive entries."""
+    if not isinstance(bandwidth, torch.Tensor):
+        check_positive_float(OP, "bandwidth", bandwidth)
+        return
+    check_float(OP, "bandwidth", bandwidth)
+    if bandwidth.device != z.device:
+        raise ValueError(f"{OP}: bandwidth is on {bandwidth.device}, z is on {z.device}")
+    if bandwidth.dim() > 1 or (bandwidth.dim() == 1 and bandwidth.shape[0] != z.shape[1]):
+        raise ValueError(f"{OP}: bandwidth must be a float or a ({z.shape[1]},) tensor, "
+                         f"got shape {tuple(bandwidth.shape)}")
+    if not bool(((bandwidth > 0) & torch.isfinite(bandwidth)).all()):
+        raise ValueError(f"{OP}: bandwidth must be finite and > 0 everywhere, got {bandwidth.detach().cpu()}")
 
 
 def marginal_entropy(z: torch.Tensor, *, method: str = "kde", bandwidth: float | torch.Tensor | None = None,
@@ -31,10 +47,6 @@ def marginal_entropy(z: torch.Tensor, *, method: str = "kde", bandwidth: float |
     if z.shape[0] < 2:
         raise ValueError(f"{OP}: needs at least 2 rows in z, got shape {tuple(z.shape)}")
     if bandwidth is not None:
-        h = torch.as_tensor(bandwidth)
-        if h.dim() > 1 or (h.dim() == 1 and h.shape[0] != z.shape[1]):
-            raise ValueError(f"{OP}: bandwidth must be a float or a ({z.shape[1]},) tensor, got shape {tuple(h.shape)}")
-        if not bool((h > 0).all()):
-            raise ValueError(f"{OP}: bandwidth must be > 0, got {bandwidth}")
+        _check_bandwidth(z, bandwidth)
     pair = functools.partial(gaussian_pair_logsumexp, backend=backend)
     return ref.marginal_entropy(z, method=method, bandwidth=bandwidth, pair_logsumexp=pair)

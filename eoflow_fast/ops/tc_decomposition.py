@@ -13,12 +13,11 @@ fused pairwise Gaussian log-sum-exp.
 from __future__ import annotations
 
 import functools
-import numbers
 
 import torch
 
 from ..reference import tc_decomposition as ref
-from ._checks import check_choice, check_ndim, check_same
+from ._checks import check_choice, check_ndim, check_positive_int, check_same
 from .gaussian_pair_logsumexp import gaussian_pair_logsumexp
 
 OP = "tc_decomposition"
@@ -31,12 +30,12 @@ def tc_decomposition(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, da
     check_ndim(OP, "z", z, 2)
     check_choice(OP, "estimator", estimator, ref.ESTIMATORS)
     batch_size = z.shape[0]
-    if isinstance(dataset_size, bool) or not isinstance(dataset_size, numbers.Integral):
-        raise TypeError(f"{OP}: dataset_size must be an int, got {type(dataset_size).__name__}")
+    check_positive_int(OP, "dataset_size", dataset_size)
     if dataset_size < batch_size:
         raise ValueError(f"{OP}: dataset_size ({dataset_size}) must be >= the batch size B ({batch_size})")
-    if batch_size < (2 if estimator == "mss" else 1):
-        raise ValueError(f"{OP}: estimator {estimator!r} needs a batch of at least "
-                         f"{2 if estimator == 'mss' else 1} rows, got z of shape {tuple(z.shape)}")
+    min_rows = 2 if estimator == "mss" else 1
+    if batch_size < min_rows:
+        raise ValueError(f"{OP}: estimator {estimator!r} needs at least {min_rows} row{'s' * (min_rows > 1)} in z "
+                         f"(the terms are batch means), got shape {tuple(z.shape)}")
     pair = functools.partial(gaussian_pair_logsumexp, backend=backend)
     return ref.tc_decomposition(z, mu, logvar, int(dataset_size), estimator=estimator, pair_logsumexp=pair)

@@ -48,10 +48,10 @@ def soft_clamp(s_raw: torch.Tensor, clamp: float, clamp_fn: str) -> torch.Tensor
         return clamp * torch.tanh(s_raw)
     if clamp_fn == "freia_sigmoid":
         return clamp * torch.tanh(0.5 * s_raw)
-    if clamp_fn == "logsigmoid":
-        return -F.softplus(-(s_raw + clamp))
+    if clamp_fn == "logsigmoid":  # F.logsigmoid is exact where e^-v is tiny (F.softplus linearises past 20)
+        return F.logsigmoid(s_raw + clamp)
     if clamp_fn == "neg_logsigmoid":
-        return F.softplus(-(s_raw + clamp))
+        return -F.logsigmoid(s_raw + clamp)
     if clamp_fn == "none":
         return s_raw
     raise ValueError(f"soft_clamp: clamp_fn must be one of {CLAMP_FNS}, got {clamp_fn!r}")

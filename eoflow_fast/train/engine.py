@@ -517,11 +517,17 @@ class _Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def _check_finite_state(self, step: int) -> None:
-        """No checkpoint holds a non-finite parameter or optimizer value (it would be no 'good' one)."""
-        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
-        for i, state in enumerate(self.optimizer.state.values()):
-            bad += [f"optimizer state {k} of parameter {i}" for k, v in state.items()
-                    if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+        """No checkpoint holds a non-finite model value (parameter or buffer, e.g. running statistics)
+        or optimizer value of the main or an auxiliary optimizer (it would be no 'good' one).
+        One host sync: the per-tensor finiteness flags are stacked and read together."""
+        named = list(self.model.state_dict().items())
+        optimizers = {"optimizer": self.optimizer, **{f"{k} optimizer": o for k, o in self.aux_optimizers.items()}}
+        for label, opt in optimizers.items():
+            for i, state in enumerate(opt.state.values()):
+                named += [(f"{label} state {k} of parameter {i}", v) for k, v in state.items()]
+        named = [(n, v) for n, v in named if torch.is_tensor(v) and v.is_floating_point() and v.numel()]
+        finite = torch.stack([torch.isfinite(v).all() for _, v in named]).tolist() if named else []
+        bad = [n for (n, _), ok in zip(named, finite) if not ok]
         if bad:
             self.log.write({"kind": "event", "step": step, "event": "non_finite_state", "names": bad[:8]})
             self.log.sync()

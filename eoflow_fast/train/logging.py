@@ -22,6 +22,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .checkpoint import write_atomic
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -85,9 +87,7 @@ def truncate_after(run_dir: str | os.PathLike, step: int) -> None:
     if not path.exists():
         return
     kept = [json.dumps(r) for r in read_metrics(run_dir) if r.get("step", 0) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(line + "\n" for line in kept).encode())  # exclusive temp file, no links followed
 
 
 def jsonable(value):
@@ -117,7 +117,8 @@ class RunLog:
         if not active:
             return
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        self._file = open(Path(run_dir) / METRICS_FILE, "a", buffering=1)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # never through a link
+        self._file = os.fdopen(os.open(Path(run_dir) / METRICS_FILE, flags, 0o644), "a", buffering=1)
         if progress:
             self._bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True,
                              mininterval=0.5, desc="train")

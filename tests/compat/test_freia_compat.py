@@ -98,10 +98,13 @@ def test_block_matches_freia(case, conditional):
     x = 1.5 * torch.randn(5, *dims_in[0])
     c = [torch.randn(5, *dims_c[0])] if conditional else []
     for rev in (False, True):
-        for a, b in zip(_grads(ref, x, c, rev)[:3], _grads(ours, x, c, rev)[:3]):
-            torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-12)
-        for a, b in zip(_grads(ref, x, c, rev)[3], _grads(ours, x, c, rev)[3]):
-            torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-11)
+        # float64 rounding relative to each tensor's scale (reverse-mode gradients reach 1e8 here)
+        ga, gb = _grads(ref, x, c, rev), _grads(ours, x, c, rev)
+        for a, b in zip([*ga[:3], *ga[3]], [*gb[:3], *gb[3]]):
+            assert (a is None) == (b is None)
+            if a is None:  # a parameter the block does not use (GIN's global scale)
+                continue
+            torch.testing.assert_close(b, a, rtol=1e-11, atol=1e-11 * float(a.abs().max().clamp_min(1.0)))
     (y,), _ = ours((x,), c=c, rev=False)
     (x_back,), _ = ours((y,), c=c, rev=True)
     tol = _inverse_tol(kw)

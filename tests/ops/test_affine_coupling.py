@@ -91,11 +91,16 @@ def test_reference_jvp_equals_torch_func_jvp_and_finite_differences(gen, clamp_f
     torch.testing.assert_close(out[3], (ld_p - ld_m) / (2 * h), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("cpp", marks=needs_cpp), "triton"])
-@pytest.mark.parametrize("clamp_fn", CLAMP_FNS)
-@pytest.mark.parametrize("reverse", [False, True])
+# the Triton interpreter is slow: two maps there (its gradients are compared with the reference above)
+GRADCHECK_CASES = [pytest.param(b, f, r, marks=[needs_cpp] if b == "cpp" else [])
+                   for b in ("torch", "cpp") for f in CLAMP_FNS for r in (False, True)] + \
+    [("triton", "atan", False), ("triton", "neg_logsigmoid", True)]
+
+
+@pytest.mark.parametrize("backend,clamp_fn,reverse", GRADCHECK_CASES)
 def test_gradcheck_float64(gen, backend, clamp_fn, reverse):
-    x, s_raw, t, dx, ds, dt = [v.requires_grad_() for v in _inputs(gen, (2, 5), 6, torch.float64, "cpu")]
+    shape = (1, 3) if backend == "triton" else (2, 5)
+    x, s_raw, t, dx, ds, dt = [v.requires_grad_() for v in _inputs(gen, shape, 6, torch.float64, "cpu")]
     kw = dict(clamp=1.3, clamp_fn=clamp_fn, reverse=reverse, backend=backend)
     assert torch.autograd.gradcheck(lambda a, b, c: ops.affine_coupling(a, b, c, **kw), (x, s_raw, t))
     assert torch.autograd.gradcheck(lambda *v: ops.affine_coupling_jvp(*v, **kw), (x, s_raw, t, dx, ds, dt))

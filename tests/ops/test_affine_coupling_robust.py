@@ -21,16 +21,15 @@ def _draw(gen, shape, n, dtype=F64, scale=1.5):
 
 # ---------------------------------------------------------------- 3. double backward
 # every map on the fused CPU path; the Triton interpreter is slow, so there one map per kind
-GRADGRAD_CASES = [(b, f) for b in ("torch", "cpp") for f in CLAMP_FNS] + \
-    [("triton", f) for f in ("atan", "freia_sigmoid", "neg_logsigmoid")]
+GRADGRAD_CASES = [(b, f, r) for b in ("torch", "cpp") for f in CLAMP_FNS for r in (False, True)] + \
+    [("triton", "atan", False), ("triton", "neg_logsigmoid", True)]
 
 
-@pytest.mark.parametrize("backend,clamp_fn", [pytest.param(*c, marks=[needs_cpp] if c[0] == "cpp" else [])
-                                              for c in GRADGRAD_CASES])
-@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("backend,clamp_fn,reverse", [pytest.param(*c, marks=[needs_cpp] if c[0] == "cpp" else [])
+                                                      for c in GRADGRAD_CASES])
 def test_gradgradcheck_float64(gen, backend, clamp_fn, reverse):
     kw = dict(clamp=1.3, clamp_fn=clamp_fn, reverse=reverse, backend=backend)
-    prim = [v.requires_grad_() for v in _draw(gen, (2, 2), 6)]
+    prim = [v.requires_grad_() for v in _draw(gen, (1, 3) if backend == "triton" else (2, 3), 6)]
     assert torch.autograd.gradgradcheck(lambda a, b, c: ops.affine_coupling(a, b, c, **kw), prim[:3])
     assert torch.autograd.gradgradcheck(lambda *v: ops.affine_coupling_jvp(*v, **kw), prim)
 
@@ -135,8 +134,10 @@ def test_sigmoid_maps_take_any_finite_offset(gen, backend, clamp_fn, clamp):
 
 
 # ---------------------------------------------------------------- 6. accuracy of the scale maps
-_S_RAW = torch.cat([torch.tensor([0.0, 1e-300, -1e-12, 1e-7, 0.3, -0.61, 0.63, 0.67, 1.2, -2.41, 2.42, 7.0, -40.0,
-                                  300.0, -1e4], dtype=F64), torch.linspace(-6, 6, 97, dtype=F64)])
+# every range-reduction boundary of the atan / tanh approximations (0.41, 0.625, 0.66, 2.41), for
+# u = s_raw / clamp with clamp 1 and 2, plus extremes; the Triton interpreter runs one program per row
+_S_RAW = torch.tensor([0.0, 1e-300, -1e-12, 1e-7, 0.3, -0.4, 0.43, 0.61, -0.64, 0.65, 0.8, -0.83, 1.2, 1.3, -1.33,
+                       2.41, -2.42, 4.8, 4.85, -5.0, 7.0, -40.0, 300.0, -1e4], dtype=F64)
 
 
 @pytest.mark.parametrize("backend,dtype,rtol", [pytest.param("cpp", F64, 1e-14, marks=needs_cpp),
@@ -144,7 +145,7 @@ _S_RAW = torch.cat([torch.tensor([0.0, 1e-300, -1e-12, 1e-7, 0.3, -0.61, 0.63, 0
                                                 pytest.param("cpp", torch.float32, 1e-6, marks=needs_cpp),
                                                 ("triton", torch.float32, 1e-6)])
 @pytest.mark.parametrize("clamp_fn", CLAMP_FNS)
-@pytest.mark.parametrize("clamp", [0.7, 2.0])
+@pytest.mark.parametrize("clamp", [1.0, 2.0])
 def test_scale_map_is_accurate_elementwise(backend, dtype, rtol, clamp_fn, clamp):
     """One-column rows: log_det[b] = s(s_raw[b]) and dlog_det[b] = s'(s_raw[b]) exactly, so each
     value of the map and its slope is compared on its own (no cancellation, no averaging), over
@@ -154,8 +155,8 @@ def test_scale_map_is_accurate_elementwise(backend, dtype, rtol, clamp_fn, clamp
     _, ld, _, dld = ops.affine_coupling_jvp(z, a, z, z, one, z, clamp=clamp, clamp_fn=clamp_fn, backend=backend)
     a64 = a.double()[:, 0]
     s_ref, d_ref = ref.soft_clamp(a64, clamp, clamp_fn), ref.soft_clamp_slope(a64, clamp, clamp_fn)
-    # the slope near saturation (1 - tanh^2, ...) cancels in any formula: scaled by its maximum there
-    floors = (torch.finfo(dtype).tiny, 1e-2 * d_ref.abs().max().item())
+    # the slope near saturation (1 - tanh^2, ...) cancels in any formula: its error is scaled by its maximum
+    floors = (torch.finfo(dtype).tiny, d_ref.abs().max().item())
     for got, want, floor in ((ld, s_ref, floors[0]), (dld, d_ref, floors[1])):
         err = (got.double() - want).abs() / want.abs().clamp_min(floor)
         assert err.max().item() < rtol, (a64[err.argmax()].item(), got[err.argmax()].item(), want[err.argmax()].item())

@@ -124,7 +124,7 @@ def test_bad_inputs():
         ops.tc_decomposition(z, z[:, :2], z, 100)
     with pytest.raises(ValueError, match="logvar has shape"):
         ops.tc_decomposition(z, z, z[:7], 100)
-    with pytest.raises(TypeError, match="dataset_size must be an int"):
+    with pytest.raises(TypeError, match="dataset_size must be a positive int"):
         ops.tc_decomposition(z, z, z, 100.0)
     with pytest.raises(ValueError, match="at least 2 rows"):
         ops.tc_decomposition(z[:1], z[:1], z[:1], 100, estimator="mss")
