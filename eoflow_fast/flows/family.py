@@ -158,8 +158,10 @@ def add_eval_args(parser) -> None:
 
 def evaluate(run_dir, model, config: dict, args=None) -> dict:
     """The report of ``eoflow_fast.flows.evaluation.evaluate_model``; returns flat numbers for logging."""
-    from ..data import get_dataset
     from .evaluation import evaluate_model
+
+    if getattr(args, "metrics", None):
+        _check_ground_truth(config)  # a user error costs no evaluation work
 
     def pick(name):
         value = getattr(args, name, None) if args is not None else None
@@ -179,17 +181,23 @@ def evaluate(run_dir, model, config: dict, args=None) -> dict:
     return flat
 
 
+def _check_ground_truth(config: dict) -> None:
+    """``registry.UsageError`` unless the run's data has ground-truth factors (for --metrics)."""
+    from ..data.registry import FA_CONFIGS, GROUND_TRUTH_SPECS
+
+    if config["data"] not in (*GROUND_TRUTH_SPECS, *FA_CONFIGS):
+        raise registry.UsageError(f"argument --metrics: run data {config['data']!r} has no ground-truth factors "
+                                  f"(metrics need one of {', '.join((*GROUND_TRUTH_SPECS, *FA_CONFIGS))})")
+
+
 def ground_truth_metrics(run_dir, model: EOFlow, config: dict, args) -> dict:
     """``metrics.evaluate(--metrics)`` on the ground truth of ``config["data"]`` with the codes
     z[:, latent_order] (highest explained entropy first) and, for "flow", the decoder Jacobian
     dx/dz in the same order. Raises ``registry.UsageError`` for data without ground truth."""
     from .. import metrics
     from ..data import get_ground_truth
-    from ..data.registry import FA_CONFIGS, GROUND_TRUTH_SPECS
 
-    if config["data"] not in (*GROUND_TRUTH_SPECS, *FA_CONFIGS):
-        raise registry.UsageError(f"argument --metrics: run data {config['data']!r} has no ground-truth factors "
-                                  f"(metrics need one of {', '.join((*GROUND_TRUTH_SPECS, *FA_CONFIGS))})")
+    _check_ground_truth(config)
     device = next(model.parameters()).device
     order = model.latent_order.to(device)
     inverse = torch.argsort(order)
