@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -95,13 +96,26 @@ def save_heatmaps(results: dict, out_dir, factor_names=None) -> list[Path]:
 
 
 def write_report(results: dict, out_dir, print_table: bool = True, factor_names=None) -> Path:
-    """Print the table (optional), write ``out_dir/metrics.json`` and the heat maps (factor axes
+    """Print the table (optional), merge ``results`` into ``out_dir/metrics.json`` (a metric evaluated
+    again replaces its own entry; every other metric already there is kept, so an ``eval`` of some
+    metrics never drops the ones training wrote), write the heat maps (named by metric, factor axes
     labelled with ``factor_names`` when given); returns the JSON path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if print_table:
         print(format_table(results))
     path = out_dir / "metrics.json"
-    path.write_text(json.dumps(_jsonable(results), indent=2))
+    merged = {}
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+            merged = previous if isinstance(previous, dict) else {}
+        except json.JSONDecodeError:
+            backup = path.with_name("metrics.unreadable.json")
+            os.replace(path, backup)  # keep what was there, under a name that says why
+    merged.update(_jsonable(results))
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(merged, indent=2))
+    os.replace(tmp, path)
     save_heatmaps(results, out_dir, factor_names)
     return path

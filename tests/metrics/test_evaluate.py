@@ -79,3 +79,12 @@ def test_eval_cli_helpers():
     metrics.add_eval_args(parser)
     args = parser.parse_args(["--metrics", "mig,dci", "--num-train", "100"])
     assert metrics.eval_kwargs(args) == {"names": ["mig", "dci"], "rng": 0, "num_train": 100}
+
+
+def test_write_report_keeps_earlier_metrics(tmp_path):
+    from eoflow_fast.metrics.report import write_report
+
+    write_report({"informative": {"fdr": 0.0}, "mig": {"mig": 0.1}}, tmp_path, print_table=False)
+    write_report({"mig": {"mig": 0.3}, "dci": {"disentanglement": 0.5}}, tmp_path, print_table=False)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == {"informative": {"fdr": 0.0}, "mig": {"mig": 0.3}, "dci": {"disentanglement": 0.5}}
