@@ -13,7 +13,7 @@ Objectives, one training step each (forward, backward, Adam):
           blocks reuse the encoder's activations and the fused tangent kernel.
 Reported: median step time and peak extra memory per variant, and ratios written/swapped.
 
-    python bench/bench_compat.py [--device cpu|cuda] [--quick] [--models flat,image]
+    python bench/bench_compat.py [--device cpu|cuda] [--quick] [--models flat,image] [--out DIR]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_memory, print_table, time_fn, write_result  # noqa: E402
+from common import parse_args, peak_memory, print_table, time_fn, write_result  # noqa: E402
 
 from eoflow_fast.flows.eoflow import EOFlow  # noqa: E402
 
@@ -111,7 +111,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--models", default="flat,image", help="comma-separated subset of: " + ", ".join(MODELS))
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     result = run(args.device, args.quick, args.models.split(","))
     print_table(result["rows"], ["model", "objective", "freia_ms", "swapped_ms", "time_ratio", "freia_peak_mib",
                                  "swapped_peak_mib", "memory_ratio"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import peak_memory, print_table, time_fn, write_result  # noqa: E402
+from common import parse_args, peak_memory, print_table, time_fn, write_result  # noqa: E402
 
 from eoflow_fast.flows import multiscale_flow  # noqa: E402
 from eoflow_fast.flows.eoflow import EOFlow  # noqa: E402
@@ -70,7 +70,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=32, help="subnet channels")
     parser.add_argument("--reps", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     rows = []
     for depth in (int(d) for d in args.depths.split(",")):
         row = {"depth": depth, "batch": args.batch, "hidden": args.hidden}
