@@ -72,6 +72,7 @@ def load(parser: argparse.ArgumentParser, args):
     n = min(args.n, len(test_set))
     items = [test_set[i] for i in range(n)]
     x = torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
+    model.condition_on_items(items)  # a class-conditional run: each item with its own label
     return model, x.to(next(model.parameters()).device)
 
 

@@ -27,6 +27,7 @@ def run(args) -> int:
     if args.dims > model.dim:
         parser.error(f"argument --dims: expected at most D = {model.dim}, got {args.dims}")
     item = test_set[args.index]
+    model.condition_on_items([item])  # a class-conditional run: the item's label for every row
     x = (item[0] if isinstance(item, (tuple, list)) else item)[None].to(next(model.parameters()).device)
     values = torch.linspace(-args.range, args.range, args.steps, device=x.device)
     rows = []

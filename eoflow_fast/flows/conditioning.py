@@ -25,6 +25,13 @@ def cond_channels(flow: nn.Module) -> int:
     return widths.pop() if widths else 0
 
 
+def set_condition(flow: nn.Module, c: torch.Tensor | None) -> None:
+    """Set c on every conditional coupling of ``flow`` until changed (for a one-shot command; code
+    that keeps running should use the ``conditioned`` block)."""
+    for m in conditional_couplings(flow):
+        m.condition = c
+
+
 @contextlib.contextmanager
 def conditioned(flow: nn.Module, c: torch.Tensor | None):
     """Set c (B, k) on the flow's conditional couplings for the calls inside the block."""

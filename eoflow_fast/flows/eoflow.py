@@ -195,6 +195,14 @@ class EOFlow(nn.Module):
         """``conditioned`` on rows [start, start + size) of the per-sample condition c (None: no condition)."""
         return self.conditioned(None if c is None else c[start:start + size])
 
+    def condition_on_items(self, items: list) -> None:
+        """For a class-conditional flow, condition every later call on the labels of ``items`` (dataset
+        items ``(x, label)``; one item's label broadcasts over any number of rows)."""
+        if self.cond_channels:
+            from .conditioning import set_condition
+            labels = torch.as_tensor([int(it[1]) for it in items], device=self.entropy_running.device)
+            set_condition(self.flow, self.condition_tensor(labels))
+
     # ---------------------------------------------------------------- training
     def loss_terms(self, batch, step: int) -> dict[str, torch.Tensor]:
         """Engine contract: ``objective`` = L above (optimized), diagnostics ``_nll_per_dim`` =

@@ -105,3 +105,17 @@ def test_cli_family_trains_and_evaluates_a_label_conditional_flow(tmp_path):
     assert all(v == v for v in flat.values())  # no NaN in bits/dim, MTC, PSNR
     with pytest.raises(ValueError, match="needs a dataset with class labels"):
         family.build({**cfg, "data": "wine"})
+
+
+def test_compress_denoise_traverse_run_on_a_conditional_run(tmp_path, capsys):
+    from eoflow_fast.cli.main import main
+    from eoflow_fast.flows import family
+    from eoflow_fast.train.engine import train
+
+    cfg = {"model": "eoflow", "data": "digits", "condition": "label", "blocks": 1, "hidden": 8, "steps": 2,
+           "batch_size": 64, "progress": False}
+    model, ds, _ = family.build(cfg)
+    train(model, ds, cfg, tmp_path)
+    assert main(["compress", str(tmp_path), "--core", "8", "--n", "5"]) == 0
+    assert main(["denoise", str(tmp_path), "--core", "auto", "--sigma", "0.1", "--n", "4"]) == 0
+    assert main(["traverse", str(tmp_path), "--dims", "2", "--steps", "3"]) == 0
