@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from eoflow_fast.flows import InvConv1x1, SequenceFlow, ActNorm, mlp_flow
+from eoflow_fast.flows import ActNorm, InvConv1x1, Orthogonal, SequenceFlow, mlp_flow
 from eoflow_fast.flows.eoflow import GAUSS_ENTROPY, EOFlow, psnr, sample_dims
 
 
@@ -85,6 +85,9 @@ def test_decoder_jvp_columns_and_exact_entropy(gen):
     assert ent["order"].tolist() == torch.argsort(expected, descending=True).tolist()
 
 
+STEPS_PCA_LIMIT = 4000  # with 1500 steps and no free rotation, 3 of 8 seeds ended 0.06-0.12 nats short (flaky)
+
+
 def test_linear_gaussian_limit_recovers_pca(gen):
     """A linear flow trained with lam = 1 on correlated Gaussian data: sorted H_i equal
     0.5 log(2 pi e lambda_i) of the sample covariance within 0.05 nats (spec §1.7)."""
@@ -94,11 +97,12 @@ def test_linear_gaussian_limit_recovers_pca(gen):
     Q, _ = torch.linalg.qr(A)
     scales = torch.tensor([2.0, 1.0, 0.5, 0.25], dtype=torch.float64)
     x = (torch.randn(N, D, generator=gen, dtype=torch.float64) * scales) @ Q.T + 1.0
-    flow = SequenceFlow(ActNorm(D), InvConv1x1(D, seed=int(torch.randint(0, 1000, (1,), generator=gen)))).double()
+    flow = SequenceFlow(ActNorm(D), InvConv1x1(D, seed=int(torch.randint(0, 1000, (1,), generator=gen))),
+                        Orthogonal(D)).double()  # a free rotation: LU with a fixed P reaches some rotations slowly
     model = EOFlow(flow, (D,), flat_input=True, lam=1.0, sigma=0.0, dequantize=False)
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 1500)
-    for step in range(1500):
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, STEPS_PCA_LIMIT)
+    for step in range(STEPS_PCA_LIMIT):
         opt.zero_grad()
         model.loss_terms(x, step)["objective"].backward()
         opt.step()
