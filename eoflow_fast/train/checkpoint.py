@@ -200,9 +200,14 @@ def load(path: str | os.PathLike, map_location="cpu") -> dict:
     return data
 
 
-def load_latest(run_dir: str | os.PathLike, map_location="cpu") -> dict:
-    """The newest checkpoint in ``run_dir``; :class:`CheckpointError` when there is none."""
+def latest_path(run_dir: str | os.PathLike) -> Path:
+    """The newest checkpoint file of ``run_dir``; :class:`CheckpointError` when there is none."""
     found = list_checkpoints(run_dir)
     if not found:
         raise CheckpointError(f"no checkpoint (ckpt-*.pt) in run folder {run_dir}")
-    return load(found[-1][1], map_location=map_location)
+    return found[-1][1]
+
+
+def load_latest(run_dir: str | os.PathLike, map_location="cpu") -> dict:
+    """The newest checkpoint in ``run_dir``; :class:`CheckpointError` when there is none."""
+    return load(latest_path(run_dir), map_location=map_location)

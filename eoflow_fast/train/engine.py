@@ -378,9 +378,8 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
     env = distributed.setup(cfg["device"])
     try:
         with _determinism(cfg["deterministic"], env.device):
-            trainer = _Trainer(model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot)
-            trainer.overwrite, trainer.from_checkpoint, trainer.branch = overwrite, from_checkpoint, dict(branch or {})
-            return trainer.run(resume)
+            return _Trainer(model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot,
+                            overwrite, from_checkpoint, branch).run(resume)
     finally:
         distributed.teardown(env)
 
@@ -398,9 +397,15 @@ def _scalars(result: dict, limit: int = 8) -> dict:
 
 
 class _Trainer:
-    def __init__(self, model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot):
+    def __init__(self, model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot, overwrite=False,
+                 from_checkpoint=None, branch=None):
         self.model, self.dataset, self.cfg, self.run_dir, self.env = model, dataset, cfg, run_dir, env
         self.eval_dataset, self.evaluate, self.plot = eval_dataset, evaluate, plot
+        self.overwrite, self.from_checkpoint, self.branch = overwrite, from_checkpoint, dict(branch or {})
+        # set while preparing, reported once the log is open
+        self.restart_note: str | None = None
+        self.branch_record: dict | None = None
+        self.superseded: Path | None = None
         self.device = env.device
         self.amp = cfg["amp"] == "bf16" or (cfg["amp"] == "auto" and self.device.type == "cuda")
         self.last_checkpoint: Path | None = None
@@ -450,9 +455,8 @@ class _Trainer:
                 raise ValueError(f"resume: --from-checkpoint {path} is not a checkpoint of {self.run_dir}")
             ckpt = checkpoint.load(path)
         else:
-            found = checkpoint.list_checkpoints(self.run_dir)
-            ckpt = checkpoint.load_latest(self.run_dir)
-            path = found[-1][1]
+            path = checkpoint.latest_path(self.run_dir)
+            ckpt = checkpoint.load(path)
         checkpoint.check_payload(path, ckpt)
         unknown = sorted(set(self.branch) - BRANCH_MUTABLE)
         if unknown:
@@ -628,12 +632,12 @@ class _Trainer:
         self.t0 = time.perf_counter()
         self.log.write({"kind": "event", "step": start, "event": "resume" if resume and start else "start",
                         "world_size": env.world_size, "device": str(self.device)})
-        if getattr(self, "restart_note", None):
+        if self.restart_note:
             self.log.message(self.restart_note)
-        if getattr(self, "branch_record", None):
+        if self.branch_record:
             self.log.write({"kind": "event", "step": start, "event": "branch", **self.branch_record})
             self.log.message(f"branch from {self.branch_record['from']} at step {start}: {self.branch_record['changes']}")
-        if getattr(self, "superseded", None) is not None:
+        if self.superseded is not None:
             self.log.message(f"resume: checkpoints after step {start} moved to {self.superseded}")
         module = distributed.wrap(_LossTerms(model), env, getattr(model, "ddp_find_unused_parameters", False))
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -738,8 +742,8 @@ def open_run(run_dir, checkpoint_file=None, device: str = "cpu") -> Run:
     spec = registry.get(config["model"])
     seed_everything(config.get("seed", 0))
     model, train_dataset, eval_dataset = spec.build(config)
-    ckpt = checkpoint.load(checkpoint_file) if checkpoint_file else checkpoint.load_latest(run_dir)
-    path = Path(checkpoint_file) if checkpoint_file else checkpoint.list_checkpoints(run_dir)[-1][1]
+    path = Path(checkpoint_file) if checkpoint_file else checkpoint.latest_path(run_dir)
+    ckpt = checkpoint.load(path)
     checkpoint.check_payload(path, ckpt)
     try:
         model.load_state_dict(ckpt["model"])
