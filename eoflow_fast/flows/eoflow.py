@@ -109,6 +109,7 @@ class EOFlow(nn.Module):
         self.register_buffer("entropy_running", torch.zeros(self.dim))
         self.register_buffer("entropy_visits", torch.zeros(self.dim, dtype=torch.long))
         self.register_buffer("latent_order", torch.arange(self.dim))
+        self.order_entropy: torch.Tensor | None = None  # the entropies behind latent_order (set_order)
 
     @classmethod
     def from_module(cls, model: nn.Module, input_shape, *, flat_input: bool | None = None,
@@ -306,8 +307,8 @@ class EOFlow(nn.Module):
     def core_above_noise(self, sigma: float) -> int:
         """``core_above_floor`` of the entropies behind ``latent_order`` (``set_order``; the running
         training estimate when it was never called): the dims that input noise sigma does not drown."""
-        entropy = getattr(self, "order_entropy", None)
-        return core_above_floor(self.entropy_running if entropy is None else entropy, sigma)
+        entropy = self.entropy_running if self.order_entropy is None else self.order_entropy
+        return core_above_floor(entropy, sigma)
 
     # ---------------------------------------------------------------- core / detail
     def _check_core(self, C: int) -> None:

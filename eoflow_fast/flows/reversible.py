@@ -29,8 +29,8 @@ import torch
 
 from .architectures import MultiscaleFlow
 from .base import InvertibleModule, LinearInvertible, SequenceFlow
-from .linear import ActNorm
 from .conditioning import conditional_couplings
+from .linear import ActNorm
 
 
 def _units(blocks) -> list:
@@ -98,7 +98,7 @@ class _Recompute:
 
 class _EncodeWithTangent(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, dz, program, n_params, *params):
+    def forward(ctx, x, dz, program, *params):
         ctx.program, ctx.has_tangent = program, dz is not None
         ctx.autocast = _Recompute(x.device.type, [op for kind, op in program if kind == "block"])
         h, pieces, boundaries, log_det = x, [], [], x.new_zeros(x.shape[0])
@@ -176,7 +176,7 @@ class _EncodeWithTangent(torch.autograd.Function):
             g_h = out[0] if cross[i] is None else out[0] + cross[i]
             accumulate(params[i], out[1:])
         flat = [p for ps in params for p in ps]
-        return (g_h, None, None, None, *[grads.get(id(p)) for p in flat])
+        return (g_h, None, None, *[grads.get(id(p)) for p in flat])
 
 
 def _trainable(module) -> list:
@@ -190,5 +190,5 @@ def encode_with_tangent(flow: InvertibleModule, x: torch.Tensor, dz: torch.Tenso
     """
     program = _program(flow)
     params = [p for kind, op in program if kind == "block" for p in _trainable(op)]
-    z, log_det, u = _EncodeWithTangent.apply(x, dz, program, len(params), *params)
+    z, log_det, u = _EncodeWithTangent.apply(x, dz, program, *params)
     return z, log_det, (u if dz is not None else None)
