@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from . import layer_tangents
 from .base import InvertibleModule, tile_rows
 
 
@@ -58,27 +59,11 @@ class Subnet(nn.Sequential):
 
     def forward_cached(self, h: torch.Tensor):
         """Primal pass that also returns the ReLU outputs (which autograd keeps alive anyway)."""
-        acts = []
-        for layer in self:
-            h = layer(h)
-            if isinstance(layer, nn.ReLU):
-                acts.append(h)
-        return h, acts
+        return layer_tangents.forward_cached(self, h)
 
     def tangent(self, dh: torch.Tensor, acts: list[torch.Tensor]) -> torch.Tensor:
-        """J_subnet(h) dh from the ReLU outputs of ``forward_cached(h)``: dh * 1[act > 0] is
-        ``threshold_backward(dh, act, 0)``, whose backward saves nothing new."""
-        acts = iter(acts)
-        for layer in self:
-            if isinstance(layer, nn.ReLU):
-                dh = torch.ops.aten.threshold_backward(dh, next(acts), 0.0)
-            elif isinstance(layer, nn.Linear):
-                dh = F.linear(dh, layer.weight)
-            elif isinstance(layer, nn.Conv2d):
-                dh = F.conv2d(dh, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
-            else:
-                raise TypeError(f"Subnet: no tangent rule for layer {type(layer).__name__}")
-        return dh
+        """J_subnet(h) dh from the ReLU outputs of ``forward_cached(h)`` (``flows.layer_tangents``)."""
+        return layer_tangents.tangent(self, dh, acts)
 
 
 def mlp_subnet(c_in: int, c_out: int, hidden: int, n_hidden_layers: int = 2) -> Subnet:
