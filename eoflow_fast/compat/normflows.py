@@ -17,7 +17,6 @@ with param = param_map(z1), shift = param[:, 0::2], a = param[:, 1::2] (interlea
 """
 from __future__ import annotations
 
-import torch
 
 from .. import ops
 from ..flows.base import tile_rows
