@@ -126,9 +126,10 @@ class AffineCoupling(InvertibleModule):
                              f"(B, {self.cond_channels}) with B dividing the batch {h.shape[0]}")
         c = tile_rows(c.to(h), h.shape[0]).reshape(h.shape[0], -1, *[1] * (h.dim() - 2)).expand(
             -1, -1, *h.shape[2:])
-        return torch.cat([h, c], 1), (None if dh is None else torch.cat([dh, torch.zeros_like(c)], 1))
+        return torch.cat([h, c], 1), (None if dh is None else self._zero_condition_tangent(dh))
 
     def _zero_condition_tangent(self, dh):
+        """[dh, 0]: the condition's tangent is zero (it is not transformed)."""
         if not self.cond_channels:
             return dh
         return torch.cat([dh, dh.new_zeros(dh.shape[0], self.cond_channels, *dh.shape[2:])], 1)
