@@ -40,6 +40,21 @@ class NanAtStep(toy.ToyAutoencoder):
         return terms
 
 
+class NanGradAtStep(toy.ToyAutoencoder):
+    """A finite loss whose gradient is NaN from ``nan_step`` on (sqrt at 0 through a zero factor)."""
+
+    def __init__(self, nan_step, **kw):
+        super().__init__(**kw)
+        self.nan_step = nan_step
+
+    def loss_terms(self, batch, step):
+        terms = super().loss_terms(batch, step)
+        if step >= self.nan_step:
+            w = next(self.parameters())
+            terms["recon"] = terms["recon"] + 0.0 * torch.sqrt(w.sum() * 0.0)  # d/dw sqrt(0) = inf, 0 * inf = nan
+        return terms
+
+
 def build(model_cls, config, **kw):
     """Seeded toy data and a ``model_cls`` with the toy's architecture flags from ``config``."""
     torch.manual_seed(config.get("seed", 0))

@@ -6,7 +6,7 @@ import random
 
 import pytest
 import torch
-from _train_models import build, toy_config
+from _train_models import NanGradAtStep, build, toy_config
 
 from eoflow_fast.train import checkpoint, engine, run_folder, toy
 from eoflow_fast.train.logging import read_metrics
@@ -69,21 +69,6 @@ def test_config_json_is_checksummed(finished, tmp_path):
 
 class NotATensor:
     """An object a weights_only load refuses."""
-
-
-class NanGradAtStep(toy.ToyAutoencoder):
-    """A finite loss whose gradient is NaN from ``nan_step`` on (sqrt at 0 through a zero factor)."""
-
-    def __init__(self, nan_step, **kw):
-        super().__init__(**kw)
-        self.nan_step = nan_step
-
-    def loss_terms(self, batch, step):
-        terms = super().loss_terms(batch, step)
-        if step >= self.nan_step:
-            w = next(self.parameters())
-            terms["recon"] = terms["recon"] + 0.0 * torch.sqrt(w.sum() * 0.0)  # d/dw sqrt(0) = inf, 0 * inf = nan
-        return terms
 
 
 @pytest.mark.parametrize("grad_clip", [0.0, 1.0])
