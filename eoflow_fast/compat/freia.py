@@ -90,7 +90,7 @@ class _FusedAffine:
     def _s(self, s_raw: torch.Tensor) -> torch.Tensor:
         """s = c f(s_raw) in torch (callable clamps, clamp <= 0)."""
         if self.f_clamp is None:
-            return self.clamp * ops.soft_clamp(s_raw, 1.0, self.clamp_fn)
+            return ops.soft_clamp(s_raw, self.clamp, self.clamp_fn)
         return self.clamp * self.f_clamp(s_raw)
 
     def _affine(self, x, s_raw, t, rev):
@@ -338,7 +338,7 @@ class AllInOneBlock(_FusedAffine, _InvertibleBase):
         self.last_jac = None
 
     def _s(self, s_raw):
-        s = self.f_clamp(s_raw) if self.GIN else self.clamp * ops.soft_clamp(s_raw, 1.0, self.clamp_fn)
+        s = self.f_clamp(s_raw) if self.GIN else ops.soft_clamp(s_raw, self.clamp, self.clamp_fn)
         return s - s.mean(dim=self.sum_dims, keepdim=True) if self.GIN else s
 
     def _construct_householder_permutation(self):
