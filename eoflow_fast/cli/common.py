@@ -9,6 +9,8 @@
   defaults that mean "unset" (None).
 * :class:`~eoflow_fast.train.registry.UsageError` is what a command or family raises for a user mistake found after parsing (an unknown
   dataset, a missing run folder); ``eoflow-fast`` prints it as one line and exits 2.
+* ``--no-progress`` (:func:`add_no_progress`, :func:`progress_from`) silences
+  :mod:`eoflow_fast.progress` for the whole command.
 * :func:`print_summary` ends a command: a headline line, the scalar scores as a small table and the
   files written; ``--json`` prints the full result as JSON instead (for scripts).
 """
@@ -115,6 +117,20 @@ def add_cpu_threads(parser: argparse.ArgumentParser) -> None:
              f"measured, see README 'Threads')")
 
 
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars or progress lines (eoflow_fast.progress) on stderr")
+
+
+@contextlib.contextmanager
+def progress_from(args):
+    """Within the block the progress helper shows progress unless ``args.no_progress``."""
+    from eoflow_fast import progress
+
+    with progress.enabled(not getattr(args, "no_progress", False)):
+        yield
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print the full result as JSON on stdout instead of the summary")
@@ -150,6 +166,19 @@ def headline(result, limit: int = MAX_TABLE_ROWS) -> dict[str, float]:
 
     walk("", result)
     return out
+
+
+def eval_headline(result) -> dict[str, float]:
+    """:func:`headline` of an evaluation result, its mean loss terms (``eval/NAME`` during training,
+    plain names from ``eval`` of a family without its own evaluation) shown by the rule of the
+    progress bar (``train.logging.shown_values``): no ``_`` diagnostics, and no ``loss`` that
+    repeats a single optimized term."""
+    from eoflow_fast.train.logging import shown_values
+
+    scores = headline(result)
+    prefix = "eval/" if any(k.startswith("eval/") for k in scores) else ""
+    kept = shown_values(scores, prefix, diagnostics=False) if prefix or "loss" in scores else scores
+    return {k: v for k, v in scores.items() if k in kept or (prefix and not k.startswith(prefix))}
 
 
 def format_table(scores: dict[str, float], limit: int = MAX_TABLE_ROWS) -> list[str]:

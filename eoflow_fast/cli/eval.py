@@ -23,8 +23,8 @@ from eoflow_fast.train.argtypes import device
 from eoflow_fast.train.checkpoint import CheckpointError
 from eoflow_fast.train.logging import jsonable
 
-from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_threads, headline, print_summary
-from .common import results_stdout
+from .common import Parser, UsageError, add_cpu_threads, add_json, add_no_progress, apply_cpu_threads, eval_headline
+from .common import print_summary, progress_from, results_stdout
 from .common import suggest, written_since
 
 
@@ -50,9 +50,9 @@ def run(args) -> int:
         return 1
     parser = eval_parser(args.run_dir, config, spec)
     eval_args = parser.parse_args(args.family_args)
-    if hasattr(eval_args, "metrics"):
+    if getattr(eval_args, "metrics", None):  # None: the family's default of no metrics (EOFlow runs)
         check_metric_names(eval_args.metrics)
-    with results_stdout(eval_args) as stdout:
+    with results_stdout(eval_args) as stdout, progress_from(eval_args):
         apply_cpu_threads(eval_args.cpu_threads)
         started = time.time()
         try:
@@ -72,19 +72,20 @@ def run(args) -> int:
         with open(run_dir / "eval.jsonl", "a") as f:
             f.write(json.dumps(jsonable(record)) + "\n")
         title = f"eval {run_dir}: {config['model']} run at step {loaded.step} ({loaded.checkpoint.name})"
-        print_summary(eval_args, title, record, headline(result), written_since(run_dir, started), folder=run_dir,
+        print_summary(eval_args, title, record, eval_headline(result), written_since(run_dir, started), folder=run_dir,
                       stream=stdout)
         return 0
 
 
 def eval_parser(run_dir: str, config: dict, spec: registry.ModelSpec) -> argparse.ArgumentParser:
-    """The parser of ``eoflow-fast eval RUN_DIR``: --checkpoint, --device, --cpu-threads, --json and
-    the family's evaluation flags."""
+    """The parser of ``eoflow-fast eval RUN_DIR``: --checkpoint, --device, --cpu-threads, --json,
+    --no-progress and the family's evaluation flags."""
     parser = Parser(prog=f"eoflow-fast eval {run_dir}", description=f"Evaluate a {config['model']!r} run.")
     parser.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: the latest in RUN_DIR)")
     parser.add_argument("--device", type=device, default="cpu", help="auto | cpu | cuda | cuda:N")
     add_cpu_threads(parser)
     add_json(parser)
+    add_no_progress(parser)
     if spec.add_eval_args is not None:
         spec.add_eval_args(parser)
     return parser

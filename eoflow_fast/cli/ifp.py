@@ -21,7 +21,7 @@ import torch
 
 from eoflow_fast.train.argtypes import device, float_in, int_at_least
 
-from .common import UsageError, add_cpu_threads, apply_cpu_threads
+from .common import UsageError, add_cpu_threads, add_no_progress, apply_cpu_threads, progress_from
 
 
 def register(subparsers) -> None:
@@ -49,10 +49,16 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the base samples and the models")
     p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda | cuda:N")
     add_cpu_threads(p)
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    with progress_from(args):
+        return _run(args)
+
+
+def _run(args) -> int:
     from eoflow_fast.data import get_ground_truth
     from eoflow_fast.deft import annealing as AN
     from eoflow_fast.vae.architectures import build_encoder_decoder

@@ -23,11 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+from eoflow_fast import progress
 from eoflow_fast.train import engine, registry
 from eoflow_fast.train.argtypes import check_config_value, device, float_in, int_at_least, load_mapping
 from eoflow_fast.train.checkpoint import CheckpointError
 
-from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_threads, headline, print_summary
+from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_threads, eval_headline, print_summary
 from .common import results_stdout, suggest, written_since
 
 _META = ("help", "config", "resume", "run_dir", "overwrite", "from_checkpoint", "branch", "json")  # not config keys
@@ -80,7 +81,7 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--deterministic", action="store_true", default=d["deterministic"],
                    help="deterministic algorithms (slower on GPU)")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=d["progress"],
-                   help="no progress bar")
+                   help="no progress bar, and no progress lines from the evaluation (eoflow_fast.progress)")
     add_cpu_threads(g)
     add_json(g)
 
@@ -213,9 +214,10 @@ def run(args) -> int:
                 spec.plot(run_dir, model, config, step)
 
         try:
-            summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
-                                   evaluate=evaluate, plot=plot, resume=bool(meta.resume),
-                                   overwrite=meta.overwrite, from_checkpoint=meta.from_checkpoint, branch=branch)
+            with progress.enabled(bool(config["progress"])):
+                summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
+                                       evaluate=evaluate, plot=plot, resume=bool(meta.resume), overwrite=meta.overwrite,
+                                       from_checkpoint=meta.from_checkpoint, branch=branch)
         except engine.TrainingInterrupted as exc:
             print(f"eoflow-fast train: {exc}", file=sys.stderr)
             return 128 + exc.signum
@@ -241,9 +243,10 @@ def build_model(spec: registry.ModelSpec, config: dict):
 def print_train_summary(args, name: str, summary: dict, run_dir: Path, started: float, stream=None) -> None:
     """The end of ``train``: steps and speed, the last loss terms and the headline evaluation
     scores, the files written; ``--json`` prints the engine's whole summary instead."""
-    terms = {k: v for k, v in (summary.get("terms") or {}).items()
-             if k not in ("kind", "step", "time") and not k.startswith(("lr/", "_")) and isinstance(v, (int, float))}
-    scores = {**{f"train {k}": v for k, v in terms.items()}, **headline(summary.get("eval") or {})}
+    from eoflow_fast.train.logging import shown_values
+
+    terms = shown_values(summary.get("terms") or {}, diagnostics=False)
+    scores = {**{f"train {k}": v for k, v in terms.items()}, **eval_headline(summary.get("eval") or {})}
     title = (f"train {name}: {summary['step']} steps in {summary['seconds']:.1f} s "
              f"({summary['steps_per_second']:.3g} steps/s)")
     print_summary(args, title, summary, scores, written_since(run_dir, started), folder=run_dir, stream=stream)

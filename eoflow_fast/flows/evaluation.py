@@ -89,7 +89,8 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
                    pca_samples: int = 4096, plots: bool = True, seed: int = 0) -> dict:
     """Compute the table above, set ``model.latent_order`` from the exact entropy (one JVP pass
     handles ``entropy_batch`` points x ``entropy_chunk`` dims), write
-    ``RUN_DIR/eval.json`` and ``RUN_DIR/entropy.json`` (and the plots), print the table, return it."""
+    ``RUN_DIR/eval.json``, the table as text to ``RUN_DIR/eval.txt`` and ``RUN_DIR/entropy.json``
+    (and the plots), return the report. Nothing is printed: the command that asked prints its summary."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
@@ -156,7 +157,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
         report["core_rule"].append(rule)
     from eoflow_fast.train.logging import jsonable
     (run_dir / "eval.json").write_text(json.dumps(jsonable(report), indent=2) + "\n")
-    print(format_table(report))
+    (run_dir / "eval.txt").write_text(format_table(report) + "\n")
     if plots:
         make_plots(model, run_dir, x_test, sorted_h, pca_h, core_sizes, c_test=c_test)
     return report

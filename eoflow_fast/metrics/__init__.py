@@ -32,7 +32,8 @@ ignored by metrics that do not use them. "separation" is computed from "dbsr_ls"
 when ``decode_fn`` is given, "informative" when ``encoder_fn`` is given), which are added to the run.
 ``progress``: per-metric progress lines (and per factor / batch inside the slow metrics) through
 ``eoflow_fast.progress``; False silences them, None keeps the current default (on).
-With ``out_dir`` the table is printed and JSON + heat maps are written (``report.write_report``).
+With ``out_dir`` JSON + heat maps are written (``report.write_report``); nothing is printed (the
+table of the scalars: ``format_table(results)``).
 
 A model family's ``evaluate`` hook (``eoflow-fast eval RUN_DIR --metrics mig,dci``) is::
 

@@ -1,4 +1,4 @@
-"""Metric report: a printed table, ``metrics.json`` and heat maps (matplotlib, Agg backend).
+"""Metric report: a text table (``format_table``), ``metrics.json`` and heat maps (matplotlib, Agg backend).
 
 ``results`` is what ``eoflow_fast.metrics.evaluate`` returns: {metric name: {key: value}}.
 Scalars go to the table; every value (arrays as nested lists) goes to the JSON; these matrices get
@@ -95,8 +95,8 @@ def save_heatmaps(results: dict, out_dir, factor_names=None) -> list[Path]:
     return paths
 
 
-def write_report(results: dict, out_dir, print_table: bool = True, factor_names=None) -> Path:
-    """Print the table (optional), merge ``results`` into ``out_dir/metrics.json`` (a metric evaluated
+def write_report(results: dict, out_dir, print_table: bool = False, factor_names=None) -> Path:
+    """Print the table (only if ``print_table``: a command prints its own summary once), merge ``results`` into ``out_dir/metrics.json`` (a metric evaluated
     again replaces its own entry; every other metric already there is kept, so an ``eval`` of some
     metrics never drops the ones training wrote), write the heat maps (named by metric, factor axes
     labelled with ``factor_names`` when given); returns the JSON path."""

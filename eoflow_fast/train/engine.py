@@ -86,7 +86,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, contract, distributed, registry, run_folder
-from .logging import RunLog, plot_loss_curve, truncate_after
+from .logging import RunLog, plot_loss_curve, shown_values, truncate_after
 
 DEFAULTS: dict = {
     "steps": 1000,
@@ -385,9 +385,14 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
 
 
 def _scalars(result: dict, limit: int = 8) -> dict:
-    """The first ``limit`` numbers of an evaluation result, nested dicts as ``a.b`` (for the console line)."""
+    """The first ``limit`` numbers of an evaluation result, nested dicts as ``a.b`` (for the console
+    line); its ``eval/`` loss terms by the progress bar's rule (no ``_`` diagnostics, no ``loss``
+    that repeats a single optimized term)."""
+    kept = shown_values(result, "eval/", diagnostics=False)
     out = {}
     for k, v in result.items():
+        if k.startswith("eval/") and k not in kept:
+            continue
         if isinstance(v, dict):
             out.update({f"{k}.{kk}": vv for kk, vv in v.items()
                         if isinstance(vv, (int, float)) and not isinstance(vv, bool)})
@@ -592,12 +597,7 @@ class _Trainer:
                 raise NonFiniteLossError(rec.step, term, values[term], self.last_checkpoint)
             self.last_terms = record
         buffer.clear()
-        shown = {k: v for k, v in self.last_terms.items() if k not in ("kind", "step", "time")
-                 and not k.startswith("lr/") and isinstance(v, (int, float))}
-        optimized = [k for k in shown if not k.startswith("_") and k not in ("loss", "grad_norm")]
-        if len(optimized) == 1:  # the loss is that one term: show it once, under the term's name
-            shown.pop("loss", None)
-        self.log.progress(self.last_terms.get("step", 0), shown)
+        self.log.progress(self.last_terms.get("step", 0), shown_values(self.last_terms))
         return host[-1] > 0
 
     def _evaluate_and_plot(self, step: int, do_eval: bool, do_plot: bool) -> None:
@@ -617,7 +617,7 @@ class _Trainer:
                     self.log.write({"kind": "eval", "step": step, "time": round(time.perf_counter() - self.t0, 4),
                                     **result})
                     self.log.message(f"eval @ {step}: " + (", ".join(
-                        f"{k}={float(v):.4g}" for k, v in _scalars(result).items()) or "done (see log.jsonl)"))
+                        f"{k}={float(v):.4g}" for k, v in _scalars(result).items()) or "done (see metrics.jsonl)"))
                 if do_plot:
                     self.plot(model, step)
             model.train()

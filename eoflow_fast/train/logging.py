@@ -27,6 +27,26 @@ from .checkpoint import write_atomic
 METRICS_FILE = "metrics.jsonl"
 
 
+def shown_values(record: dict, prefix: str = "", diagnostics: bool = True) -> dict:
+    """The numbers of a train record (or the ``prefix``ed loss terms of an eval result) that a
+    person reads, each once: no ``kind``/``step``/``time``/``lr/*``, no ``_``-diagnostics unless
+    ``diagnostics``, and no ``loss`` when a single term is optimized (the sum IS that term, e.g.
+    EOFlow's ``objective``: showing both prints one number twice). The progress bar and the
+    end-of-run summaries of ``train`` and ``eval`` use this one rule; ``metrics.jsonl`` keeps all."""
+    def name(key: str) -> str:
+        return key[len(prefix):] if prefix and key.startswith(prefix) else key
+
+    shown = {k: v for k, v in record.items()
+             if k not in ("kind", "step", "time") and not name(k).startswith("lr/")
+             and isinstance(v, (int, float)) and not isinstance(v, bool)
+             and (diagnostics or not name(k).startswith("_"))}
+    terms = [k for k in shown if (not prefix or k.startswith(prefix)) and not name(k).startswith("_")]
+    optimized = [k for k in terms if name(k) not in ("loss", "grad_norm")]
+    if len(optimized) == 1:
+        shown.pop(prefix + "loss", None)
+    return shown
+
+
 def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[dict]:
     """All complete records of ``RUN_DIR/metrics.jsonl`` (optionally only those of ``kind``)."""
     path = Path(run_dir) / METRICS_FILE
@@ -143,7 +163,7 @@ class RunLog:
         if not self.active:
             return
         if self._bar is not None:
-            self._bar.write(text)
+            self._bar.write(text, file=sys.stderr)  # beside the bar; stdout is for the result
         else:
             print(text, file=sys.stderr, flush=True)
 
