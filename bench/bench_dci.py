@@ -5,7 +5,7 @@ num_train = 10,000, num_test = 5,000, batch_size = 16, metric seed 0, with a fix
 representation (a Gaussian projection of the 64 x 64 image to 10 codes: no model needed). Variants:
 
 * ``serial``: ``n_jobs=1``, the per-factor loop as before the parallel change (same classifiers);
-* ``parallel``: ``n_jobs=-1`` (one process per factor, up to the core count); identical scores,
+* ``parallel``: ``n_jobs=-1`` (one thread per factor, up to the core count, most classes first); identical scores,
   checked here;
 * ``quick``: ``quick=True`` (fewer boosting trees; its scores differ and say so).
 

@@ -5,7 +5,8 @@
     eoflow-fast data verify DIR [--no-progress]
     eoflow-fast data info SPEC [--split train]
 
-``verify`` exits 1 and names every bad shard (truncated, wrong dtype/shape, swapped, changed bytes).
+``verify`` exits 1 and names every bad shard (truncated, wrong dtype/shape, swapped, changed bytes);
+a missing DIR is a usage error (exit 2).
 Progress (pack, verify) goes to stderr: a tqdm bar on a terminal, else a line per 500 images / GiB.
 
 Each subcommand sets ``func(args) -> int`` (exit status) on the parsed namespace.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .common import UsageError
@@ -86,9 +88,11 @@ def run_pack(args) -> int:
 def run_verify(args) -> int:
     from eoflow_fast.data.packed import verify_pack
 
+    if not os.path.isdir(os.path.expanduser(args.dir)):
+        raise UsageError(f"argument dir: no directory at {args.dir!r}")
     try:
         bad = verify_pack(args.dir, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # a pack folder with a missing or damaged index
         print(f"eoflow-fast data verify: {err}", file=sys.stderr)
         return 1
     if bad:

@@ -8,12 +8,14 @@ I(x; z) > ``--threshold`` nats). ``--unsupervised`` ([PAPER] §5.5) runs one tes
 
 Writes to ``--out``: ``ifp.json`` (settings, IFPs per factor, and every run's beta / KL / I(x; z)
 curves), ``ifp_histograms.png``, and ``annealing_<factor>.png`` (the first repeat's curve) or
-``annealing.png``.
+``annealing.png``. The console gets a summary (the IFPs per factor and the files written), or
+``ifp.json``'s content with ``--json``.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -21,7 +23,8 @@ import torch
 
 from eoflow_fast.train.argtypes import device, float_in, int_at_least
 
-from .common import UsageError, add_cpu_threads, add_no_progress, apply_cpu_threads, progress_from
+from .common import UsageError, add_cpu_threads, add_json, add_no_progress, apply_cpu_threads, print_summary
+from .common import progress_from, results_stdout, written_since
 
 
 def register(subparsers) -> None:
@@ -50,6 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda | cuda:N")
     add_cpu_threads(p)
     add_no_progress(p)
+    add_json(p)
     p.set_defaults(func=run)
 
 
@@ -84,27 +88,34 @@ def _run(args) -> int:
                    batch_size=args.batch_size, mi_every=args.mi_every, mi_samples=args.mi_samples,
                    threshold=args.threshold, levels=args.levels)
     os.makedirs(args.out, exist_ok=True)
+    started = time.time()
     settings = {k: v for k, v in vars(args).items() if k != "func"}
-    if args.unsupervised:
-        _, observations = ground_truth.sample(args.num_points, rng)
-        data = torch.as_tensor(observations, dtype=torch.float32, device=device)
-        result = AN.annealing_test(make_model().to(device), data, args.steps, **test_kw)
-        AN.plot_annealing(result, os.path.join(args.out, "annealing.png"), args.threshold)
-        payload = {"settings": settings, "ifp": result.ifp, "run": asdict(result)}
-        print(f"IFP = {result.ifp}")
-    else:
-        runs = AN.factor_annealing_runs(ground_truth, make_model, args.steps, args.repeats, rng,
-                                        args.factors, device, **test_kw)
-        ifps = {name: [r.ifp for r in results] for name, results in runs.items()}
-        for name, results in runs.items():
-            AN.plot_annealing(results[0], os.path.join(args.out, f"annealing_{name}.png"), args.threshold)
-            finite = [v for v in ifps[name] if v is not None]
-            summary = f"median {np.median(finite):.3g}, range [{min(finite):.3g}, {max(finite):.3g}]" if finite else "never froze"
-            print(f"{name}: IFP {summary} ({len(finite)}/{len(results)} froze)")
-        AN.plot_ifp_histograms(ifps, os.path.join(args.out, "ifp_histograms.png"))
-        payload = {"settings": settings, "ifp": ifps,
-                   "runs": {name: [asdict(r) for r in results] for name, results in runs.items()}}
-    with open(os.path.join(args.out, "ifp.json"), "w") as f:
-        json.dump(payload, f)
-    print(f"wrote {args.out}/ifp.json")
+    with results_stdout(args) as stdout:
+        if args.unsupervised:
+            _, observations = ground_truth.sample(args.num_points, rng)
+            data = torch.as_tensor(observations, dtype=torch.float32, device=device)
+            result = AN.annealing_test(make_model().to(device), data, args.steps, **test_kw)
+            AN.plot_annealing(result, os.path.join(args.out, "annealing.png"), args.threshold)
+            payload = {"settings": settings, "ifp": result.ifp, "run": asdict(result)}
+            title = f"ifp --unsupervised on {args.num_points} {args.data} observations, {args.steps} steps ({args.schedule})"
+            scores = {"IFP (beta)": result.ifp if result.ifp is not None else "never froze"}
+        else:
+            runs = AN.factor_annealing_runs(ground_truth, make_model, args.steps, args.repeats, rng,
+                                            args.factors, device, **test_kw)
+            ifps = {name: [r.ifp for r in results] for name, results in runs.items()}
+            scores = {}
+            for name, results in runs.items():
+                AN.plot_annealing(results[0], os.path.join(args.out, f"annealing_{name}.png"), args.threshold)
+                finite = [v for v in ifps[name] if v is not None]
+                scores[f"{name}: IFP"] = (f"median {np.median(finite):.3g}, range [{min(finite):.3g}, {max(finite):.3g}] "
+                                          f"({len(finite)}/{len(results)} froze)" if finite
+                                          else f"never froze (0/{len(results)})")
+            AN.plot_ifp_histograms(ifps, os.path.join(args.out, "ifp_histograms.png"))
+            payload = {"settings": settings, "ifp": ifps,
+                       "runs": {name: [asdict(r) for r in results] for name, results in runs.items()}}
+            title = (f"ifp {args.data}: {len(runs)} factor(s) x {args.repeats} repeat(s), {args.steps} annealing steps "
+                     f"each ({args.schedule}, beta {args.beta_high:g} -> {args.beta_low:g})")
+        with open(os.path.join(args.out, "ifp.json"), "w") as f:
+            json.dump(payload, f)
+        print_summary(args, title, payload, scores, written_since(args.out, started), folder=args.out, stream=stdout)
     return 0

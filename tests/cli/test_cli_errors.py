@@ -51,12 +51,37 @@ CASES = [
     (["ifp", "--data", "dsprite", "--out", "RUN"], "unknown dataset spec 'dsprite'", "did you mean 'dsprites'?"),
     (["bench", "affine_copling"], "unknown benchmark", "did you mean 'affine_coupling'?"),
     (["data", "inf", "mnist"], "invalid choice: 'inf'", "did you mean 'info'?"),
+    # every subcommand: a misspelled flag, and a bad dataset / model / missing path where it takes one
+    (["train", "toy", "--latnet", "3"], "unrecognized arguments: --latnet 3", "did you mean '--latent'?"),
+    (["train", "eoflow", "--blockz", "2"], "unrecognized arguments: --blockz 2", "did you mean '--blocks'?"),
+    (["train", "vae", "--latent-dimm", "3"], "unrecognized arguments: --latent-dimm 3", "did you mean '--latent-dim'?"),
+    (["train", "deft", "--data", "dsprites_scram", "--steps", "1", "--run-dir", "RUN"],
+     "unknown dataset spec 'dsprites_scram'", "did you mean 'dsprites_scream'?"),
+    (["train", "deft", "--preset", "dsprite"], "invalid choice: 'dsprite'", "did you mean 'dsprites'?"),
+    (["train", "deft", "--stage-stepz", "3"], "unrecognized arguments: --stage-stepz 3", "did you mean '--stage-steps'?"),
+    (["train", "eoflow", "--data", "csv:/nonexistent.csv", "--steps", "1", "--run-dir", "RUN"], "/nonexistent.csv", ""),
+    (["train", "toy", "--config", "MISSING"], "argument --config: cannot read", ""),
+    (["eval", "VAE", "--checkpont", "x.pt"], "unrecognized arguments: --checkpont x.pt", "did you mean '--checkpoint'?"),
+    (["compress", "MISSING", "--core", "4", "--gird"], "unrecognized arguments: --gird", "did you mean '--grid'?"),
+    (["compress", "MISSING"], "the following arguments are required: --core", ""),
+    (["denoise", "MISSING", "--core", "4", "--sigam", "0.1"], "unrecognized arguments: --sigam 0.1",
+     "did you mean '--sigma'?"),
+    (["denoise", "MISSING", "--core", "autoo"], "argument --core: expected 'auto' or an integer >= 1", ""),
+    (["ifp", "--repeets", "2"], "unrecognized arguments: --repeets 2", "did you mean '--repeats'?"),
+    (["ifp", "--schedule", "stairs"], "argument --schedule: invalid choice: 'stairs'", "did you mean 'staircase'?"),
+    (["bench", "--quik"], "unrecognized arguments: --quik", "did you mean '--quick'?"),
+    (["data", "info", "digitz"], "unknown dataset spec 'digitz'", "did you mean 'digits'?"),
+    (["data", "info", "mnist", "--splt", "test"], "unrecognized arguments: --splt test", "did you mean '--split'?"),
+    (["data", "info", "packed:MISSING"], "MISSING", ""),
+    (["data", "verify", "MISSING"], "MISSING", ""),
+    (["data", "pack", "MISSING", "RUN"], "MISSING", ""),
 ]
 
 
 @pytest.mark.parametrize("argv, message, hint", CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_user_error_is_one_line_exit_2(argv, message, hint, tmp_path, vae_run, capsys):
     run_dir = tmp_path / "new-run"
+    message = message.replace("MISSING", str(tmp_path / "nope"))
     argv = [a.replace("MISSING", str(tmp_path / "nope")).replace("RUN", str(run_dir)).replace("VAE", str(vae_run))
             for a in argv]
     status, out, err = _run(argv, capsys)

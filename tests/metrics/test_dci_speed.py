@@ -1,4 +1,6 @@
 """DCI's parallel per-factor fits give exactly the serial scores; the quick variant says so."""
+import os
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,41 @@ def test_dataset_level_options_and_bad_n_jobs():
     assert out["dci"]["variant"] == "quick"
     with pytest.raises(ValueError, match="n_jobs must be an int >= 1 or -1"):
         metrics.dci(*_data(), n_jobs=0)
+
+
+def test_parallel_fits_run_in_threads_largest_factor_first_and_come_back_in_factor_order(monkeypatch):
+    """n_jobs=2: every fit runs in this process (threads, no worker start or re-import), the factor with
+    the most classes is submitted first, and the importance matrix columns stay in factor order."""
+    import os
+    import threading
+
+    import importlib
+
+    dci_module = importlib.import_module("eoflow_fast.metrics.dci")  # the package exports the function dci
+
+    calls = []
+
+    def fake_fit(codes_train, labels_train, codes_test, labels_test, random_state, n_estimators):
+        calls.append((os.getpid(), threading.get_ident(), int(labels_train.max()) + 1))
+        assert codes_train.dtype == np.float32 and codes_train.flags.c_contiguous
+        k = int(labels_train.max()) + 1
+        return np.full(codes_train.shape[1], float(k)), k / 10.0, k / 100.0
+
+    monkeypatch.setattr(dci_module, "_fit_factor", fake_fit)
+    rs = np.random.RandomState(0)
+    sizes = [2, 7, 3, 5]
+    factors = np.stack([np.arange(60) % k for k in sizes], axis=1)
+    codes = rs.randn(60, 3)
+    importance, train_acc, test_acc = dci_module.importance_matrix_gbt(codes, factors, codes, factors, 5, n_jobs=2)
+    assert [k for _, _, k in calls][:1] == [7]  # most classes first
+    assert sorted(k for _, _, k in calls) == sorted(sizes)
+    assert {pid for pid, _, _ in calls} == {os.getpid()}
+    np.testing.assert_array_equal(importance[0], np.array(sizes, dtype=float))  # factor order kept
+    assert train_acc == np.mean(sizes) / 10.0 and test_acc == np.mean(sizes) / 100.0
+
+
+def test_worker_count():
+    from eoflow_fast.metrics.dci import _workers
+
+    assert _workers(3, 5) == 3 and _workers(8, 5) == 5 and _workers(1, 5) == 1
+    assert _workers(-1, 5) == min(5, os.cpu_count() or 1) and _workers(-1, 1) == 1
