@@ -25,6 +25,8 @@ from tqdm.auto import tqdm
 from .checkpoint import write_atomic
 
 METRICS_FILE = "metrics.jsonl"
+MAX_PROGRESS_LINES = 20
+"""Off a terminal the progress bar is at most about this many plain lines on stderr per run."""
 
 
 def shown_values(record: dict, prefix: str = "", diagnostics: bool = True) -> dict:
@@ -134,14 +136,18 @@ class RunLog:
         self.active = active
         self._file = None
         self._bar = None
+        self._lines = None  # not a terminal: (every, next step to report, total) for plain progress lines
         if not active:
             return
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # never through a link
         self._file = os.fdopen(os.open(Path(run_dir) / METRICS_FILE, flags, 0o644), "a", buffering=1)
-        if progress:
+        if progress and sys.stderr.isatty():
             self._bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True,
                              mininterval=0.5, desc="train")
+        elif progress:  # logs, CI, pipes: a line per ~5% of the run, as eoflow_fast.progress does
+            every = max(1, math.ceil(total_steps / MAX_PROGRESS_LINES))
+            self._lines = (every, (start_step // every + 1) * every, total_steps)
 
     def write(self, record: dict) -> None:
         if self._file is not None:
@@ -158,6 +164,11 @@ class RunLog:
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+        elif self._lines is not None and (step >= self._lines[1] or step == self._lines[2]):
+            every, _, total = self._lines
+            self._lines = (every, (step // every + 1) * every, total)
+            values = ", ".join(f"{k}={v:.4g}" for k, v in shown.items())
+            print(f"train: {step}/{total} steps" + (f", {values}" if values else ""), file=sys.stderr, flush=True)
 
     def message(self, text: str) -> None:
         if not self.active:

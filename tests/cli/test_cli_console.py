@@ -102,3 +102,12 @@ def test_metric_report_is_not_printed_by_the_library(tmp_path, capsys):
     assert capsys.readouterr().out == ""
     write_report({"mig": {"mig": 0.25}}, tmp_path, print_table=True)
     assert "mig.mig" in capsys.readouterr().out
+
+
+def test_off_a_terminal_the_train_bar_is_a_few_plain_lines(tmp_path, capsys):
+    """stderr is not a terminal here: at most 20 ``train: i/N steps`` lines, the last at N, no tqdm frames."""
+    assert main(["train", "toy", "--steps", "200", "--log-every", "1", "--run-dir", str(tmp_path / "t")]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("train: ")]
+    assert 10 <= len(lines) <= 20 and lines[-1].startswith("train: 200/200 steps, loss="), lines
+    assert "\r" not in err and "it/s" not in err
