@@ -12,7 +12,8 @@ construction, so the row tests what the order is for:
   (iii) the running estimate kept during training (``EOFlow.entropy_running``, one Jacobian column
         per sample per step) orders the dims like the exact post-hoc H: Spearman rho >= 0.9.
 Also reported: dims above the noise floor 1/2 log(2 pi e (sigma^2 + 1/(12 bins^2))) for EOFlow and
-for PCA's 1/2 log(2 pi e (lambda_i + noise var)), and how far the seeds' sorted spectra differ.
+for PCA's 1/2 log(2 pi e (lambda_i + noise var)), the share of sum_i max(H_i - floor, 0) carried by
+the top 8 dims (EOFlow and PCA), and how far the seeds' sorted spectra differ.
 Verdict (criteria fixed before running): "partly" when (i)-(iii) hold in every seed (digits at
 1,200 steps is not the paper's CelebA), else "not reproduced". Runs: ``eoflow_compression.digits_runs``
 (the same runs/ folders; trained once for both scripts). Plot: bench/results/repro_eoflow_entropy_<budget>.png.
@@ -71,8 +72,10 @@ def analyse(run_dir: Path, seed: int) -> dict:
                         "bottom": psnr_of_dims(model, x, order.flip(0)[:C])}
     comp = [float(r["psnr_eoflow"]) if r["psnr_eoflow"] != "inf" else math.inf for r in load_eval(run_dir)["compression"]]
     running = model.entropy_running.double().numpy()
+    share = lambda h: float(np.clip(np.sort(h)[::-1] - floor, 0, None)[:8].sum() / np.clip(h - floor, 0, None).sum())  # noqa: E731
     return {"sorted_entropy": np.sort(H)[::-1].tolist(), "pca_entropy": pca_h.tolist(), "floor": floor,
             "above_floor": int((H > floor).sum()), "above_floor_pca": int((pca_h > floor).sum()),
+            "top8_share": share(H), "top8_share_pca": share(pca_h),
             "psnr_by_C": by_c, "monotone": all(b >= a for a, b in zip(comp, comp[1:])),
             "top_beats": all(v["top"] > max(v["random"], v["bottom"]) for v in by_c.values()),
             "spearman_running": spearman(running, H), "top8_overlap": len(set(np.argsort(-running)[:8]) & set(ent["order"][:8]))}
@@ -118,6 +121,8 @@ def main(argv=None) -> None:
             f"training estimate vs exact H: Spearman {span([a['spearman_running'] for a in ps], '{:.3f}')}, "
             f"top-8 overlap {span([a['top8_overlap'] for a in ps], '{:d}')}/8; dims above the noise floor: "
             f"EOFlow {span([a['above_floor'] for a in ps], '{:d}')}, PCA {span([a['above_floor_pca'] for a in ps], '{:d}')}; "
+            f"share of the entropy above the floor in the top 8 dims: EOFlow {span([100 * a['top8_share'] for a in ps], '{:.0f}')}%, "
+            f"PCA {span([100 * a['top8_share_pca'] for a in ps], '{:.0f}')}%; "
             f"sorted spectra of the {len(ps)} seeds within {spread:.2f} nats over the top {k} ranks "
             f"(plot: repro_eoflow_entropy_{budget}.png)")
     ok = all(a["monotone"] and a["top_beats"] and a["spearman_running"] >= 0.9 for a in ps)

@@ -112,4 +112,6 @@ def test_digits_toy_budget_compression_and_entropy(tmp_path):
     seed0 = ent["details"]["per_seed"]["0"]
     assert seed0["sorted_entropy"] == sorted(seed0["sorted_entropy"], reverse=True) and len(seed0["sorted_entropy"]) == 64
     assert seed0["floor"] == pytest.approx(0.5 * math.log(2 * math.pi * math.e * (0.05 ** 2 + 1 / (12 * 16 ** 2))))
+    ev = json.loads((tmp_path / "toy" / "digits_s0" / "eval.json").read_text())
+    assert seed0["top8_share"] == pytest.approx(ev["entropy_top_fraction"]["8"])  # the evaluation's own share
     assert (tmp_path / "toy" / "repro_eoflow_entropy_toy.png").stat().st_size > 1000
