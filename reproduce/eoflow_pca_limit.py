@@ -23,7 +23,8 @@ flows has dH < 0.05 nats and |cos| >= 0.99; the lam = 0 control is reproduced wh
 meets that same bar (maximum likelihood alone does not pick the principal axes). The claim is a
 limit: the CPU budget is its full budget, there is no paper-budget GPU command.
 
-    python -m reproduce.eoflow_pca_limit --budget cpu   # 6-D data, 3 seeds x 2 flows x lam 1/0 (minutes)
+    python -m reproduce.eoflow_pca_limit --budget cpu   # 6-D data, 3 seeds x 2 flows x lam 1/0 (~15 min at load 3-9;
+                                                        # the coupling runs with lam 1 take 3-6 min each)
     python -m reproduce.eoflow_pca_limit --budget toy   # 3-D, a few seconds (tests/reproduce)
 """
 from __future__ import annotations
