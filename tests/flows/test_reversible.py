@@ -1,6 +1,8 @@
 """memory="reversible" (inverses) and "boundaries": the same objective and gradients as the stored
 graph, with every block recomputed in the backward (float64 rtol 1e-8, float32 rtol 1e-4); the
 per-unit round-trip fallback of "reversible"."""
+import warnings
+
 import pytest
 import torch
 
@@ -175,3 +177,23 @@ def test_short_training_tracks_stored(memory):
 def test_unknown_memory_mode_is_refused():
     with pytest.raises(ValueError, match="memory must be one of"):
         EOFlow(mlp_flow(4, blocks=1, hidden=4), (4,), flat_input=True, memory="compact")
+
+
+def test_deep_float32_reversible_warns_once_about_drift(monkeypatch):
+    """Below float64 the inverted gradient chains drift with depth (README): a deep float32 flow in
+    memory='reversible' says so once and points to 'boundaries'; float64 and shallow flows do not."""
+    from eoflow_fast.flows import reversible as rev
+
+    def units(n):
+        return [("block", None)] * n + [("factor", 2)]
+
+    monkeypatch.setattr(rev, "_warned_drift", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rev._warn_if_deep_low_precision(units(rev.DRIFT_WARN_UNITS), torch.float32)
+        rev._warn_if_deep_low_precision(units(64), torch.float64)
+    with pytest.warns(RuntimeWarning, match="boundaries"):
+        rev._warn_if_deep_low_precision(units(rev.DRIFT_WARN_UNITS + 1), torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rev._warn_if_deep_low_precision(units(64), torch.float32)  # once per process
