@@ -12,18 +12,8 @@ from pathlib import Path
 
 from .rows import RESULTS, markdown, row
 
-ORDER = ("bfvae_fa", "ifp_speed", "deft_stages")
+ORDER = ("bfvae_fa", "ifp_speed", "deft_stages", "eoflow_pca_limit", "eoflow_compression", "eoflow_entropy")
 PENDING = [
-    row("EOFlow: PCA limit (linear-Gaussian data)", "entropies 1/2 log(2 pi e (lambda_i + sigma^2)), PCA directions (seed 000)",
-        "not run (no script yet)",
-        "eoflow-fast train eoflow ... (script to write)", "cpu", "not run"),
-    row("EOFlow: PSNR vs C next to PCA", "EOFlow above PCA at small C (seed 000)", "not run (no script yet)",
-        "eoflow-fast compress RUN --dims C (script to write)", "cpu", "not run"),
-    row("EOFlow: denoising gain vs sigma next to PCA", "gain over PCA (seed 000)",
-        "not run (no script yet)",
-        "eoflow-fast denoise RUN --sigma S (script to write)", "cpu", "not run"),
-    row("EOFlow: entropy spectrum", "ordered per-dimension entropies (seed 000)", "not run (no script yet)",
-        "eoflow-fast train eoflow ... (script to write)", "cpu", "not run"),
     row("DEFT: IFP per factor (Fig. 9)", "orientation lowest; dSprites factors almost separable (50 repeats)",
         "not run (no script yet)",
         "eoflow-fast ifp --data dsprites --repeats 50 --schedule staircase --steps 8000", "gpu", "not run"),

@@ -40,7 +40,7 @@ from .base import InvertibleModule
 from .conditioning import cond_channels, conditioned
 
 GAUSS_ENTROPY = 0.5 * (1.0 + math.log(2 * math.pi))
-MEMORY_MODES = ("stored", "reversible")
+MEMORY_MODES = ("stored", "reversible", "boundaries")
 
 
 def noise_entropy_floor(sigma: float) -> float:
@@ -88,15 +88,25 @@ class EOFlow(nn.Module):
     NLL (lam = 1 is Maximum Manifold Likelihood, spec §1.4); ``sigma``: training noise (spec §1.6);
     ``quant_bins``: data are multiples of 1/quant_bins in [0, 1] (256 for 8-bit images, 16 for
     sklearn digits); uniform dequantisation noise (u - 1/2)/quant_bins is added when ``dequantize``.
+    ``memory``: how a training step keeps what its backward needs (``flows.reversible``): "stored"
+    (autograd keeps every block's activations), "reversible" (block inputs rebuilt by the exact
+    inverse, near-constant memory; ``reversible_tol`` / ``reversible_check_every`` set the per-unit
+    round-trip fallback, ``reversible_state.stats`` has the last step's drift) or "boundaries"
+    (block boundaries kept, no inversion).
     """
 
     def __init__(self, flow: InvertibleModule, input_shape, *, flat_input: bool, lam: float = 1.0,
                  sigma: float = 0.05, quant_bins: int = 256, dequantize: bool = True,
-                 entropy_momentum: float = 0.9, memory: str = "stored"):
+                 entropy_momentum: float = 0.9, memory: str = "stored", reversible_tol: float | None = None,
+                 reversible_check_every: int = 1):
         super().__init__()
         if memory not in MEMORY_MODES:
             raise ValueError(f"EOFlow: memory must be one of {MEMORY_MODES}, got {memory!r}")
         self.memory = memory
+        self.reversible_state = None
+        if memory == "reversible":
+            from .reversible import ReversibleState
+            self.reversible_state = ReversibleState(reversible_tol, reversible_check_every)
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"EOFlow: lam must be in [0, 1], got {lam}")
         if sigma < 0:
@@ -219,11 +229,12 @@ class EOFlow(nn.Module):
     def _loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         B, D = x.shape[0], self.dim
         x_aug = self.augment(x)
-        if self.memory == "reversible":
+        if self.memory != "stored":
             from .reversible import encode_with_tangent
             k = None if self.lam == 0.0 else sample_dims(B, D, device=x.device)
             tangent = None if k is None else self._one_hot_rows(k, x_aug)
-            z, log_det, u = encode_with_tangent(self.flow, self._to_flow(x_aug), tangent)
+            z, log_det, u = encode_with_tangent(self.flow, self._to_flow(x_aug), tangent, self.memory,
+                                                self.reversible_state)
         else:
             z, log_det, decoder_jvp = self.encode_linearized(x_aug)
         nll = 0.5 * (z ** 2).sum(1) - log_det  # (B,)

@@ -67,9 +67,11 @@ def add_args(parser) -> None:
     g.add_argument("--entropy-chunk", type=_positive_int, default=64, help="dims per exact-entropy JVP pass "
                    "(a pass decodes entropy_batch * entropy_chunk tangent rows)")
     g.add_argument("--core-sizes", type=_core_sizes, default=None, help="C values for the report, e.g. 4,16,64")
-    g.add_argument("--memory", default="stored", choices=("stored", "reversible"),
-                   help="reversible: keep no block activations for the backward (each block is recomputed, "
-                        "block-boundary tensors of size B*D are kept); slower, much less activation memory")
+    g.add_argument("--memory", default="stored", choices=("stored", "reversible", "boundaries"),
+                   help="reversible: keep no block activations for the backward (each block's input is rebuilt "
+                        "by its exact inverse and the block recomputed; units that invert worse than "
+                        "1000 eps keep their input); boundaries: keep the block-boundary tensors (B*D per "
+                        "block) instead of inverting; both slower, much less activation memory")
     g.add_argument("--condition", default="none", choices=("none", "label"),
                    help="label: class-conditional flow, every coupling subnet reads the one-hot class label "
                         "(datasets with labels: digits)")

@@ -732,6 +732,20 @@ class Run:
 read_config = run_folder.read_config
 
 
+def _check_checkpoint_belongs(config: dict, saved: dict, path: Path, run_dir) -> None:
+    """A checkpoint must have been trained with the run's config.json, up to the keys a resume or a
+    branch may change (:data:`RESUME_MUTABLE`, :data:`BRANCH_MUTABLE`): same-shaped weights of
+    another run (another clamp, data, seed or objective) would load and evaluate silently wrong."""
+    ignored = RESUME_MUTABLE | BRANCH_MUTABLE | {"branches"}
+    changed = sorted(k for k in set(config) | set(saved) if k not in ignored and config.get(k) != saved.get(k))
+    if changed:
+        desc = ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} in config.json" for k in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} was not trained with {Path(run_dir) / CONFIG_FILE} ({desc}{more}); it belongs to "
+            f"another run, so its weights would be evaluated under the wrong settings")
+
+
 def open_run(run_dir, checkpoint_file=None, device: str = "cpu") -> Run:
     """Rebuild the model of ``run_dir`` through the registry (``config["model"]`` names the family)
     and load the weights of ``checkpoint_file`` (default: the latest checkpoint)."""
@@ -745,6 +759,7 @@ def open_run(run_dir, checkpoint_file=None, device: str = "cpu") -> Run:
     path = Path(checkpoint_file) if checkpoint_file else checkpoint.latest_path(run_dir)
     ckpt = checkpoint.load(path)
     checkpoint.check_payload(path, ckpt)
+    _check_checkpoint_belongs(config, ckpt["config"], path, run_dir)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

@@ -82,7 +82,10 @@ def test_flow_run_on_ground_truth_data_gets_the_metrics(tmp_path, capsys):
     assert main(["eval", str(run), "--metrics", "mig,flow", "--num-train", "200", "--no-plots", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert 0 <= record["metrics"]["mig"]["mig"] <= 1
-    assert record["metrics"]["flow"]["total_entropy"] == pytest.approx(record["metrics"]["flow"]["total_entropy"])
+    flow = record["metrics"]["flow"]
+    # MTC = sum_i H_i - H (Hadamard: >= 0), from the same Jacobians
+    assert flow["mtc"] == pytest.approx(sum(flow["explained_entropy"]) - flow["total_entropy"], rel=1e-4, abs=1e-4)
+    assert flow["mtc"] >= -1e-4
     assert "bits_per_dim" in record  # the flow report is still there
 
 
@@ -93,3 +96,15 @@ def test_flow_metrics_need_ground_truth(tmp_path, capsys):
     assert main(["eval", str(run), "--metrics", "mig", "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert "argument --metrics: run data 'digits' has no ground-truth factors" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("family", ["eoflow", "toy"])
+def test_eval_runs_with_the_family_defaults(tmp_path, capsys, family):
+    """``eval RUN`` with no flags at all (a flow's default is "no metrics", not the string 'None')."""
+    run = tmp_path / family
+    flags = ["--data", "digits", *FLOW_FLAGS] if family == "eoflow" else ["--steps", "2", "--no-progress"]
+    assert main(["train", family, *flags, "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert f"eval {run}: {family} run at step" in captured.out and "error" not in captured.err

@@ -1,21 +1,25 @@
-"""memory="reversible": the same objective and gradients as the stored graph, with every block
-recomputed in the backward (float64 rtol 1e-8, float32 rtol 1e-4)."""
+"""memory="reversible" (inverses) and "boundaries": the same objective and gradients as the stored
+graph, with every block recomputed in the backward (float64 rtol 1e-8, float32 rtol 1e-4); the
+per-unit round-trip fallback of "reversible"."""
+import warnings
+
 import pytest
 import torch
 
 from eoflow_fast.flows import mlp_flow, multiscale_flow
 from eoflow_fast.flows.eoflow import EOFlow
-from eoflow_fast.flows.reversible import encode_with_tangent
+from eoflow_fast.flows.reversible import ReversibleState, encode_with_tangent
 
 
-def _model(kind, memory, lam, dtype, cond=0):
+def _model(kind, memory, lam, dtype, cond=0, **kw):
     torch.manual_seed(0)
     if kind == "mlp":
         flow, shape = mlp_flow(6, blocks=3, hidden=16, cond_channels=cond), (6,)
     else:
         arch = "glow" if kind == "glow" else "realnvp"
         flow, shape = multiscale_flow((2, 8, 8), arch, levels=2, steps=2, hidden=8, cond_channels=cond), (2, 8, 8)
-    model = EOFlow(flow, shape, flat_input=kind == "mlp", lam=lam, sigma=0.05, quant_bins=16, memory=memory)
+    model = EOFlow(flow, shape, flat_input=kind == "mlp", lam=lam, sigma=0.05, quant_bins=16, memory=memory,
+                  **kw)
     with torch.no_grad():  # away from the zero-initialised identity
         for name, p in model.named_parameters():
             if "subnet" in name:
@@ -31,12 +35,15 @@ def _step(model, batch, seed=7):
     return terms["objective"].detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("memory", ["reversible", "boundaries"])
 @pytest.mark.parametrize("kind", ["mlp", "glow", "realnvp"])
 @pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-8), (torch.float32, 1e-4)])
-def test_reversible_gradients_equal_stored(kind, lam, dtype, rtol):
+def test_reversible_gradients_equal_stored(kind, lam, dtype, rtol, memory):
+    # mlp: Orthogonal rotation, ActNorm, Permutation; glow: Squeeze, ActNorm, LU 1x1 conv, factor-out;
+    # realnvp: Haar, Permutation, factor-out; all: the fused affine coupling
     stored, shape = _model(kind, "stored", lam, dtype)
-    rev, _ = _model(kind, "reversible", lam, dtype)
+    rev, _ = _model(kind, memory, lam, dtype)
     torch.manual_seed(1)
     x = torch.rand(12, *shape, dtype=dtype)
     _step(stored, x[:2]), _step(rev, x[:2])  # ActNorm's data-dependent init on the same batch
@@ -47,9 +54,10 @@ def test_reversible_gradients_equal_stored(kind, lam, dtype, rtol):
         torch.testing.assert_close(gb[name], ga[name], rtol=rtol, atol=rtol * 1e-2, msg=name)
 
 
-def test_reversible_conditional_flow_and_input_gradient():
+@pytest.mark.parametrize("memory", ["reversible", "boundaries"])
+def test_reversible_conditional_flow_and_input_gradient(memory):
     stored, shape = _model("glow", "stored", 1.0, torch.float64, cond=3)
-    rev, _ = _model("glow", "reversible", 1.0, torch.float64, cond=3)
+    rev, _ = _model("glow", memory, 1.0, torch.float64, cond=3)
     x, labels = torch.rand(8, *shape, dtype=torch.float64), torch.randint(0, 3, (8,))
     _step(stored, (x, labels)), _step(rev, (x, labels))
     (a, ga), (b, gb) = _step(stored, (x, labels)), _step(rev, (x, labels))
@@ -59,12 +67,96 @@ def test_reversible_conditional_flow_and_input_gradient():
     flow = mlp_flow(4, blocks=2, hidden=8).double()
     xs = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     dz = torch.randn(10, 4, dtype=torch.float64)
-    torch.autograd.gradcheck(lambda v: encode_with_tangent(flow, v, dz), (xs,))
+    torch.autograd.gradcheck(lambda v: encode_with_tangent(flow, v, dz, memory), (xs,))
 
 
-def test_short_training_tracks_stored():
+def _linear_loss(flow, x, dz, mode):
+    """A random linear function of (z, log_det, u) and its parameter gradients."""
+    z, ld, u = encode_with_tangent(flow, x, dz, mode)
+    torch.manual_seed(5)
+    loss = (torch.randn_like(z) * z).sum() + (torch.randn_like(ld) * ld).sum() + (torch.randn_like(u) * u).sum()
+    grads = torch.autograd.grad(loss, [p for p in flow.parameters() if p.requires_grad], allow_unused=True)
+    return loss.detach(), grads
+
+
+def test_reversible_two_tangents_per_point_multiscale():
+    """m = 2 tangent rows per point (the inverse JVP and the primal VJP tile the recomputed inputs)."""
+    model, shape = _model("glow", "stored", 1.0, torch.float64)
+    flow = model.flow
+    x = torch.rand(3, *shape, dtype=torch.float64)
+    flow(x)  # ActNorm init
+    dz = torch.randn(6, x[0].numel(), dtype=torch.float64)
+    (a, ga), (b, gb) = _linear_loss(flow, x, dz, "boundaries"), _linear_loss(flow, x, dz, "reversible")
+    torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+    for g1, g2 in zip(ga, gb):
+        torch.testing.assert_close(g2, g1, rtol=1e-8, atol=1e-10)
+
+
+def _ill_conditioned(model, unit_actnorm=1):
+    """Shrink one ActNorm to scale e^-25 with bias 5: y = 5 + 1.4e-11 x keeps ~5 digits of x in
+    float64, so that unit's inverse loses ~1e-5 relative accuracy (tolerance 2.2e-13)."""
+    norms = [m for m in model.flow.modules() if type(m).__name__ == "ActNorm"]
+    with torch.no_grad():
+        norms[unit_actnorm].log_scale.fill_(-25.0)
+        norms[unit_actnorm].bias.fill_(5.0)
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+def test_ill_conditioned_unit_falls_back_to_storing(lam):
+    stored, shape = _model("mlp", "stored", lam, torch.float64)
+    rev, _ = _model("mlp", "reversible", lam, torch.float64)
+    loose, _ = _model("mlp", "reversible", lam, torch.float64, reversible_tol=1e9)  # never falls back
+    torch.manual_seed(1)
+    x = torch.rand(12, *shape, dtype=torch.float64)
+    for m in (stored, rev, loose):
+        _step(m, x[:2])
+        _ill_conditioned(m)
+    (a, ga), (b, gb), (c, gc) = _step(stored, x), _step(rev, x), _step(loose, x)
+    stats = rev.reversible_state.stats
+    # mlp_flow units: [Orthogonal, ActNorm, coupling], [Permutation, ActNorm(1), coupling], ...
+    assert stats["kept_units"] == [1]
+    assert stats["roundtrip"][1] > 1e-8 > 1e3 * max(stats["roundtrip"][:1] + stats["roundtrip"][2:])
+    assert loose.reversible_state.stats["kept_units"] == []
+    torch.testing.assert_close(b, a, rtol=1e-8, atol=1e-10)
+    worst = 0.0
+    for name in ga:
+        torch.testing.assert_close(gb[name], ga[name], rtol=1e-8, atol=1e-8 * float(ga[name].abs().max()), msg=name)
+        worst = max(worst, float((gc[name] - ga[name]).abs().max() / ga[name].abs().max()))
+    assert worst > 1e-7  # without the fallback the gradients are visibly off
+
+
+def test_drift_sentinel_rechecks_between_scheduled_checks():
+    """check_every = 1000: the second step is not scheduled for a check, but the reconstructed x'
+    misses x (lam > 0, forward) and every unit is checked at once."""
+    stored, shape = _model("mlp", "stored", 1.0, torch.float64)
+    rev, _ = _model("mlp", "reversible", 1.0, torch.float64, reversible_check_every=1000)
+    torch.manual_seed(1)
+    x = torch.rand(12, *shape, dtype=torch.float64)
+    _step(stored, x[:2]), _step(rev, x[:2])
+    assert rev.reversible_state.stats["checked"] and rev.reversible_state.stats["kept_units"] == []
+    _step(rev, x[:2])
+    assert not rev.reversible_state.stats["checked"]
+    for m in (stored, rev):
+        _ill_conditioned(m)
+    (a, ga), (b, gb) = _step(stored, x), _step(rev, x)
+    assert rev.reversible_state.stats["checked"] and rev.reversible_state.stats["kept_units"] == [1]
+    for name in ga:
+        torch.testing.assert_close(gb[name], ga[name], rtol=1e-8, atol=1e-8 * float(ga[name].abs().max()), msg=name)
+
+
+def test_reversible_state_arguments():
+    with pytest.raises(ValueError, match="check_every"):
+        ReversibleState(check_every=0)
+    with pytest.raises(ValueError, match="tol"):
+        ReversibleState(tol=0.0)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        encode_with_tangent(mlp_flow(4, blocks=1, hidden=4), torch.zeros(2, 4), None, "inverse")
+
+
+@pytest.mark.parametrize("memory", ["reversible", "boundaries"])
+def test_short_training_tracks_stored(memory):
     losses = {}
-    for memory in ("stored", "reversible"):
+    for memory in ("stored", memory):
         model, shape = _model("mlp", memory, 1.0, torch.float64)
         opt = torch.optim.Adam(model.parameters(), lr=5e-3)
         torch.manual_seed(3)
@@ -78,10 +170,30 @@ def test_short_training_tracks_stored():
             opt.step()
             losses[memory].append(loss.item())
     assert sum(losses["stored"][-5:]) < sum(losses["stored"][:5])
-    torch.testing.assert_close(torch.tensor(losses["reversible"]), torch.tensor(losses["stored"]),
+    torch.testing.assert_close(torch.tensor(losses[memory]), torch.tensor(losses["stored"]),
                                rtol=1e-7, atol=1e-9)
 
 
 def test_unknown_memory_mode_is_refused():
     with pytest.raises(ValueError, match="memory must be one of"):
         EOFlow(mlp_flow(4, blocks=1, hidden=4), (4,), flat_input=True, memory="compact")
+
+
+def test_deep_float32_reversible_warns_once_about_drift(monkeypatch):
+    """Below float64 the inverted gradient chains drift with depth (README): a deep float32 flow in
+    memory='reversible' says so once and points to 'boundaries'; float64 and shallow flows do not."""
+    from eoflow_fast.flows import reversible as rev
+
+    def units(n):
+        return [("block", None)] * n + [("factor", 2)]
+
+    monkeypatch.setattr(rev, "_warned_drift", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rev._warn_if_deep_low_precision(units(rev.DRIFT_WARN_UNITS), torch.float32)
+        rev._warn_if_deep_low_precision(units(64), torch.float64)
+    with pytest.warns(RuntimeWarning, match="boundaries"):
+        rev._warn_if_deep_low_precision(units(rev.DRIFT_WARN_UNITS + 1), torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rev._warn_if_deep_low_precision(units(64), torch.float32)  # once per process

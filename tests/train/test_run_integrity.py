@@ -103,8 +103,25 @@ def test_branch_after_a_nan_stop_changes_lr_and_is_recorded(tmp_path):
     assert all(r["lr/all"] == pytest.approx(1e-4) for r in read_metrics(tmp_path)
                if r.get("kind") == "train" and r["step"] > 4 and "lr/all" in r)
     assert (tmp_path / "superseded-00000004" / "ckpt-00000006.pt").is_file()
+    assert engine.open_run(tmp_path).step == 12  # a branched run still opens for evaluation
     with pytest.raises(ValueError, match="cannot change in a branch"):
         engine.train(model, data, cfg, tmp_path, resume=True, branch={"batch_size": 8})
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"hidden": 16, "lr": 1e-3, "n_train": 128}])
+def test_a_checkpoint_of_another_run_is_refused_by_open_run(finished, tmp_path, change):
+    """Same-shaped weights of another run (another seed or data) copied into a run folder would load
+    and evaluate silently; open_run names the differing keys instead (lr alone may differ: a branch)."""
+    run = _copy_run(finished[0], tmp_path / "run")
+    other = tmp_path / "other"
+    cfg = toy_config(steps=10, ckpt_every=10, **change)
+    model, data, _ = build(toy.ToyAutoencoder, cfg)
+    engine.train(model, data, cfg, other)
+    (run / "ckpt-00000020.pt").write_bytes((other / "ckpt-00000010.pt").read_bytes())
+    key = sorted(k for k in change if k not in engine.BRANCH_MUTABLE and change[k] != toy_config().get(k))[0]
+    with pytest.raises(checkpoint.CheckpointError, match=f"was not trained with .*{key}: "):
+        engine.open_run(run)
+    assert engine.open_run(run, run / "ckpt-00000010.pt").step == 10  # its own checkpoint still opens
 
 
 def test_a_folder_killed_before_its_first_checkpoint_resumes_from_zero(tmp_path, finished):
