@@ -7,20 +7,25 @@ FDR = 0 with informative KL ~ 8 nats and non-informative ~ 3e-3; bfVAE disentang
 than factor, beta and vanilla VAEs (FA15 figure). The paper's budget is unknown.
 
 Each run is ``eoflow-fast train vae --model bfvae --data DATA --seed S`` (plus ``--ablation A``),
-then ``eoflow-fast eval``. "Ours" per data set: median over seeds of the smallest KL among the
-flagged dims, the largest KL among the rest, their ratio, the number flagged vs planted, and the
-FDR, by the count rule (flagged beyond the planted number) and by the matched rule (each flagged dim
-matched one-to-one to a factor it correlates with, |corr| >= 0.5; metrics.informative). The
-ablations are ordered by factors kept (matched true discoveries) minus false discoveries; the
-paper's ordering is a visual one (heat maps), so "partly" is the best verdict a number can give.
+then ``eoflow-fast eval``; ``--seed`` seeds the model, the table is the spec's (data seed 0). "Ours"
+per data set: median (and range) over seeds of the smallest KL among the flagged dims, the largest
+KL among the rest, the number flagged vs planted, and the FDR, by the count rule (flagged beyond the
+planted number) and by the matched rule (each flagged dim matched one-to-one to a factor it
+correlates with, |corr| >= 0.5; metrics.informative), next to the KL an ideal encoder would keep:
+the beta-VAE optimum over linear-Gaussian encoders/decoders on the table's population correlation
+(eoflow_fast.vae.linear_gaussian; the data are Gaussian, so this is the yardstick for the paper's
+"KL ~ 8"). The ablations are ordered by factors kept (matched true discoveries) minus false
+discoveries, medians over seeds; the paper's ordering is a visual one (heat maps), so "partly" is
+the best verdict a number can give.
 
-    python -m reproduce.bfvae_fa --budget cpu    # FA15, FA24, FA100, ablations: 1 seed each (~15 min
-                                                 # alone on 2 cores; ~9 min a run on a loaded machine)
-    python -m reproduce.bfvae_fa --budget cpu3   # 3 seeds each
+    python -m reproduce.bfvae_fa --budget cpu    # FA15, FA24: 3 seeds, FA100: 2, ablations: 1 (11 runs,
+                                                 # ~4 min each on one thread; ~45 min on 3 lanes at load 5-7)
+    python -m reproduce.bfvae_fa --budget cpu3   # 3 seeds each, ablations too
 Results are written after every data set, so an interrupted budget keeps the rows it finished.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -31,7 +36,8 @@ from eoflow_fast.metrics.informative import false_discovery_rate
 from .rows import parse_budget, row, run_cli, write
 
 BUDGETS = {"toy": {"steps": 20, "seeds": {"fa15": [0]}, "ablation_seeds": [0], "extra": ["--disc-width", "16", "--disc-depth", "1"]},
-           "cpu": {"steps": 1000, "seeds": {"fa15": [0], "fa24": [0], "fa100": [0]}, "ablation_seeds": [0], "extra": []},
+           "cpu": {"steps": 1000, "seeds": {"fa15": [0, 1, 2], "fa24": [0, 1, 2], "fa100": [0, 1]}, "ablation_seeds": [0],
+                   "extra": []},
            "cpu3": {"steps": 1000, "seeds": {"fa15": [0, 1, 2], "fa24": [0, 1, 2], "fa100": [0, 1, 2]},
                     "ablation_seeds": [0, 1, 2], "extra": []}}
 PLANTED = {"fa15": 3, "fa24": 4, "fa100": 10}
@@ -51,7 +57,23 @@ def train_and_eval(data: str, seed: int, run_dir: Path, steps: int, extra: list[
     out = run_cli(["eval", str(run_dir)])
     result = json.loads(out[out.index("{"):])["informative"]
     result["abs_corr"] = factor_correlation(run_dir, data).tolist()
+    config = json.loads((run_dir / "config.json").read_text())
+    result["ideal_kl"] = ideal_kl(data, config["beta"], config["latent_dim"]).tolist()
     return result
+
+
+@functools.lru_cache(maxsize=None)
+def ideal_kl(data: str, beta: float, latent_dim: int) -> np.ndarray:
+    """Per-latent KL (descending) of the beta-VAE optimum over linear-Gaussian encoders/decoders
+    with a learned decoder variance on the table's population correlation (vae.linear_gaussian;
+    the table is the data spec's, seed 0, whatever the run's --seed); NaN for every latent when
+    beta <= 1 (the vanilla ablation: the optimum is unbounded there)."""
+    from eoflow_fast.data.factor_analysis import factor_analysis
+    from eoflow_fast.vae.linear_gaussian import optimal_kl
+
+    if beta <= 1.0:
+        return np.full(latent_dim, np.nan)
+    return optimal_kl(factor_analysis(data).correlation, beta, latent_dim, restarts=1)["kl"]
 
 
 def factor_correlation(run_dir: Path, data: str) -> np.ndarray:
@@ -82,12 +104,27 @@ def summarise(results: list[dict], planted: int) -> dict:
                         "num_true": matched["num_flagged"] - matched["num_false"],
                         "max_abs_corr_per_flagged": np.asarray(r["abs_corr"])[flagged].max(1).round(3).tolist(),
                         "min_informative_kl": float(kl[flagged].min()) if flagged.any() else float("nan"),
-                        "max_other_kl": float(kl[~flagged].max()) if (~flagged).any() else float("nan")})
+                        "max_other_kl": float(kl[~flagged].max()) if (~flagged).any() else float("nan"),
+                        "kl_flagged": np.sort(kl[flagged])[::-1].round(4).tolist(),
+                        "ideal_kl_planted": np.asarray(r.get("ideal_kl", [np.nan] * planted))[:planted].round(4).tolist()})
     med = lambda k: float(np.median([p[k] for p in per_run]))  # noqa: E731
     return {"per_run": per_run, "planted": planted, "median_min_informative_kl": med("min_informative_kl"),
             "median_max_other_kl": med("max_other_kl"), "max_fdr": max(p["fdr"] for p in per_run),
             "max_fdr_matched": max(p["fdr_matched"] for p in per_run),
-            "all_found": all(p["num_true"] == planted for p in per_run)}
+            "all_found": all(p["num_true"] == planted for p in per_run),
+            "range_min_informative_kl": [min(p["min_informative_kl"] for p in per_run), max(p["min_informative_kl"] for p in per_run)],
+            "range_max_other_kl": [min(p["max_other_kl"] for p in per_run), max(p["max_other_kl"] for p in per_run)]}
+
+
+def fmt_range(lo_hi, spec: str) -> str:
+    lo, hi = lo_hi
+    return f"{lo:{spec}}" if lo == hi else f"{lo:{spec}}-{hi:{spec}}"
+
+
+def ideal_range(summary: dict) -> list[float]:
+    """Smallest and largest optimum KL of the planted factors (the same table for every seed)."""
+    ideal = np.asarray(summary["per_run"][0]["ideal_kl_planted"])
+    return [float(ideal.min()), float(ideal.max())]
 
 
 def main(argv=None) -> None:
@@ -106,7 +143,8 @@ def main(argv=None) -> None:
         s = details[data] = summarise(res, PLANTED[data])
         ours = (f"{sum(p['num_flagged'] == PLANTED[data] for p in s['per_run'])}/{len(seeds)} seeds flag {PLANTED[data]}/"
                 f"{PLANTED[data]}; max FDR {s['max_fdr']:.2f} (count rule), {s['max_fdr_matched']:.2f} (|corr| >= 0.5 matched); informative KL >= {s['median_min_informative_kl']:.2f}, "
-                f"others <= {s['median_max_other_kl']:.1e} nats (medians)")
+                f"others <= {s['median_max_other_kl']:.1e} nats (medians; ranges {fmt_range(s['range_min_informative_kl'], '.2f')}, "
+                f"{fmt_range(s['range_max_other_kl'], '.1e')}); linear-Gaussian optimum {fmt_range(ideal_range(s), '.2f')}")
         ok = s["all_found"] and s["max_fdr"] == 0 and s["max_fdr_matched"] == 0 and s["median_min_informative_kl"] > 100 * s["median_max_other_kl"]
         rows.append(row(f"bfVAE {data.upper()}: informative dims, KL gap, FDR",
                         "FDR 0; KL ~ 8 vs ~ 3e-3 (FA15; seed summary of arXiv 2603.11242)" if data == "fa15"
@@ -119,15 +157,16 @@ def main(argv=None) -> None:
         res = [run("fa15", s, None if ablation == "bfvae" else ablation) for s in b["ablation_seeds"]]
         details[f"ablation_{ablation}"] = summarise(res, 3)
         kept[ablation] = details[f"ablation_{ablation}"]
-    ours = "; ".join(f"{a}: {k['per_run'][0]['num_true']}/3 factors kept, {k['per_run'][0]['num_flagged']} flagged, "
-                     f"matched FDR {k['max_fdr_matched']:.2f}" for a, k in kept.items())
-    best = max(k["per_run"][0]["num_true"] - k["per_run"][0]["num_flagged"] * k["max_fdr_matched"] for k in kept.values())
-    bf = kept["bfvae"]["per_run"][0]
+    med = {a: {key: float(np.median([p[key] for p in k["per_run"]])) for key in ("num_true", "num_flagged", "fdr_matched")}
+           for a, k in kept.items()}
+    n = len(b["ablation_seeds"])
+    ours = "; ".join(f"{a}: {m['num_true']:g}/3 factors kept, {m['num_flagged']:g} flagged, matched FDR {m['fdr_matched']:.2f} "
+                     f"(max {kept[a]['max_fdr_matched']:.2f})" for a, m in med.items()) + f" (medians over {n} seeds)"
+    score = {a: m["num_true"] - m["num_flagged"] * m["fdr_matched"] for a, m in med.items()}
     rows.append(row("bfVAE ablation ordering on FA15 (vanilla, beta, factor, bfVAE)",
                     "bfVAE disentangles more strongly than factor, beta, vanilla (FA15 figure; no number)", ours,
                     f"python -m reproduce.bfvae_fa --budget {budget}", "cpu",
-                    "partly" if bf["num_true"] - bf["num_flagged"] * kept["bfvae"]["max_fdr_matched"] >= best
-                    else "not reproduced"))
+                    "partly" if score["bfvae"] >= max(score.values()) else "not reproduced"))
     print(write(f"bfvae_fa_{budget}", rows, details, results_dir))
 
 

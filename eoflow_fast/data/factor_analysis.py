@@ -4,6 +4,11 @@ Generator [INFERRED, spec vae_deft.md A.9; the bfVAE paper's generator is unknow
 
     f ~ N(0, I_q),   e ~ N(0, I_p),   x = L f + sqrt(psi) * e          (x: (p,), L: (p, q))
 
+(``factors="uniform"``: f_k ~ U(-sqrt 3, sqrt 3) instead, unit variance, same loadings and noise.
+Gaussian factors are identified only up to a rotation among factors of equal strength: the KL,
+the reconstruction and a TC penalty are all unchanged by rotating independent unit Gaussians, so a
+VAE's latents may mix them; uniform factors make the rotation visible to the TC term.)
+
 - Blocks: feature ``j`` loads on factor ``k(j) = j // (p / q)`` only (contiguous equal blocks).
 - Raw loadings ``lambda_j = s_j * U(0.5, 1)``, random sign ``s_j``; isotropic raw noise variance
   ``psi0 = mean_j(lambda_j^2) * (1 - h) / h`` for a target mean communality ``h`` (0.99 by default:
@@ -17,8 +22,9 @@ Why h = 0.99 (was 0.7): a block of n features with communalities h_j carries at 
 ``I(x; f_k) = 1/2 log(1 + sum_j h_j / (1 - h_j))`` nats about its factor, an upper bound (at the
 optimum) on the KL of the latent that encodes it. At h = 0.7 on FA15 (n = 5) that is 1.27 nats for
 any model, far below the seed's KL ~ 8 for informative dimensions; h = 0.99 allows 3.1 nats, and
-a bfVAE (beta 2, learned decoder variance) keeps ~2.4 of them (measured, bench/results/
-repro_bfvae_fa_cpu.json). Pass ``communality`` for noisier tables.
+the beta-VAE optimum at beta 2 with a learned decoder variance keeps 2.6 (vae.linear_gaussian), and
+a trained bfVAE ~2.4 (bench/results/repro_bfvae_fa_cpu.json). Pass ``communality`` for noisier
+tables.
 
 Everything is a function of ``seed``: the loadings use ``RandomState(seed)``, split tables use
 ``RandomState([seed, 1])`` (train, ``n_train`` rows) and ``RandomState([seed, 2])`` (test). The
@@ -38,13 +44,15 @@ class FactorAnalysisData:
     """Block-sparse factor-analysis model with ``num_features`` (p) and ``num_factors`` (q)."""
 
     def __init__(self, num_features: int, num_factors: int, seed: int = 0, communality: float = 0.99,
-                 n_train: int = 10_000, n_test: int = 2_000):
+                 n_train: int = 10_000, n_test: int = 2_000, factors: str = "gaussian"):
         if num_factors < 1 or num_features % num_factors:
             raise ValueError(f"FactorAnalysisData: num_factors={num_factors} must divide num_features={num_features}")
         if not 0.0 < communality < 1.0:
             raise ValueError(f"FactorAnalysisData: communality={communality}, expected a value in (0, 1)")
+        if factors not in ("gaussian", "uniform"):
+            raise ValueError(f"FactorAnalysisData: factors={factors!r}, expected 'gaussian' or 'uniform'")
         p, q = num_features, num_factors
-        self.seed, self.n_train, self.n_test = seed, n_train, n_test
+        self.seed, self.n_train, self.n_test, self.factors = seed, n_train, n_test, factors
         rng = np.random.RandomState(seed)
         raw = rng.uniform(0.5, 1.0, size=p) * rng.choice([-1.0, 1.0], size=p)
         psi0 = np.mean(raw ** 2) * (1 - communality) / communality
@@ -73,7 +81,10 @@ class FactorAnalysisData:
 
     def sample(self, num: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
         """``(factors float64 (num, q), observations float32 (num, p))``."""
-        f = rng.standard_normal((num, self.num_factors))
+        if self.factors == "gaussian":
+            f = rng.standard_normal((num, self.num_factors))
+        else:
+            f = rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), (num, self.num_factors))
         e = rng.standard_normal((num, self.num_features))
         return f, (f @ self.loadings.T + np.sqrt(self.noise_var) * e).astype(np.float32)
 

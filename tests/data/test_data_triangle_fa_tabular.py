@@ -64,6 +64,19 @@ def test_fa_is_seedable_and_splits_differ():
     np.testing.assert_array_equal(x.numpy(), a.table("test")[1][5])
 
 
+def test_fa_uniform_factors_keep_the_loadings_and_the_correlation():
+    g, u = factor_analysis("fa15"), factor_analysis("fa15", factors="uniform", n_train=40_000)
+    np.testing.assert_array_equal(g.loadings, u.loadings)
+    f, x = u.table("train")
+    assert np.abs(f).max() <= np.sqrt(3.0) and np.abs(np.abs(f).max() - np.sqrt(3.0)) < 1e-2  # bounded: uniform
+    np.testing.assert_allclose(f.var(0), 1.0, atol=0.03)
+    np.testing.assert_allclose(np.corrcoef(x.T), u.correlation, atol=0.03)
+    excess_kurtosis = (f ** 4).mean(0) / f.var(0) ** 2 - 3.0
+    np.testing.assert_allclose(excess_kurtosis, -1.2, atol=0.05)  # uniform's; a Gaussian's is 0
+    with pytest.raises(ValueError, match="factors"):
+        factor_analysis("fa15", factors="laplace")
+
+
 def test_digits_are_sklearn_digits_over_16_and_dequantised_within_their_bin():
     from sklearn.datasets import load_digits
 

@@ -48,3 +48,14 @@ def test_collect_orders_sections_and_appends_pending(tmp_path):
     got = collect.collect(tmp_path)
     assert [r["claim"] for r in got[:2]] == ["bf", "ifp"] and got[2:] == collect.PENDING
     assert all(r["verdict"] == "not run" for r in collect.PENDING)
+
+
+def test_bfvae_summary_reports_ranges_and_the_linear_gaussian_optimum():
+    a = planted_result([2.0, 0.001, 2.5, 0.002], [[0.99, 0.0], [0.1, 0.1], [0.0, 0.98], [0.0, 0.0]])
+    b = planted_result([2.2, 0.004, 2.6, 0.003], [[0.99, 0.0], [0.1, 0.1], [0.0, 0.98], [0.0, 0.0]])
+    a["ideal_kl"] = b["ideal_kl"] = [2.7, 2.6, 0.0, 0.0]
+    s = bfvae_fa.summarise([a, b], planted=2)
+    assert s["range_min_informative_kl"] == [2.0, 2.2] and s["range_max_other_kl"] == [0.002, 0.004]
+    assert bfvae_fa.ideal_range(s) == [2.6, 2.7] and s["per_run"][1]["kl_flagged"] == [2.6, 2.2]
+    assert bfvae_fa.fmt_range([2.0, 2.2], ".2f") == "2.00-2.20" and bfvae_fa.fmt_range([3.0, 3.0], ".1f") == "3.0"
+    assert np.isnan(bfvae_fa.ideal_kl("fa15", 1.0, 4)).all()  # vanilla: the optimum is unbounded
