@@ -32,8 +32,6 @@ def check_metric_names(text: str) -> None:
     """Raise :class:`UsageError` naming an unknown metric in ``--metrics`` and the nearest known one."""
     from eoflow_fast.metrics import METRICS
 
-    if text is None:  # a family whose default is "no metrics" (flow runs)
-        return
     for name in (n.strip() for n in str(text).split(",")):
         if name and name != "default" and name not in METRICS:
             raise UsageError(f"argument --metrics: unknown metric {name!r}{suggest(name, METRICS)} "
@@ -52,7 +50,7 @@ def run(args) -> int:
         return 1
     parser = eval_parser(args.run_dir, config, spec)
     eval_args = parser.parse_args(args.family_args)
-    if getattr(eval_args, "metrics", None) is not None:
+    if getattr(eval_args, "metrics", None) is not None:  # None: the family's "no metrics" default (flow runs)
         check_metric_names(eval_args.metrics)
     with results_stdout(eval_args) as stdout, progress_from(eval_args):
         apply_cpu_threads(eval_args.cpu_threads)
