@@ -37,8 +37,17 @@ def enabled(enable: bool) -> Iterator[None]:
         _DEFAULT[0] = previous
 
 
+MAX_LINES = 20
+"""Off a terminal, a loop reports at most about this many plain lines."""
+
+
+def line_every(total: int | None, max_lines: int = MAX_LINES) -> int:
+    """Report every ``line_every``-th of ``total`` items off a terminal: ceil(total / max_lines), >= 1."""
+    return max(1, math.ceil(total / max_lines)) if total else 1
+
+
 def bar(items: Iterable[T], desc: str, total: int | None = None, enable: bool | None = None,
-        unit: str = "it", max_lines: int = 20) -> Iterator[T]:
+        unit: str = "it", max_lines: int = MAX_LINES) -> Iterator[T]:
     """Yield ``items`` while reporting progress as ``desc`` (see the module docstring)."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)
@@ -49,7 +58,7 @@ def bar(items: Iterable[T], desc: str, total: int | None = None, enable: bool | 
         from tqdm.auto import tqdm
         yield from tqdm(items, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
         return
-    every = max(1, math.ceil(total / max_lines)) if total else 1
+    every = line_every(total, max_lines)
     i = 0
     for i, item in enumerate(items, 1):
         yield item

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from eoflow_fast.progress import line_every
+
 from .checkpoint import write_atomic
 
 METRICS_FILE = "metrics.jsonl"
-MAX_PROGRESS_LINES = 20
-"""Off a terminal the progress bar is at most about this many plain lines on stderr per run."""
 
 
 def shown_values(record: dict, prefix: str = "", diagnostics: bool = True) -> dict:
@@ -146,7 +146,7 @@ class RunLog:
             self._bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True,
                              mininterval=0.5, desc="train")
         elif progress:  # logs, CI, pipes: a line per ~5% of the run, as eoflow_fast.progress does
-            every = max(1, math.ceil(total_steps / MAX_PROGRESS_LINES))
+            every = line_every(total_steps)
             self._lines = (every, (start_step // every + 1) * every, total_steps)
 
     def write(self, record: dict) -> None:
