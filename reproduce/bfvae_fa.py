@@ -33,7 +33,7 @@ import numpy as np
 
 from eoflow_fast.metrics.informative import false_discovery_rate
 
-from .rows import parse_budget, row, run_cli, write
+from .rows import parse_budget, row, run_cli, span, write
 
 BUDGETS = {"toy": {"steps": 20, "seeds": {"fa15": [0]}, "ablation_seeds": [0], "extra": ["--disc-width", "16", "--disc-depth", "1"]},
            "cpu": {"steps": 1000, "seeds": {"fa15": [0, 1, 2], "fa24": [0, 1, 2], "fa100": [0, 1]}, "ablation_seeds": [0],
@@ -116,11 +116,6 @@ def summarise(results: list[dict], planted: int) -> dict:
             "range_max_other_kl": [min(p["max_other_kl"] for p in per_run), max(p["max_other_kl"] for p in per_run)]}
 
 
-def fmt_range(lo_hi, spec: str) -> str:
-    lo, hi = lo_hi
-    return f"{lo:{spec}}" if lo == hi else f"{lo:{spec}}-{hi:{spec}}"
-
-
 def ideal_range(summary: dict) -> list[float]:
     """Smallest and largest optimum KL of the planted factors (the same table for every seed)."""
     ideal = np.asarray(summary["per_run"][0]["ideal_kl_planted"])
@@ -143,8 +138,8 @@ def main(argv=None) -> None:
         s = details[data] = summarise(res, PLANTED[data])
         ours = (f"{sum(p['num_flagged'] == PLANTED[data] for p in s['per_run'])}/{len(seeds)} seeds flag {PLANTED[data]}/"
                 f"{PLANTED[data]}; max FDR {s['max_fdr']:.2f} (count rule), {s['max_fdr_matched']:.2f} (|corr| >= 0.5 matched); informative KL >= {s['median_min_informative_kl']:.2f}, "
-                f"others <= {s['median_max_other_kl']:.1e} nats (medians; ranges {fmt_range(s['range_min_informative_kl'], '.2f')}, "
-                f"{fmt_range(s['range_max_other_kl'], '.1e')}); linear-Gaussian optimum {fmt_range(ideal_range(s), '.2f')}")
+                f"others <= {s['median_max_other_kl']:.1e} nats (medians; ranges {span(s['range_min_informative_kl'])}, "
+                f"{span(s['range_max_other_kl'], '{:.1e}')}); linear-Gaussian optimum {span(ideal_range(s))}")
         ok = s["all_found"] and s["max_fdr"] == 0 and s["max_fdr_matched"] == 0 and s["median_min_informative_kl"] > 100 * s["median_max_other_kl"]
         rows.append(row(f"bfVAE {data.upper()}: informative dims, KL gap, FDR",
                         "FDR 0; KL ~ 8 vs ~ 3e-3 (FA15; seed summary of arXiv 2603.11242)" if data == "fa15"

@@ -38,7 +38,7 @@ import json
 import math
 from pathlib import Path
 
-from .rows import ROOT, parse_budget, row, run_cli, write
+from .rows import ROOT, parse_budget, row, run_cli, span, write
 
 CORE_SIZES = "1,2,4,6,8,12,16,20,24,32,48,64"
 BUDGETS = {
@@ -102,12 +102,6 @@ def denoising_summary(ev: dict) -> dict:
                            ("C_best", rule[f"C_best_{m}"]), ("gain_best", rule[f"psnr_best_{m}"] - base),
                            ("C_auto", rule[f"C_auto_{m}"]), ("gain_auto", rule[f"psnr_auto_{m}"] - base))}}
     return out
-
-
-def span(values, fmt: str = "{:.2f}") -> str:
-    """min-max of values as formatted, or the one value when both print alike."""
-    lo, hi = fmt.format(min(values)), fmt.format(max(values))
-    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def c_ranges(cs, searched) -> str:

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .eoflow_compression import BUDGETS, DEFAULT_ROOT, GPU, digits_runs, load_eval, rel, span
-from .rows import parse_budget, row, write
+from .eoflow_compression import BUDGETS, DEFAULT_ROOT, GPU, digits_runs, load_eval, rel
+from .rows import parse_budget, row, span, write
 
 CS = (2, 4, 8, 16)
 RANDOM_DRAWS = 5

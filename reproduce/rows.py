@@ -31,6 +31,12 @@ def row(claim: str, paper: str, ours: str, command: str, budget: str, verdict: s
             "verdict": verdict, "gpu_command": gpu_command}
 
 
+def span(values, fmt: str = "{:.2f}") -> str:
+    """min-max of values as formatted, or the one value when both print alike."""
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def markdown(rows: list[dict]) -> str:
     """The rows as a markdown table (``|`` in cells escaped)."""
     cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731

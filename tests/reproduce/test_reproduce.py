@@ -57,5 +57,5 @@ def test_bfvae_summary_reports_ranges_and_the_linear_gaussian_optimum():
     s = bfvae_fa.summarise([a, b], planted=2)
     assert s["range_min_informative_kl"] == [2.0, 2.2] and s["range_max_other_kl"] == [0.002, 0.004]
     assert bfvae_fa.ideal_range(s) == [2.6, 2.7] and s["per_run"][1]["kl_flagged"] == [2.6, 2.2]
-    assert bfvae_fa.fmt_range([2.0, 2.2], ".2f") == "2.00-2.20" and bfvae_fa.fmt_range([3.0, 3.0], ".1f") == "3.0"
+    assert rows.span([2.0, 2.2], "{:.2f}") == "2.00-2.20" and rows.span([3.0, 3.0], "{:.1f}") == "3.0"
     assert np.isnan(bfvae_fa.ideal_kl("fa15", 1.0, 4)).all()  # vanilla: the optimum is unbounded
