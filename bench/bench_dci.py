@@ -12,13 +12,15 @@ representation (a Gaussian projection of the 64 x 64 image to 10 codes: no model
 Each variant runs once (minutes each at defaults); the load average before and after each is
 recorded, because a shared machine changes the numbers.
 
-    python bench/bench_dci.py [--num-train N] [--num-test M] [--variants serial,parallel,quick] [--out FILE]
+    python bench/bench_dci.py [--num-train N] [--num-test M] [--variants serial,parallel,quick] [--out DIR]
+
+Writes ``dci_cpu.json`` (env, flags, per-variant seconds, load and scores) to runs/bench, or to ``--out``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +28,9 @@ import numpy as np
 
 from eoflow_fast.data import get_ground_truth
 from eoflow_fast.metrics.dci import compute_dci
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import parse_args, write_result  # noqa: E402
 
 VARIANTS = {"serial": {"n_jobs": 1}, "parallel": {"n_jobs": -1}, "quick": {"quick": True}}
 
@@ -42,8 +47,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--num-train", type=int, default=10_000, help="DCI training points")
     parser.add_argument("--num-test", type=int, default=5_000, help="DCI test points")
     parser.add_argument("--variants", default="serial,parallel,quick", help=f"comma-separated from {list(VARIANTS)}")
-    parser.add_argument("--out", default="runs/bench/dci.json", help="result JSON path")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     data, representation = get_ground_truth("dsprites"), random_representation()
     rows = {}
     for name in args.variants.split(","):
@@ -62,9 +66,8 @@ def main(argv=None) -> dict:
         same = all(rows["serial"][k] == rows["parallel"][k] for k in ("disentanglement", "completeness",
                                                                           "informativeness_test"))
         print(f"parallel == serial exactly: {same}")
-    payload = {"bench": "dci", "flags": vars(args), "cpu_count": os.cpu_count(), "results": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
+    payload = {"cpu_count": os.cpu_count(), "results": rows}
+    print(f"wrote {write_result('dci', 'cpu', payload)}")
     return payload
 
 
