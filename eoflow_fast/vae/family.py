@@ -32,6 +32,11 @@ _pos_int, _nonneg_float, _pos_float = int_at_least(1), float_in(0.0), float_in(0
 BETA_DEFAULT = {"beta": 4.0, "betatcvae": 6.0, "cascade": 10.0, "bfvae": 2.0}
 GAMMA_DEFAULT = {"factorvae": 10.0, "bfvae": 10.0, "annealed": 1000.0}
 ABLATIONS = {"vanilla": "vanilla", "beta": "beta", "factor": "factorvae", "bfvae": "bfvae"}
+# the weights an objective fixes rather than reads: written into config.json as what the run used
+FIXED = {"vanilla": {"beta": 1.0, "gamma": 0.0}, "beta": {"gamma": 0.0}, "factorvae": {"beta": 1.0}}
+# the objectives that read --beta / --gamma (cascade: --beta is beta_max; annealed: --gamma is the
+# capacity weight)
+READS = {"beta": {"beta", "betatcvae", "bfvae", "cascade"}, "gamma": {"factorvae", "bfvae", "annealed"}}
 
 
 def add_args(parser) -> None:
@@ -74,6 +79,15 @@ def resolve_hparams(config: dict, dataset_size: int) -> tuple[str, dict]:
     if config.get("preset"):
         hp.update(table3(config["preset"], model))
     beta, gamma = config.get("beta"), config.get("gamma")
+    for flag, value in (("beta", beta), ("gamma", gamma)):
+        # a weight the objective does not read would be dropped silently: refuse it, unless it is
+        # the value the objective fixes (config.json of an earlier run records those)
+        if value is not None and model not in READS[flag] and value != FIXED.get(model, {}).get(flag):
+            used = (f"--ablation {config['ablation']}" if config.get("ablation") else f"--model {model}")
+            fixed = FIXED.get(model, {}).get(flag)
+            raise ValueError(f"--{flag} {value:g} has no effect with {used}"
+                             + (f" ({flag} is fixed at {fixed:g})" if fixed is not None else
+                                f" (it reads {', '.join('--' + f for f in READS if model in READS[f]) or 'neither --beta nor --gamma'})"))
     defaults = "bfvae" if config.get("ablation") else model  # ablations share bfVAE's beta, gamma
     if model in ("beta", "betatcvae", "bfvae"):
         hp["beta"] = beta if beta is not None else hp.get("beta", BETA_DEFAULT[defaults])
@@ -103,9 +117,10 @@ _HP_FLAGS = {"beta": "beta", "beta_max": "beta", "gamma": "gamma", "stage_steps"
 
 def resolved_flags(model: str, hp: dict) -> dict:
     """The flag values (config keys) the run uses, from ``resolve_hparams``: written back into the
-    config so ``config.json`` holds ``"beta": 4.0``, not ``null``, after a default or a preset.
+    config so ``config.json`` holds ``"beta": 4.0``, not ``null``, after a default or a preset, and
+    the weights an objective fixes (vanilla: beta 1, gamma 0; beta: gamma 0; factorvae: beta 1).
     DIP-VAE's lambda_d default (10 lambda_od for I, lambda_od for II) is resolved here too."""
-    out = {flag: hp[key] for key, flag in _HP_FLAGS.items() if key in hp}
+    out = {**FIXED.get(model, {}), **{flag: hp[key] for key, flag in _HP_FLAGS.items() if key in hp}}
     if model in ("dipvae1", "dipvae2") and out.get("lambda_d") is None:
         out["lambda_d"] = (10.0 if model == "dipvae1" else 1.0) * out["lambda_od"]
     return out

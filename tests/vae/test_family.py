@@ -42,6 +42,30 @@ def test_resolve_hparams_rejects_misuse():
         F.resolve_hparams({"objective": "factorvae", "preset": "dsprites"}, 10)
 
 
+@pytest.mark.parametrize("config,message", [
+    ({"objective": "bfvae", "ablation": "vanilla", "beta": 4.0}, "--beta 4 has no effect with --ablation vanilla"),
+    ({"objective": "bfvae", "ablation": "beta", "gamma": 10.0}, "--gamma 10 has no effect with --ablation beta"),
+    ({"objective": "factorvae", "beta": 6.0}, "beta is fixed at 1"),
+    ({"objective": "betatcvae", "gamma": 3.0}, "it reads --beta"),
+    ({"objective": "dipvae2", "beta": 2.0}, "neither --beta nor --gamma"),
+])
+def test_weights_the_objective_does_not_read_are_refused(config, message):
+    """A --beta or --gamma the objective ignores would train another model than the user asked for."""
+    with pytest.raises(ValueError, match=message):
+        F.resolve_hparams(config, 10)
+
+
+@pytest.mark.parametrize("ablation,fixed", [("vanilla", {"beta": 1.0, "gamma": 0.0}), ("beta", {"gamma": 0.0}),
+                                            ("factor", {"beta": 1.0})])
+def test_fixed_weights_are_recorded_and_reread(ablation, fixed):
+    """config.json gets the weights an ablation fixes, and a config holding them resolves again
+    (resume, eval) to the same model."""
+    name, hp = F.resolve_hparams({"objective": "bfvae", "ablation": ablation}, 10)
+    flags = F.resolved_flags(name, hp)
+    assert {k: flags[k] for k in fixed} == fixed
+    assert F.resolve_hparams({"objective": "bfvae", "ablation": ablation, **flags}, 10) == (name, hp)
+
+
 def test_build_on_fa15_and_plot(tmp_path):
     config = {"objective": "betatcvae", "data": "fa15", "latent_dim": 4, "encoder": "standard", "beta": 6.0}
     model, dataset, eval_dataset = F.build(config)
