@@ -54,8 +54,7 @@ def train_and_eval(data: str, seed: int, run_dir: Path, steps: int, extra: list[
         raise SystemExit(f"{run_dir} exists without {final.name} (an unfinished run); remove it or give a fresh --run-root")
     if not final.exists():  # a finished run of the same command is evaluated again, not retrained
         run_cli(args)
-    out = run_cli(["eval", str(run_dir)])
-    result = json.loads(out[out.index("{"):])["informative"]
+    result = json.loads(run_cli(["eval", str(run_dir), "--json", "--no-progress"]))["informative"]
     result["abs_corr"] = factor_correlation(run_dir, data).tolist()
     config = json.loads((run_dir / "config.json").read_text())
     result["ideal_kl"] = ideal_kl(data, config["beta"], config["latent_dim"]).tolist()
