@@ -49,6 +49,44 @@ def dsprites_ifp(schedule: str, steps: int, num_points: int, out: Path, train: b
     return payload["ifp"]
 
 
+def plateau_settling(run: dict, steps: int, levels: int = 20) -> list[dict]:
+    """Per staircase plateau of a run's curves (``asdict(AnnealingResult)``): its beta, I(x; z) at
+    its end, and ``rise_second_half`` = I at the end minus I at the first measurement in its second
+    half: near 0 where I(x; z) settled within the plateau, positive where it was still rising when
+    beta moved on (the plateau too short for the IFP to be speed-independent)."""
+    from eoflow_fast.deft.annealing import staircase_level
+
+    by_level: dict[int, list[tuple[int, float]]] = {}
+    for step, value in zip(run["mi_steps"], run["mi"]):
+        by_level.setdefault(staircase_level(step, steps, levels), []).append((step, value))
+    out = []
+    for level in sorted(by_level):
+        points = by_level[level]
+        start, end = points[0][0], points[-1][0]
+        mid = next(v for s, v in points if s >= (start + end) / 2)
+        out.append({"level": level, "beta": run["betas"][start], "start": start, "end": end,
+                    "mi_end": points[-1][1], "rise_second_half": points[-1][1] - mid})
+    return out
+
+
+def settling_summary(path: Path, threshold: float = 0.1) -> dict | None:
+    """Plateau settling of the staircase run in ``path`` (ifp.json with curves), or None: every
+    plateau's row, and the plateau where I(x; z) first crossed ``threshold`` at its end."""
+    if not path.exists():
+        return None
+    payload = json.loads(path.read_text())
+    s, run = payload["settings"], payload["run"]
+    rows = plateau_settling(run, s["steps"], s["levels"])
+    collapsed, crossed = False, None
+    for r in rows:
+        collapsed = collapsed or r["mi_end"] <= 0.01
+        if collapsed and r["mi_end"] > threshold:
+            crossed = r
+            break
+    return {"steps": s["steps"], "plateau_steps": s["steps"] // s["levels"], "ifp": payload["ifp"], "plateaus": rows,
+            "crossing": crossed}
+
+
 def toy_ifp(schedule: str, steps: int) -> float | None:
     """IFP on the linear line toy of tests/deft/test_annealing.py (lambda = 20, lr 0.1)."""
     import torch
@@ -74,13 +112,31 @@ def spread(values: list) -> float | None:
 
 def main(argv=None) -> None:
     budget, b, root, results_dir, args = parse_budget(__doc__, BUDGETS, "runs/repro_ifp", argv, no_train=True)
-    details = {"toy": {}, "dsprites": {}, "toy_beta_star": 20 * math.exp(-0.2)}
+    details = {"toy": {}, "dsprites": {}, "toy_beta_star": 20 * math.exp(-0.2), "earlier": {}, "settling": {}}
+    previous = results_dir / f"repro_ifp_speed_{budget}.json"
+    previous = json.loads(previous.read_text())["details"] if previous.exists() else {}
     for sched in SCHEDULES:
         details["toy"][sched] = {str(t): toy_ifp(sched, t) for t in b["toy_steps"]}
         details["dsprites"][sched] = {str(t): dsprites_ifp(sched, t, b["num_points"], root / f"{sched}_{t}",
                                                            not args.no_train) for t in b["steps"]}
+        for t, v in details["dsprites"][sched].items():  # a value measured before whose run folder is gone
+            old = previous.get("dsprites", {}).get(sched, {}).get(t, NOT_RUN)
+            if v == NOT_RUN and old != NOT_RUN:
+                details["dsprites"][sched][t] = old
+                details["earlier"].setdefault(sched, []).append(t)
+            if sched == "staircase":
+                settled = settling_summary(root / f"{sched}_{t}" / "ifp.json")
+                if settled is not None:
+                    details["settling"][t] = settled
+    earlier = lambda sched, t: "*" if t in details["earlier"].get(sched, []) else ""  # noqa: E731
     label = lambda v: NOT_RUN if v == NOT_RUN else "none" if v is None else f"{v:.1f}"  # noqa: E731
-    fmt = lambda d: ", ".join(f"{label(v)} at {t}" for t, v in d.items())  # noqa: E731
+    fmt = lambda d, sched="": ", ".join(f"{label(v)}{earlier(sched, t)} at {t}" for t, v in d.items())  # noqa: E731
+    note = " (* an earlier run of the same command, curves not kept)" if details["earlier"] else ""
+    settle = "; ".join(
+        f"staircase {t} steps ({x['plateau_steps']}-step plateaus): I(x;z) crossed 0.1 nats on the beta {x['crossing']['beta']:.1f} "
+        f"plateau and rose {x['crossing']['rise_second_half']:.2f} nats over its second half "
+        f"(largest second-half rise of any plateau: {max(p['rise_second_half'] for p in x['plateaus']):.2f})"
+        for t, x in details["settling"].items() if x["crossing"] is not None)
     cmd = f"python -m reproduce.ifp_speed --budget {budget}" + (" --no-train" if args.no_train else "")
     st, ll = details["dsprites"]["staircase"], details["dsprites"]["loglinear"]
     ratio = lambda d: "-" if spread(list(d.values())) is None else f"{spread(list(d.values())):.2f}"  # noqa: E731
@@ -88,13 +144,14 @@ def main(argv=None) -> None:
     toy_spread = spread(list(details["toy"]["staircase"].values())[1:])  # plateaus of 30 steps do not settle
     rows = [
         row("DEFT whole-dataset IFP on dSprites (annealing test)", "~ 32 (§4.1, Fig. 4; beta 200 -> 0 over 100k steps)",
-            f"staircase: {fmt(st)} steps; loglinear: {fmt(ll)} steps", cmd, "cpu",
+            f"staircase: {fmt(st, 'staircase')} steps; loglinear: {fmt(ll, 'loglinear')} steps{note}", cmd, "cpu",
             "not run" if not st_ran else "reproduced" if all(v is not None and 32 / RATIO <= v <= 32 * RATIO for v in st_ran)
             else "not reproduced",
             "eoflow-fast ifp --data dsprites --unsupervised --steps 100000 --schedule staircase --device cuda"),
         row("IFP independent of the annealing speed (staircase)", "(definition: beta where I(x;z) exceeds 0.1 nats)",
             f"dSprites max/min over speeds: staircase {ratio(st)}, loglinear {ratio(ll)}; linear toy (beta* {details['toy_beta_star']:.1f}): staircase "
-            f"{fmt(details['toy']['staircase'])}, loglinear {fmt(details['toy']['loglinear'])}", cmd, "cpu",
+            f"{fmt(details['toy']['staircase'])}, loglinear {fmt(details['toy']['loglinear'])}"
+            + (f"; settling: {settle}" if settle else ""), cmd, "cpu",
             "reproduced" if spread(list(st.values())) is not None and spread(list(st.values())) < RATIO
             else "partly" if toy_spread is not None and toy_spread < RATIO else "not reproduced"),
     ]
