@@ -47,8 +47,9 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
                    help="with --resume: continue from this checkpoint of RUN_DIR instead of the latest "
                         "(newer ones move to RUN_DIR/superseded-STEP/)")
     g.add_argument("--branch", metavar="KEY=VALUE", action="append", default=None,
-                   help="with --resume: change " + ", ".join(sorted(engine.BRANCH_MUTABLE)) + " on purpose "
-                        "(repeatable), e.g. after a NaN stop; recorded in config.json and metrics.jsonl")
+                   help="with --resume: change " + ", ".join(sorted(engine.BRANCH_MUTABLE)) + " (and the family's "
+                        "branch keys, e.g. DEFT's betas) on purpose (repeatable), e.g. after a NaN stop; recorded in "
+                        "config.json and metrics.jsonl")
     g.add_argument("--overwrite", action="store_true",
                    help="let a fresh run write into a non-empty folder (files the engine does not write stay)")
     g.add_argument("--steps", type=int_at_least(1), default=d["steps"], help="optimizer steps in total")
@@ -146,15 +147,27 @@ def parse_family_args(name: str, argv: list[str]):
     return parser, values, explicit, args, spec
 
 
-def _parse_branch(parser, items: list[str]) -> dict:
-    """``["lr=1e-4", "grad_clip=5"]`` -> {"lr": 1e-4, "grad_clip": 5.0}, typed like the engine defaults."""
+def _parse_branch(parser, items: list[str], family_keys=frozenset()) -> dict:
+    """``["lr=1e-4", "grad_clip=5", "betas=70,30,12,8"]`` -> {"lr": 1e-4, "grad_clip": 5.0, "betas":
+    [70.0, 30.0, 12.0, 8.0]}: engine keys typed like the engine defaults, the family's
+    ``branch_keys`` checked as their flags would be (several values comma-separated)."""
+    allowed = sorted(engine.BRANCH_MUTABLE | family_keys)
+    actions = {a.dest: a for a in parser._actions}
     out = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in engine.BRANCH_MUTABLE:
-            parser.error(f"argument --branch: expected KEY=VALUE with KEY one of {sorted(engine.BRANCH_MUTABLE)}, "
-                         f"got {item!r}")
+        if not sep or key not in allowed:
+            parser.error(f"argument --branch: expected KEY=VALUE with KEY one of {allowed}, got {item!r}"
+                         + (suggest(key, allowed) if sep else ""))
+        if key in family_keys:
+            action = actions[key]
+            many = action.nargs in ("*", "+") or isinstance(action.nargs, int)
+            try:
+                out[key] = check_config_value(action, [t.strip() for t in text.split(",")] if many else text)
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"argument --branch: {key}: {exc}")
+            continue
         if key == "amp":
             if text not in engine.CHOICES["amp"]:
                 parser.error(f"argument --branch: amp must be one of {list(engine.CHOICES['amp'])}, got {text!r}")
@@ -172,7 +185,7 @@ def run(args) -> int:
     parser, values, explicit, meta, spec = parse_family_args(name, args.family_args)
     if (meta.from_checkpoint or meta.branch) and not meta.resume:
         parser.error("arguments --from-checkpoint/--branch: they continue a run; add --resume RUN_DIR")
-    branch = _parse_branch(parser, meta.branch or [])
+    branch = _parse_branch(parser, meta.branch or [], spec.branch_keys)
     if meta.resume:
         run_dir = Path(meta.resume)
         try:
@@ -191,6 +204,7 @@ def run(args) -> int:
                                                   for k in frozen)
                 + f" cannot change on resume; only {sorted(RESUME_MUTABLE - {'run_dir'})} can")
         config.update({k: values[k] for k in explicit if k in RESUME_MUTABLE})
+        config.update({k: v for k, v in branch.items() if k in spec.branch_keys})  # the model is built with them
     else:
         run_dir = Path(meta.run_dir or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
         config = {"model": name, **values}
@@ -217,7 +231,8 @@ def run(args) -> int:
             with progress.enabled(bool(config["progress"])):
                 summary = engine.train(model, train_dataset, config, run_dir, eval_dataset=eval_dataset,
                                        evaluate=evaluate, plot=plot, resume=bool(meta.resume), overwrite=meta.overwrite,
-                                       from_checkpoint=meta.from_checkpoint, branch=branch)
+                                       from_checkpoint=meta.from_checkpoint, branch=branch,
+                                       branch_keys=spec.branch_keys)
         except engine.TrainingInterrupted as exc:
             print(f"eoflow-fast train: {exc}", file=sys.stderr)
             return 128 + exc.signum

@@ -79,4 +79,7 @@ def build(config: dict):
 
 SPEC = register(ModelSpec(name="deft", help="DEFT: multi-group encoders trained stage by stage (Table 2 presets)",
                           add_args=add_args, build=build, evaluate=vae_family.evaluate, plot=vae_family.plot,
-                          add_eval_args=vae_family.add_eval_args))
+                          add_eval_args=vae_family.add_eval_args,
+                          # branch a run at a stage boundary with other later-stage betas or another gamma:
+                          # --resume RUN --from-checkpoint ckpt-S.pt --branch betas=70,30,12,8
+                          branch_keys=frozenset({"betas", "deft_gamma", "gamma_mode"})))

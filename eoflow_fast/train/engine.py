@@ -351,7 +351,7 @@ def _check_resume_config(saved: dict, cfg: dict, path, allowed=RESUME_MUTABLE) -
 
 def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=None, evaluate=None,
           plot=None, resume: bool = False, *, overwrite: bool = False, from_checkpoint=None,
-          branch: dict | None = None) -> dict:
+          branch: dict | None = None, branch_keys=frozenset()) -> dict:
     """Train ``model`` on ``dataset``; returns a summary dict.
 
     Summary keys: ``status`` ("completed"), ``step`` (steps completed), ``start_step`` (0 or the
@@ -364,7 +364,8 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
     A resume (``resume=True``) continues from the newest checkpoint, or from ``from_checkpoint``
     (a file of the run folder). ``branch`` = {key: value} changes settings of
     :data:`BRANCH_MUTABLE` (lr, grad_clip, weight_decay, amp) on purpose: the way out after a
-    non-finite stop. Checkpoints newer than the one resumed from move to ``superseded-<step>/``;
+    non-finite stop, and of ``branch_keys`` (family settings the model was already built with, e.g.
+    DEFT's later-stage betas). Checkpoints newer than the one resumed from move to ``superseded-<step>/``;
     the change is recorded in config.json (``branches``) and as a ``branch`` event in metrics.jsonl.
     A resume of a folder that has a config but no checkpoint yet (killed before the first one)
     starts again from step 0.
@@ -379,7 +380,7 @@ def train(model: torch.nn.Module, dataset, config: dict, run_dir, eval_dataset=N
     try:
         with _determinism(cfg["deterministic"], env.device):
             return _Trainer(model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot,
-                            overwrite, from_checkpoint, branch).run(resume)
+                            overwrite, from_checkpoint, branch, branch_keys).run(resume)
     finally:
         distributed.teardown(env)
 
@@ -403,10 +404,11 @@ def _scalars(result: dict, limit: int = 8) -> dict:
 
 class _Trainer:
     def __init__(self, model, dataset, cfg, run_dir, env, eval_dataset, evaluate, plot, overwrite=False,
-                 from_checkpoint=None, branch=None):
+                 from_checkpoint=None, branch=None, branch_keys=frozenset()):
         self.model, self.dataset, self.cfg, self.run_dir, self.env = model, dataset, cfg, run_dir, env
         self.eval_dataset, self.evaluate, self.plot = eval_dataset, evaluate, plot
         self.overwrite, self.from_checkpoint, self.branch = overwrite, from_checkpoint, dict(branch or {})
+        self.branch_keys = BRANCH_MUTABLE | frozenset(branch_keys)
         # set while preparing, reported once the log is open
         self.restart_note: str | None = None
         self.branch_record: dict | None = None
@@ -463,9 +465,9 @@ class _Trainer:
             path = checkpoint.latest_path(self.run_dir)
             ckpt = checkpoint.load(path)
         checkpoint.check_payload(path, ckpt)
-        unknown = sorted(set(self.branch) - BRANCH_MUTABLE)
+        unknown = sorted(set(self.branch) - self.branch_keys)
         if unknown:
-            raise ValueError(f"branch: {', '.join(unknown)} cannot change in a branch; only {sorted(BRANCH_MUTABLE)} can")
+            raise ValueError(f"branch: {', '.join(unknown)} cannot change in a branch; only {sorted(self.branch_keys)} can")
         saved = {k: v for k, v in ckpt["config"].items() if k != "branches"}
         self.cfg = resolve_config({**self.cfg, **self.branch, "branches": ckpt["config"].get("branches", [])})
         _check_resume_config(saved, {k: v for k, v in self.cfg.items() if k != "branches"}, path,
@@ -734,9 +736,11 @@ read_config = run_folder.read_config
 
 def _check_checkpoint_belongs(config: dict, saved: dict, path: Path, run_dir) -> None:
     """A checkpoint must have been trained with the run's config.json, up to the keys a resume or a
-    branch may change (:data:`RESUME_MUTABLE`, :data:`BRANCH_MUTABLE`): same-shaped weights of
+    branch may change (:data:`RESUME_MUTABLE`, :data:`BRANCH_MUTABLE`, and the keys a recorded branch
+    changed): same-shaped weights of
     another run (another clamp, data, seed or objective) would load and evaluate silently wrong."""
-    ignored = RESUME_MUTABLE | BRANCH_MUTABLE | {"branches"}
+    branched = {k for b in saved.get("branches", []) + config.get("branches", []) for k in b.get("changes", {})}
+    ignored = RESUME_MUTABLE | BRANCH_MUTABLE | branched | {"branches"}
     changed = sorted(k for k in set(config) | set(saved) if k not in ignored and config.get(k) != saved.get(k))
     if changed:
         desc = ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} in config.json" for k in changed[:6])

@@ -39,6 +39,9 @@ class ModelSpec:
     evaluate: Callable[..., dict] | None = None
     plot: Callable[..., None] | None = None
     add_eval_args: Callable[[Any], None] | None = None
+    # family config keys a branch (--resume RUN --branch KEY=VALUE) may change on purpose, on top
+    # of the engine's BRANCH_MUTABLE; the model is rebuilt with the new values before the weights load
+    branch_keys: frozenset = frozenset()
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

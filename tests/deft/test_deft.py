@@ -157,3 +157,31 @@ def test_resume_through_engine_restores_stage_and_learning_rates(tmp_path):
     assert s_full["terms"] == s_res["terms"]
     assert s_res["terms"]["lr/encoder0"] == pytest.approx(1e-4) and s_res["terms"]["lr/encoder1"] == pytest.approx(1e-3)
     assert math.isfinite(s_res["terms"]["loss"])
+
+
+def test_branch_at_a_stage_boundary_rebuilds_with_new_betas_and_gamma_mode(tmp_path):
+    """``train deft --resume RUN --from-checkpoint ckpt-S --branch betas=... --branch gamma_mode=grad``:
+    the stage after S trains with the new beta and mode (its KL term is beta * KL), the change is
+    recorded, and checkpoints from before the branch still open for evaluation."""
+    import json
+
+    from eoflow_fast.cli.main import main
+    from eoflow_fast.train import engine
+    from eoflow_fast.train.logging import read_metrics
+
+    run = tmp_path / "run"
+    common = ["--no-progress", "--cpu-threads", "1"]
+    assert main(["train", "deft", "--preset", "dsprites", "--groups", "2", "--latents-per-group", "1", "--betas", "8", "2",
+                 "--stage-steps", "3", "--steps", "6", "--batch-size", "8", "--eval-every", "0", "--plot-every", "0",
+                 "--ckpt-every", "3", "--log-every", "1", "--device", "cpu", "--run-dir", str(run), *common]) == 0
+    assert main(["train", "deft", "--resume", str(run), "--from-checkpoint", "ckpt-00000003.pt",
+                 "--branch", "betas=8,5", "--branch", "gamma_mode=grad", *common]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["betas"] == [8.0, 5.0] and config["gamma_mode"] == "grad"
+    assert config["branches"][0]["changes"] == {"betas": [[8.0, 2.0], [8.0, 5.0]], "gamma_mode": ["lr", "grad"]}
+    stage2 = [r for r in read_metrics(run) if r.get("kind") == "train" and r["step"] > 3]
+    assert stage2 and all(r["kl"] == pytest.approx(5.0 * r["_kl"], rel=1e-4) for r in stage2)
+    assert all(r["lr/encoder0"] == pytest.approx(r["lr/encoder1"]) for r in stage2)  # grad mode: equal lrs
+    assert engine.open_run(run, run / "ckpt-00000003.pt").step == 3
+    with pytest.raises(SystemExit):
+        main(["train", "deft", "--resume", str(run), "--steps", "9", "--branch", "groups=3", *common])
