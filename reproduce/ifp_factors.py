@@ -17,8 +17,8 @@ plateaus, the IFP read at plateau ends). Rows:
   more than 10% of its IFPs fall on each side [INFERRED tolerance]). "reproduced" when the
   interquartile regions number >= 4, "partly" when >= 2.
 
-    python -m reproduce.ifp_factors --budget cpu     # R = 6, T = 4000 (~40 min on a loaded 2-core
-                                                     # machine, one thread)
+    python -m reproduce.ifp_factors --budget cpu     # R = 5, T = 3000: 25 tests of ~150 s each on
+                                                     # one thread (about an hour)
     GPU, paper budget: eoflow-fast ifp --data dsprites --repeats 50 --schedule staircase --steps 8000 --device cuda
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from .rows import parse_budget, row, run_cli, write
 
 BUDGETS = {"toy": {"data": "triangle", "factors": [0, 2], "repeats": 2, "steps": 24, "levels": 4},
-           "cpu": {"data": "dsprites", "factors": None, "repeats": 6, "steps": 4000, "levels": 20}}
+           "cpu": {"data": "dsprites", "factors": None, "repeats": 5, "steps": 3000, "levels": 20}}
 TABLE2_BETAS = (70.0, 30.0, 12.0, 4.0)
 PAPER_GROUPS = 4
 SPLIT_SHARE = 0.1

@@ -71,3 +71,16 @@ def test_triangle_toy_budget_end_to_end(tmp_path):
     for method in ("betatcvae", "deft"):
         m = np.asarray(payload["details"]["nmi_matrices"][method]["0"])
         assert m.shape == (4, 3) and np.all((m >= 0) & (m <= 1 + 1e-6))
+
+
+def test_deft_stage4_merge_rule_and_budget_breakdown():
+    from reproduce import deft_stage4
+
+    nmi = np.zeros((4, 5))
+    nmi[1, 0], nmi[1, 2], nmi[2, 2] = 0.6, 0.5, 0.3  # z1 tops shape and orientation
+    assert deft_stage4.merged(nmi.tolist()) == {"top_latent": {"shape": 1, "orientation": 1}, "merged": True}
+    nmi[2, 2] = 0.7
+    assert not deft_stage4.merged(nmi.tolist())["merged"]
+    rows = deft_stage4.budget_breakdown()  # the committed stage runs: 2 + 4 + 2 of them
+    assert [r["stage_steps"] for r in rows] == [1500, 3000, 6000] and [r["runs"] for r in rows] == [2, 4, 2]
+    assert all(0 <= r["fell"] <= r["runs"] for r in rows)
