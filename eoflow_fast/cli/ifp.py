@@ -8,13 +8,15 @@ I(x; z) > ``--threshold`` nats). ``--unsupervised`` ([PAPER] §5.5) runs one tes
 
 Writes to ``--out``: ``ifp.json`` (settings, IFPs per factor, and every run's beta / KL / I(x; z)
 curves), ``ifp_histograms.png``, and ``annealing_<factor>.png`` (the first repeat's curve) or
-``annealing.png``. The console gets a summary (the IFPs per factor and the files written), or
+``annealing.png``; per factor also ``ifp_tests.jsonl`` (each test as it finishes: an interrupted
+run continues where it stopped, and more ``--repeats`` reuse the tests already run). The console gets a summary (the IFPs per factor and the files written), or
 ``ifp.json``'s content with ``--json``.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict
 
@@ -55,6 +57,57 @@ def register(subparsers) -> None:
     add_no_progress(p)
     add_json(p)
     p.set_defaults(func=run)
+
+
+PARTIAL = "ifp_tests.jsonl"
+# flags that do not change a test's result: a rerun with other values of these reuses finished tests
+_NOT_RESULT = {"out", "json", "no_progress", "cpu_threads", "func", "repeats", "factors"}
+
+
+class PartialTests:
+    """Every finished per-factor test of ``--out``, one JSON line each after a settings line, in
+    ``OUT/ifp_tests.jsonl``, written as each test ends: a crash or Ctrl-C loses at most the test in
+    progress, and the same command run again continues; a rerun with more ``--repeats`` or other
+    ``--factors`` reuses the tests it shares (each test has its own seed, so the results are those
+    of one uninterrupted run). A file written with other settings is refused, not overwritten."""
+
+    def __init__(self, path: str, settings: dict):
+        self.path = path
+        self.settings = {k: v for k, v in settings.items() if k not in _NOT_RESULT}
+
+    def load(self) -> dict:
+        from eoflow_fast.deft.annealing import AnnealingResult
+
+        if not os.path.exists(self.path):
+            with open(self.path, "w") as f:
+                f.write(json.dumps({"settings": self.settings}) + "\n")
+            return {}
+        with open(self.path) as f:
+            lines = f.read().splitlines()
+        try:
+            head = json.loads(lines[0])["settings"]
+        except (IndexError, KeyError, ValueError):
+            head = None
+        if head != self.settings:
+            diff = sorted(k for k in set(head or {}) | set(self.settings) if (head or {}).get(k) != self.settings.get(k))
+            raise UsageError(f"argument --out: {self.path} holds the tests of another setting "
+                             f"({', '.join(diff) or 'unreadable header'}); remove it or give another --out")
+        done = {}
+        for line in lines[1:]:
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by the crash: that test runs again
+                continue
+            done[(record["factor"], record["repeat"])] = AnnealingResult(**record["result"])
+        if done:
+            print(f"ifp: {len(done)} finished test(s) in {self.path}; continuing", file=sys.stderr)
+        return done
+
+    def add(self, factor: int, repeat: int, result) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"factor": factor, "repeat": repeat, "result": asdict(result)}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def run(args) -> int:
@@ -100,8 +153,10 @@ def _run(args) -> int:
             title = f"ifp --unsupervised on {args.num_points} {args.data} observations, {args.steps} steps ({args.schedule})"
             scores = {"IFP (beta)": result.ifp if result.ifp is not None else "never froze"}
         else:
+            partial = PartialTests(os.path.join(args.out, PARTIAL), settings)
             runs = AN.factor_annealing_runs(ground_truth, make_model, args.steps, args.repeats, rng,
-                                            args.factors, device, **test_kw)
+                                            args.factors, device, done=partial.load(), on_result=partial.add,
+                                            **test_kw)
             ifps = {name: [r.ifp for r in results] for name, results in runs.items()}
             scores = {}
             for name, results in runs.items():
@@ -115,7 +170,9 @@ def _run(args) -> int:
                        "runs": {name: [asdict(r) for r in results] for name, results in runs.items()}}
             title = (f"ifp {args.data}: {len(runs)} factor(s) x {args.repeats} repeat(s), {args.steps} annealing steps "
                      f"each ({args.schedule}, beta {args.beta_high:g} -> {args.beta_low:g})")
-        with open(os.path.join(args.out, "ifp.json"), "w") as f:
+        tmp = os.path.join(args.out, "ifp.json.tmp")
+        with open(tmp, "w") as f:
             json.dump(payload, f)
+        os.replace(tmp, os.path.join(args.out, "ifp.json"))
         print_summary(args, title, payload, scores, written_since(args.out, started), folder=args.out, stream=stdout)
     return 0

@@ -185,15 +185,33 @@ def enumerate_factor(ground_truth, factor_index: int, rng: np.random.RandomState
 
 def factor_annealing_runs(ground_truth, make_model: Callable[[], VAE], steps: int, repeats: int,
                           rng: np.random.RandomState, factors: list[int] | None = None,
-                          device: str | torch.device = "cpu", **test_kw) -> dict[str, list[AnnealingResult]]:
+                          device: str | torch.device = "cpu", done: dict | None = None,
+                          on_result: Callable[[int, int, AnnealingResult], None] | None = None,
+                          **test_kw) -> dict[str, list[AnnealingResult]]:
     """{factor name: [AnnealingResult of each repeat]}; each repeat trains a fresh ``make_model()``
     on one enumerated factor (``enumerate_factor``). The IFP distribution of a factor is
-    ``[r.ifp for r in runs[name]]`` (None where the test never froze)."""
-    chosen = factors if factors is not None else range(ground_truth.num_factors)
+    ``[r.ifp for r in runs[name]]`` (None where the test never froze).
+
+    Test (factor i, repeat r) draws its base sample and its model's initial weights from its own
+    seed (SeedSequence([one draw of ``rng``, i, r])), so a test gives the same result whichever
+    tests ran before and whatever ``repeats`` and ``factors`` are:
+    ``done`` = {(i, r): AnnealingResult} of tests finished earlier (an interrupted run) are reused,
+    not rerun, and ``on_result(i, r, result)`` is called after each new test (to save it)."""
+    chosen = list(factors if factors is not None else range(ground_truth.num_factors))
+    base = int(rng.randint(0, 2**31 - 1))
+    done = dict(done or {})
     out: dict[str, list[AnnealingResult]] = {ground_truth.factor_names[i]: [] for i in chosen}
-    for i, _ in progress.bar([(i, r) for i in chosen for r in range(repeats)], "ifp: factor x repeat", unit="run"):
-        data = torch.as_tensor(enumerate_factor(ground_truth, i, rng), dtype=torch.float32, device=device)
-        out[ground_truth.factor_names[i]].append(annealing_test(make_model().to(device), data, steps, **test_kw))
+    todo = [(i, r) for i in chosen for r in range(repeats)]
+    for i, r in progress.bar(todo, "ifp: factor x repeat", unit="run"):
+        if (i, r) not in done:
+            seed = int(np.random.SeedSequence([base, i, r]).generate_state(1)[0] & 0x7FFFFFFF)
+            data = torch.as_tensor(enumerate_factor(ground_truth, i, np.random.RandomState(seed)),
+                                   dtype=torch.float32, device=device)
+            torch.manual_seed(seed)
+            done[(i, r)] = annealing_test(make_model().to(device), data, steps, **test_kw)
+            if on_result is not None:
+                on_result(i, r, done[(i, r)])
+        out[ground_truth.factor_names[i]].append(done[(i, r)])
     return out
 
 

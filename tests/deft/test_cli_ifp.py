@@ -28,3 +28,45 @@ def test_ifp_cli_rejects_bad_flags(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:  # a flag's range is checked at parse time
         main(["ifp", "--steps", "1", "--out", str(tmp_path)])
     assert info.value.code == 2 and "argument --steps: expected an integer >= 2" in capsys.readouterr().err
+
+
+IFP_SMALL = ["ifp", "--data", "dsprites", "--factors", "0", "2", "--steps", "4", "--mi-every", "2", "--encoder", "lite",
+             "--batch-size", "8", "--device", "cpu", "--no-progress"]
+
+
+def test_ifp_interrupted_run_continues_with_the_uninterrupted_results(tmp_path, tc_op, monkeypatch, capsys):
+    """Each test is saved as it ends (ifp_tests.jsonl) and has its own seed: a run killed after two
+    tests, run again, reruns only the rest and ends with the numbers of a run never interrupted;
+    more --repeats reuse the tests already run; a folder of another setting is refused."""
+    from eoflow_fast.deft import annealing as AN
+
+    whole = tmp_path / "whole"
+    assert main([*IFP_SMALL, "--repeats", "2", "--out", str(whole)]) == 0
+    expected = json.loads((whole / "ifp.json").read_text())["runs"]
+
+    cut = tmp_path / "cut"
+    real, calls = AN.annealing_test, []
+
+    def dies_on_third(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(AN, "annealing_test", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        main([*IFP_SMALL, "--repeats", "2", "--out", str(cut)])
+    assert not (cut / "ifp.json").exists() and len((cut / "ifp_tests.jsonl").read_text().splitlines()) == 3
+    calls.clear()
+    monkeypatch.setattr(AN, "annealing_test", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    assert main([*IFP_SMALL, "--repeats", "2", "--out", str(cut)]) == 0
+    assert len(calls) == 2 and "2 finished test(s)" in capsys.readouterr().err
+    assert json.loads((cut / "ifp.json").read_text())["runs"] == expected
+
+    calls.clear()
+    assert main([*IFP_SMALL, "--repeats", "3", "--out", str(cut)]) == 0  # one more repeat per factor
+    more = json.loads((cut / "ifp.json").read_text())["runs"]
+    assert len(calls) == 2 and {k: v[:2] for k, v in more.items()} == expected
+
+    assert main([*IFP_SMALL, "--repeats", "2", "--lr", "1e-3", "--out", str(cut)]) == 2
+    assert "holds the tests of another setting (lr)" in capsys.readouterr().err
