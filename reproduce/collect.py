@@ -1,6 +1,6 @@
-"""Builds the README "Reproductions" table from ``bench/results/repro_*.json`` (one section of rows
-per script, in ``ORDER``), followed by the claims that have no script or measured row yet
-(``PENDING``: verdict "not run", with the command that would measure them).
+"""Builds the README "Reproductions" table from ``bench/results/repro_*.json``: one section of rows
+per script, in ``ORDER``; a script with no result file yet gives one "not run" row with the command
+that would measure it, so a claim never drops out of the table silently.
 
     python -m reproduce.collect [--out FILE]
 """
@@ -12,23 +12,24 @@ from pathlib import Path
 
 from .rows import RESULTS, markdown, row
 
-ORDER = ("bfvae_fa", "ifp_speed", "deft_stages", "eoflow_pca_limit", "eoflow_compression", "eoflow_entropy")
-PENDING = [
-    row("DEFT: IFP per factor (Fig. 9)", "orientation lowest; dSprites factors almost separable (50 repeats)",
-        "not run (no script yet)",
-        "eoflow-fast ifp --data dsprites --repeats 50 --schedule staircase --steps 8000", "gpu", "not run"),
-    row("DEFT: triangle toy (Fig. 14)", "only DEFT (K 2, G 2) puts orientation in its own latent; 10 runs x 10k steps",
-        "not run (no script yet)", "eoflow-fast train deft --data triangle ... / train vae --model betatcvae --beta 6",
-        "gpu", "not run"),
-]
+ORDER = ("bfvae_fa", "ifp_speed", "ifp_factors", "deft_stages", "deft_stage4", "triangle", "eoflow_pca_limit",
+         "eoflow_compression", "eoflow_entropy")
+SCRIPT = {"triangle": "triangle_toy"}  # result name -> script module, where they differ
+
+
+def not_run(name: str) -> dict:
+    """The placeholder row of a script that has not written its CPU results yet."""
+    cmd = f"python -m reproduce.{SCRIPT.get(name, name)} --budget cpu"
+    return row(f"reproduce/{SCRIPT.get(name, name)}.py", "(see the script's docstring)",
+               "not run (no bench/results/repro_" + name + "_*.json yet)", cmd, "cpu", "not run")
 
 
 def collect(results_dir: Path = RESULTS) -> list[dict]:
     rows = []
     for name in ORDER:
-        for path in sorted(results_dir.glob(f"repro_{name}_*.json")):
-            rows += json.loads(path.read_text())["rows"]
-    return rows + PENDING
+        paths = sorted(results_dir.glob(f"repro_{name}_*.json"))
+        rows += [r for path in paths for r in json.loads(path.read_text())["rows"]] or [not_run(name)]
+    return rows
 
 
 def main(argv=None) -> None:

@@ -40,14 +40,22 @@ def test_bfvae_summary_counts_matched_discoveries():
     assert m["max_fdr"] == 0 and m["max_fdr_matched"] == 0.5 and not m["all_found"]
 
 
-def test_collect_orders_sections_and_appends_pending(tmp_path):
+def test_collect_orders_sections_and_marks_scripts_without_results(tmp_path):
     a = rows.row("ifp", "p", "o", "cmd", "cpu", "partly")
     b = rows.row("bf", "p", "o", "cmd", "cpu", "partly")
     rows.write("ifp_speed_cpu", [a], {}, tmp_path)
     rows.write("bfvae_fa_cpu", [b], {}, tmp_path)
     got = collect.collect(tmp_path)
-    assert [r["claim"] for r in got[:2]] == ["bf", "ifp"] and got[2:] == collect.PENDING
-    assert all(r["verdict"] == "not run" for r in collect.PENDING)
+    assert [r["claim"] for r in got[:2]] == ["bf", "ifp"]
+    assert len(got) == 2 + len(collect.ORDER) - 2 and all(r["verdict"] == "not run" for r in got[2:])
+    assert "reproduce.triangle_toy" in {r["command"].split()[2] for r in got[2:]}
+
+
+def test_collect_covers_every_script():
+    from pathlib import Path
+
+    scripts = {p.stem for p in Path(collect.__file__).parent.glob("*.py")} - {"__init__", "rows", "collect"}
+    assert {collect.SCRIPT.get(n, n) for n in collect.ORDER} == scripts
 
 
 def test_bfvae_summary_reports_ranges_and_the_linear_gaussian_optimum():
