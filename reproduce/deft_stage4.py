@@ -17,6 +17,7 @@ and the paper's sample budget need full runs per setting (their commands are in 
 existing stage runs at 1,500 / 3,000 / 6,000 steps per stage are summarised by budget instead.
 
     python -m reproduce.deft_stage4 --budget cpu     # 2 seeds x (4,500 + 4 x 1,500) steps, one thread
+    python -m reproduce.deft_stage4 --no-train       # the row again from the committed JSON's evaluations
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ BUDGETS = {"toy": {"stage_steps": 4, "seeds": [0], "batch_size": 8, "eval": ["--
 VARIANTS = {"default": [], "beta12": ["--branch", "betas=70,30,12,12"], "grad": ["--branch", "gamma_mode=grad"],
             "frozen": ["--branch", "deft_gamma=0"]}
 FACTORS = ("shape", "scale", "orientation", "posX", "posY")
+K = 3  # latents per group of the dSprites preset (Table 2: G 4 x K 3)
+ENCODED = 0.05  # NMI below which a factor counts as encoded nowhere [INFERRED]
 GPU = ("eoflow-fast train deft --preset dsprites --batch-size 256 --lr 5e-4 --stage-steps 20160 --steps 60480 --seed S, "
        "then the four --branch variants of reproduce/deft_stage4.py with --steps 80640")
 
@@ -59,11 +62,21 @@ def evaluate(run_dir: Path, ckpt: Path, b: dict) -> dict:
     return result
 
 
-def merged(nmi: list) -> dict:
-    """Top latent of shape and of orientation by NMI, and whether it is the same latent."""
+def merged(nmi: list, floor: float = ENCODED) -> dict:
+    """Top latent of shape and of orientation by NMI, and whether it is the same latent; a factor
+    whose largest NMI is below ``floor`` is encoded nowhere and merges with nothing."""
     m = np.asarray(nmi)
     top = {f: int(np.argmax(m[:, FACTORS.index(f)])) for f in ("shape", "orientation")}
-    return {"top_latent": top, "merged": top["shape"] == top["orientation"]}
+    encoded = {f: bool(m[:, FACTORS.index(f)].max() >= floor) for f in top}
+    return {"top_latent": top, "encoded": encoded, "merged": all(encoded.values()) and top["shape"] == top["orientation"]}
+
+
+def group_uptake(nmi: list, k: int = K) -> dict:
+    """Per factor: the largest NMI among the stage-4 group's latents (the last ``k`` rows) and among
+    the earlier groups' latents. MIG is the gap between a factor's two most informative latents, so a
+    new latent that takes up a factor the earlier groups already hold shrinks that factor's MIG."""
+    m = np.asarray(nmi)
+    return {f: {"new": float(m[-k:, j].max()), "earlier": float(m[:-k, j].max())} for j, f in enumerate(FACTORS)}
 
 
 def run_seed(b: dict, seed: int, root: Path) -> dict:
@@ -99,9 +112,22 @@ def budget_breakdown() -> list[dict]:
             for k, v in sorted(by.items())]
 
 
+def load_seeds(results_dir: Path, budget: str) -> dict:
+    """The per-seed evaluations of an earlier run of this script (its JSON), for ``--no-train``."""
+    path = results_dir / f"repro_deft_stage4_{budget}.json"
+    if not path.exists():
+        raise SystemExit(f"--no-train: {path} does not exist; run without --no-train first")
+    seeds = json.loads(path.read_text())["details"]["seeds"]
+    for per_seed in seeds.values():
+        for result in per_seed.values():
+            result.update(merged(result["nmi_matrix"]))
+    return seeds
+
+
 def main(argv=None) -> None:
-    budget, b, root, results_dir, _ = parse_budget(__doc__, BUDGETS, "runs/repro_deft_stage4", argv)
-    seeds = {str(seed): run_seed(b, seed, root) for seed in b["seeds"]}
+    budget, b, root, results_dir, args = parse_budget(__doc__, BUDGETS, "runs/repro_deft_stage4", argv, no_train=True)
+    seeds = (load_seeds(results_dir, budget) if args.no_train
+             else {str(seed): run_seed(b, seed, root) for seed in b["seeds"]})
     change = {v: [seeds[s][v]["mig"] - seeds[s]["stage3"]["mig"] for s in seeds] for v in VARIANTS}
     merges = {v: sum(seeds[s][v]["merged"] for s in seeds) for v in ["stage3", *VARIANTS]}
     per_factor = {v: {f: [seeds[s][v]["mig_per_factor"][i] - seeds[s]["stage3"]["mig_per_factor"][i] for s in seeds]
@@ -117,16 +143,27 @@ def main(argv=None) -> None:
             + "; ".join(f"{x['stage_steps']}: fell in {x['fell']}/{x['runs']}, mean {x['mean_change']:+.3f}"
                         for x in budget_breakdown())
             + f" ({b['stage_steps']} steps per stage, batch {b['batch_size']})")
+    uptake = {v: {s: group_uptake(seeds[s][v]["nmi_matrix"]) for s in seeds} for v in VARIANTS}
+
+    def took(s):
+        new = "/".join(f"{uptake[v][s]['shape']['new']:.2f}" for v in VARIANTS)
+        orient = max(uptake[v][s]["orientation"]["new"] for v in VARIANTS)
+        return f"seed {s}: {new} (earlier groups {uptake['default'][s]['shape']['earlier']:.2f}; orientation <= {orient:.2f})"
+
+    ours += (f"; largest NMI with shape of a stage-4 latent ({3 * K}-{4 * K - 1}), variants {'/'.join(VARIANTS)}: "
+             + "; ".join(took(s) for s in seeds))
     worst = min(VARIANTS, key=lambda v: float(np.mean(change[v])))
     rows = [row("DEFT dSprites stage 4 (beta 4): what the MIG fall comes from (branching study)",
                 "MIG improves in every stage; stage betas 70, 30, 12, 4 (§5.4, Fig. 12; Table 2)",
                 ours + f"; largest mean fall: {worst}", f"python -m reproduce.deft_stage4 --budget {budget}",
                 "cpu", "partly" if float(np.mean(change["default"])) < 0 else "reproduced", GPU)]
     details = {"budget": b, "variants": {k: " ".join(v) for k, v in VARIANTS.items()}, "seeds": seeds,
-               "mig_change": change, "mig_change_per_factor": per_factor, "merged": merges,
+               "mig_change": change, "mig_change_per_factor": per_factor, "merged": merges, "group_uptake": uptake,
                "by_stage_steps": budget_breakdown(),
                "commands": {"base": "eoflow-fast " + " ".join(base_args(b, 0, root / "base_s0")),
                             "K": "eoflow-fast train deft --preset dsprites --latents-per-group K ... (full runs per K; not run)"}}
+    if args.no_train:
+        rows[0]["command"] += " --no-train"
     print(write(f"deft_stage4_{budget}", rows, details, results_dir))
 
 

@@ -78,9 +78,23 @@ def test_deft_stage4_merge_rule_and_budget_breakdown():
 
     nmi = np.zeros((4, 5))
     nmi[1, 0], nmi[1, 2], nmi[2, 2] = 0.6, 0.5, 0.3  # z1 tops shape and orientation
-    assert deft_stage4.merged(nmi.tolist()) == {"top_latent": {"shape": 1, "orientation": 1}, "merged": True}
+    assert deft_stage4.merged(nmi.tolist()) == {"top_latent": {"shape": 1, "orientation": 1},
+                                                "encoded": {"shape": True, "orientation": True}, "merged": True}
     nmi[2, 2] = 0.7
     assert not deft_stage4.merged(nmi.tolist())["merged"]
+    nmi[:, 2] = 0.01  # orientation encoded nowhere: argmax over noise merges with nothing
+    nmi[1, 2] = 0.02
+    assert deft_stage4.merged(nmi.tolist())["encoded"]["orientation"] is False
+    assert not deft_stage4.merged(nmi.tolist())["merged"]
+
+
+def test_deft_stage4_group_uptake_splits_new_and_earlier_latents():
+    from reproduce import deft_stage4
+
+    nmi = np.zeros((12, 5))
+    nmi[4, 0], nmi[10, 0], nmi[11, 3] = 0.19, 0.16, 0.4  # shape in an earlier latent and in the new group
+    up = deft_stage4.group_uptake(nmi.tolist(), k=3)
+    assert up["shape"] == {"new": 0.16, "earlier": 0.19} and up["posX"] == {"new": 0.4, "earlier": 0.0}
     rows = deft_stage4.budget_breakdown()  # the committed stage runs: 2 + 4 + 2 of them
     assert [r["stage_steps"] for r in rows] == [1500, 3000, 6000] and [r["runs"] for r in rows] == [2, 4, 2]
     assert all(0 <= r["fell"] <= r["runs"] for r in rows)
