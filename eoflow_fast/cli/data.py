@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from .common import UsageError
+from .common import UsageError, add_json
 
 from eoflow_fast.data import SPLIT_NAMES, split_arg
 from eoflow_fast.data.images import DEFAULT_MAX_PIXELS
@@ -69,6 +69,7 @@ def register(subparsers) -> None:
     info.add_argument("--split", default="train", type=split_arg, choices=SPLIT_NAMES,
                       help="train | valid (CelebA only) | test | all (default train; 'eval' is a deprecated alias "
                            "of test)")
+    add_json(info)
     info.set_defaults(func=run_info)
 
 
@@ -119,11 +120,46 @@ def run_info(args) -> int:
         info.update(factor_names=list(data.factor_names), factor_sizes=list(data.factor_sizes))
     if getattr(ds, "columns", None):
         info["columns"] = list(ds.columns)
-    if hasattr(ds, "split_sizes"):
-        info["split_sizes"] = ds.split_sizes()
+    info["split_sizes"] = ds.split_sizes() if hasattr(ds, "split_sizes") else split_sizes(args.spec)
     if getattr(ds, "split_rule", None):
         info["split_rule"] = ds.split_rule
     if getattr(ds, "skipped", None):
         info["skipped"] = [s["name"] for s in ds.skipped]
-    print(json.dumps(info, indent=2))
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print("\n".join(info_lines(info)))
     return 0
+
+
+def split_sizes(spec: str) -> dict[str, int]:
+    """Items per split name the spec accepts ("valid" only for CelebA)."""
+    from eoflow_fast.data import get_dataset
+
+    sizes = {}
+    for split in ("train", "valid", "test", "all"):
+        try:
+            sizes[split] = len(get_dataset(spec, split))
+        except ValueError:  # a split this kind of data does not have
+            continue
+    return sizes
+
+
+def info_lines(info: dict) -> list[str]:
+    """``data info``'s summary: items, item shape and dtype, then split sizes and rule, factors,
+    columns and skipped files where the dataset has them (the same facts as ``--json``)."""
+    shape = "x".join(str(n) for n in info["item_shape"]) or "scalar"
+    lines = [f"{info['spec']} ({info['split']} split): {info['items']} items of shape {shape}, "
+             f"{info['dtype'].removeprefix('torch.')}"]
+    if "split_sizes" in info:
+        lines.append("  split sizes  " + ", ".join(f"{k} {v}" for k, v in info["split_sizes"].items()))
+    if "split_rule" in info:
+        lines.append(f"  split rule   {info['split_rule']}")
+    if "factor_names" in info:
+        lines.append("  factors      " + ", ".join(f"{n} ({k} values)" for n, k in
+                                                   zip(info["factor_names"], info["factor_sizes"])))
+    if "columns" in info:
+        lines.append(f"  columns      {', '.join(info['columns'])}")
+    if "skipped" in info:
+        lines.append(f"  skipped      {len(info['skipped'])} unreadable: {', '.join(info['skipped'])}")
+    return lines

@@ -99,7 +99,10 @@ class FactorAnalysisData:
     def torch_dataset(self, split: str = "train", with_factors: bool = False) -> TabularDataset:
         """Items ``x`` (p,) float32, or ``(x, f)`` with ``f`` (q,) float32 when ``with_factors``."""
         f, x = self.table(split)
-        return TabularDataset(x, self.feature_names, factors=f.astype(np.float32), with_factors=with_factors)
+        ds = TabularDataset(x, self.feature_names, factors=f.astype(np.float32), with_factors=with_factors)
+        ds.split_rule = (f"independent draws of the same model: 'train' {self.n_train} rows from numpy "
+                         f"RandomState([{self.seed}, 1]), 'test' {self.n_test} rows from RandomState([{self.seed}, 2])")
+        return ds
 
 
 def factor_analysis(name: str, **kw) -> FactorAnalysisData:

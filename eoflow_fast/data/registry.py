@@ -70,6 +70,10 @@ def get_ground_truth(spec: str, **kw):
     raise _unknown(spec)
 
 
+GROUND_TRUTH_RULE = ("none held out: 'train', 'test' and 'all' are each the full factor product "
+                     "(disentanglement_lib evaluates on freshly sampled factors)")
+
+
 def get_dataset(spec: str, split: str = "train", **kw):
     """torch Dataset for ``spec`` (see module docstring): items float32 images (C, H, W) in [0, 1] or
     standardised rows (p,), or tuples ``(x, factors)`` when asked (with_factors / with_labels /
@@ -80,7 +84,9 @@ def get_dataset(spec: str, split: str = "train", **kw):
             raise ValueError(f"get_dataset({spec!r}): split={split!r}, expected 'train', 'test' or 'all'")
         view = {k: kw.pop(k) for k in ("with_factors", "seed") if k in kw}
         data: GroundTruthData = get_ground_truth(spec, **kw)
-        return data.torch_dataset(**view)
+        ds = data.torch_dataset(**view)
+        ds.split_rule = GROUND_TRUTH_RULE
+        return ds
     if spec in FA_CONFIGS:
         with_factors = kw.pop("with_factors", False)
         return factor_analysis(spec, **kw).torch_dataset(split, with_factors=with_factors)

@@ -97,8 +97,10 @@ def digits(split: str = "train", dequantize: bool = False, with_labels: bool = F
 
     bunch = load_digits()
     rows = split_rows(len(bunch.images), split, test_fraction, seed)
-    return TabularDataset(bunch.images[rows, None] / 16.0, factors=bunch.target[rows].astype(np.int64),
-                          with_factors=with_labels, dequantize_levels=17 if dequantize else None)
+    ds = TabularDataset(bunch.images[rows, None] / 16.0, factors=bunch.target[rows].astype(np.int64),
+                        with_factors=with_labels, dequantize_levels=17 if dequantize else None)
+    ds.split_rule = row_rule(test_fraction, seed)
+    return ds
 
 
 def csv_table(path: str, split: str = "train", columns=None, drop=(), delimiter: str | None = None,

@@ -174,7 +174,7 @@ def test_cli_main_runs_data_pack_and_info(celeba_root, tmp_path, capsys):
 
     root, _ = celeba_root
     assert main(["data", "pack", str(root), str(tmp_path / "pk"), "--size", "16", "--no-progress"]) == 0
-    assert main(["data", "info", f"packed:{tmp_path / 'pk'}", "--split", "valid"]) == 0
+    assert main(["data", "info", f"packed:{tmp_path / 'pk'}", "--split", "valid", "--json"]) == 0
     info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert info["items"] == 2 and info["item_shape"] == [3, 16, 16]
     with pytest.raises(SystemExit) as exc:

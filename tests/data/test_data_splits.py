@@ -52,14 +52,14 @@ def test_data_info_shows_split_sizes_and_rule_for_a_folder_pack(tmp_path, capsys
     for n in names:
         Image.fromarray(rng.randint(0, 256, (12, 12, 3), dtype=np.uint8)).save(src / n)
     packed.pack_images(str(src), str(tmp_path / "pk"), size=8, progress=False)
-    assert data_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "test") == 0
+    assert data_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "test", "--json") == 0
     info = json.loads(capsys.readouterr().out)
     n_test = len(split_by_name(names, "test", 0.05))
     assert info["split_sizes"] == {"train": 40 - n_test, "test": n_test, "all": 40} and info["items"] == n_test
     assert info["split_rule"] == name_rule(0.05, 0) and "blake2b" in info["split_rule"] and "0.05" in info["split_rule"]
     for split, size in info["split_sizes"].items():
         assert len(get_dataset(f"packed:{tmp_path / 'pk'}", split=split)) == size
-    assert data_cli("data", "info", "wine", "--split", "eval") == 0
+    assert data_cli("data", "info", "wine", "--split", "eval", "--json") == 0
     captured = capsys.readouterr()
     assert "'eval' is deprecated" in captured.err and json.loads(captured.out)["split"] == "test"
     assert "RandomState(seed=0)" in json.loads(captured.out)["split_rule"]
@@ -73,7 +73,7 @@ def test_data_info_shows_the_celeba_partition_of_a_celeba_pack(tmp_path, capsys,
         Image.fromarray(np.full((218, 178, 3), 90, np.uint8)).save(root / "img_align_celeba" / n)
     (root / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for n, p in zip(names, [0, 0, 0, 1, 1, 2, 0])))
     packed.pack_images(str(root), str(tmp_path / "pk"), size=8, progress=False)
-    assert data_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "valid") == 0
+    assert data_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "valid", "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["split_sizes"] == {"all": 7, "train": 4, "valid": 2, "test": 1} and info["items"] == 2
     assert "published CelebA partition" in info["split_rule"]
@@ -81,3 +81,14 @@ def test_data_info_shows_the_celeba_partition_of_a_celeba_pack(tmp_path, capsys,
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"split='bogus', expected one of \('all', 'train', 'valid', 'test'\)"):
             get_dataset(f"packed:{tmp_path / 'pk'}", split="bogus")
+
+
+def test_data_info_prints_a_summary_and_json_on_request(capsys, data_cli):
+    assert data_cli("data", "info", "dsprites", "--split", "test", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert data_cli("data", "info", "dsprites", "--split", "test") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"dsprites (test split): {info['items']} items of shape 1x64x64, float32"
+    sizes = ", ".join(f"{k} {v}" for k, v in info["split_sizes"].items())
+    assert f"  split sizes  {sizes}" in lines and any(line.startswith("  split rule   ") for line in lines)
+    assert "  factors      shape (3 values), scale (6 values), orientation (40 values), posX (32 values), posY (32 values)" in lines
