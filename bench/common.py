@@ -9,6 +9,7 @@ in ``bench/results/`` change only on purpose (``--out bench/results``).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -132,6 +133,20 @@ def time_fn(fn, device: str, warmup: int = 3, reps: int = 20) -> dict:
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "reps": reps}
 
 
+@contextlib.contextmanager
+def _stderr_silenced():
+    """File descriptor 2 points at /dev/null inside the block (C++ writes included)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_memory(fn, device: str) -> int:
     """Peak extra memory of one ``fn()`` call in bytes.
 
@@ -149,8 +164,14 @@ def peak_memory(fn, device: str) -> int:
         return torch.cuda.max_memory_allocated() - base
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _stderr_silenced():  # Kineto's CPU build prints "USDT: ... profiler_start/stop" on fd 2
+        prof.start()
+    try:
         fn()
+    finally:
+        with _stderr_silenced():
+            prof.stop()
     deltas = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events() if e.self_cpu_memory_usage)
     live = peak = 0
     for _, d in deltas:
