@@ -40,6 +40,8 @@ def bin_labels_by_column(codes, num_bins: int = NUM_BINS) -> torch.Tensor:
         raise ValueError(f"histogram_discretize: codes must have shape (N, d), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.to(torch.float64)
+    elif x.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds every bfloat16 value exactly
+        x = x.float()
     column_min, column_max = (t.cpu().numpy() for t in torch.aminmax(x, dim=0))
     if not (np.all(np.isfinite(column_min)) and np.all(np.isfinite(column_max))):
         raise ValueError("histogram_discretize: codes contain NaN or infinite values")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import check_codes, represent, sample_intervention_batches
+from ._common import check_codes, check_finite, represent, sample_intervention_batches
 
 BATCH_SIZE = 64
 NUM_TRAIN = 10_000
@@ -50,6 +50,11 @@ def factor_vae(global_codes, train_batches, train_factor_index, eval_batches, ev
                              f"got {np.shape(batches)}")
         if np.shape(index) != (np.shape(batches)[0],):
             raise ValueError(f"factor_vae: factor index of {name} must have shape ({np.shape(batches)[0]},)")
+        index = np.asarray(index)
+        if index.size and (not np.issubdtype(index.dtype, np.integer) or index.min() < 0 or index.max() >= num_factors):
+            raise ValueError(f"factor_vae: factor index of {name} must hold integers in [0, num_factors = "
+                             f"{num_factors}), got dtype {index.dtype}, range [{index.min()}, {index.max()}]")
+        check_finite("factor_vae", name, batches)
     global_variances = np.var(global_codes, axis=0, ddof=1)
     active_dims = np.sqrt(global_variances) >= threshold
     if not active_dims.any():
