@@ -65,6 +65,18 @@ def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[di
     return records
 
 
+def append_record(path: str | os.PathLike, record: dict, sync: bool = False) -> None:
+    """Append ``record`` as one JSON line to ``path`` (``sync``: fsync before returning). A last line
+    cut short by a crash (no final newline) is ended first, so the new record is never glued to it
+    and lost with it."""
+    with open(path, "ab+") as f:  # appends always go to the end
+        cut = f.seek(0, os.SEEK_END) > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n"
+        f.write((b"\n" if cut else b"") + json.dumps(record).encode() + b"\n")
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
 LOSS_CURVE_FILE = "loss_curve.png"
 
 
