@@ -407,6 +407,7 @@ def _check_items(what: str, x: torch.Tensor) -> None:
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     """Per-item PSNR in dB, 10 log10(peak^2 / mean((x_hat - x)^2)) over non-batch dims, shape (B,);
-    +inf for an exact reconstruction (no cap: tables print it as "exact", JSON as "inf")."""
-    mse = ((x_hat - x) ** 2).reshape(x.shape[0], -1).mean(1)
+    +inf for an exact reconstruction (no cap: tables print it as "exact", JSON as "inf"). The error
+    is summed in float64, so a finite float32 reconstruction far off (|error| > 1.8e19) is not inf."""
+    mse = ((x_hat.double() - x.double()) ** 2).reshape(x.shape[0], -1).mean(1)
     return 10 * torch.log10(peak ** 2 / mse)

@@ -133,3 +133,25 @@ def test_evaluate_model_without_training_noise(tmp_path):
     assert all(torch.isfinite(torch.tensor(row["psnr_pca"])) or row["C"] == D for row in report["compression"])
     assert "n/a" in format_table(report)
     assert json.loads((tmp_path / "eval.json").read_text())["entropy_top_fraction"]["2"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compress", "RUN", "--core", "4", "--out", "MISSING/z.pt"], "argument --out: the folder"),
+    (["compress", "RUN", "--core", "4", "--out", "TMP"], "argument --out: expected a file path, got the folder"),
+    (["traverse", "RUN", "--out", "MISSING/t.png"], "argument --out: the folder"),
+])
+def test_an_unwritable_out_path_is_a_usage_error(run_dir, tmp_path, capsys, argv, message):
+    """Before: the work ran, then torch.save / savefig raised a traceback."""
+    argv = [a.replace("RUN", str(run_dir)).replace("MISSING", str(tmp_path / "nope")).replace("TMP", str(tmp_path))
+            for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_psnr_of_a_finite_far_off_float32_reconstruction_is_finite():
+    """(1e20)^2 overflows float32: before, PSNR -inf and a NaN gain in denoise --sigma 1e30."""
+    from eoflow_fast.flows.eoflow import psnr
+
+    x = torch.zeros(2, 3)
+    assert psnr(torch.full((2, 3), 1e20), x).tolist() == pytest.approx([-400.0, -400.0])
