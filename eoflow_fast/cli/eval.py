@@ -61,7 +61,11 @@ def run(args) -> int:
             print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
             return 1
         if spec.evaluate is not None:
-            result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+            try:
+                result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+            except ValueError as exc:  # e.g. a metric refusing the points drawn (a constant factor in a small draw)
+                print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
+                return 1
         else:
             data = loaded.eval_dataset if loaded.eval_dataset is not None else loaded.train_dataset
             device = next(loaded.model.parameters()).device

@@ -91,7 +91,7 @@ def check_varying(metric: str, name: str, factors: np.ndarray) -> None:
         value = factors[0, constant[0]].item()
         raise ValueError(f"{metric}: {name} column(s) {constant} hold a single value ({value!r} "
                          f"in every row): a constant factor has zero entropy and its score is undefined; "
-                         f"leave such columns out")
+                         f"draw more points, or leave such columns out")
 
 
 def check_factors(metric: str, name: str, factors, num_rows: int, codes_name: str = "codes",
