@@ -63,6 +63,8 @@ def run(args) -> int:
         if spec.evaluate is not None:
             try:
                 result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+            except UsageError:  # a flag the family refuses: exit 2 (main)
+                raise
             except ValueError as exc:  # e.g. a metric refusing the points drawn (a constant factor in a small draw)
                 print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
                 return 1
