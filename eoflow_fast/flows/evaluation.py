@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 from pathlib import Path
 
 import torch
@@ -101,7 +102,10 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
     c_test = None if c_test is None else c_test.to(device)
     x_train = _stack(train_set, pca_samples)
     D = model.dim
-    core_sizes = [C for C in (core_sizes or default_core_sizes(D)) if 1 <= C <= D]
+    core_sizes = list(core_sizes or default_core_sizes(D))
+    outside = [C for C in core_sizes if isinstance(C, bool) or not isinstance(C, numbers.Integral) or not 1 <= C <= D]
+    if outside:  # before: left out silently (an empty table, and an IndexError in the plots when none was left)
+        raise ValueError(f"evaluate_model: core_sizes must be integers in [1, D = {D}], got {outside}")
     pca = PCA(x_train)
 
     ent = model.explained_entropy(x_test[:entropy_samples], batch_size=entropy_batch, chunk=entropy_chunk,

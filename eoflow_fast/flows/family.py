@@ -105,7 +105,15 @@ def build(config: dict):
     bins = config["quant_bins"] or (16 if config["data"] == "digits" else 255)
     model = EOFlow(flow, shape, flat_input=config["arch"] == "mlp", lam=config["lam"], sigma=config["sigma"],
                    quant_bins=bins, memory=config.get("memory", "stored"))
+    _check_core_sizes(config.get("core_sizes"), model.dim)  # before training, not in its final evaluation
     return model, train_set, test_set
+
+
+def _check_core_sizes(sizes, dim: int) -> None:
+    """``registry.UsageError`` naming --core-sizes when a size exceeds the data dimension D."""
+    if sizes and max(sizes) > dim:
+        raise registry.UsageError(f"argument --core-sizes: expected sizes <= D = {dim} (the data dimension), "
+                                  f"got {','.join(map(str, sizes))}")
 
 
 LABELLED_DATA = ("digits",)
@@ -170,6 +178,7 @@ def evaluate(run_dir, model, config: dict, args=None) -> dict:
         return value if value is not None else config.get(name)
 
     labelled = config.get("condition", "none") == "label"
+    _check_core_sizes(pick("core_sizes"), model.dim)
     report = evaluate_model(
         model, _dataset(config["data"], "train", labelled), _dataset(config["data"], "test", labelled), run_dir,
         core_sizes=pick("core_sizes"), eval_samples=pick("eval_samples") or 512,

@@ -155,3 +155,21 @@ def test_psnr_of_a_finite_far_off_float32_reconstruction_is_finite():
 
     x = torch.zeros(2, 3)
     assert psnr(torch.full((2, 3), 1e20), x).tolist() == pytest.approx([-400.0, -400.0])
+
+
+@pytest.mark.parametrize("sizes", [[2, D + 1], [D + 1], [0, 3], [2.5], [True]])
+def test_evaluate_model_refuses_core_sizes_outside_one_to_d(tmp_path, sizes):
+    """Before: sizes outside [1, D] were left out silently (none left: an empty table and an
+    IndexError in the plots); 2.5 reached a slice."""
+    items = [torch.rand(D) for _ in range(8)]
+    with pytest.raises(ValueError, match=rf"core_sizes must be integers in \[1, D = {D}\], got"):
+        evaluate_model(_model(), items, items, tmp_path, core_sizes=sizes, plots=False)
+
+
+def test_core_sizes_above_d_are_a_usage_error_before_training_and_at_eval(run_dir, tmp_path, capsys):
+    assert main(["train", "eoflow", "--data", "digits", "--core-sizes", "4,65", "--steps", "1",
+                 "--run-dir", str(tmp_path / "never"), "--no-progress"]) == 2
+    assert "argument --core-sizes: expected sizes <= D = 64" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+    assert main(["eval", str(run_dir), "--core-sizes", "4,65", "--no-plots", "--no-progress"]) == 2
+    assert "argument --core-sizes: expected sizes <= D = 64" in capsys.readouterr().err
