@@ -13,6 +13,8 @@ Every refusal is a ValueError naming the metric, the argument and the first bad 
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Callable
 
 import numpy as np
@@ -32,6 +34,22 @@ def to_numpy(x) -> np.ndarray:
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_number(metric: str, name: str, value, low: float = -math.inf, high: float = math.inf,
+                 low_open: bool = False, integer: bool = False):
+    """A metric parameter: a finite real number (an int when ``integer``) in [low, high] (``(low, high]``
+    with ``low_open``), returned as a Python number; a bool, NaN or string is refused naming it
+    (NaN compares False with everything, so a NaN threshold silently flagged nothing)."""
+    kind = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{metric}: {name} must be {'an integer' if integer else 'a finite number'} in {span}, "
+                         f"got {value!r}")
+    return int(value) if integer else float(value)
 
 
 def check_finite(metric: str, name: str, values) -> None:

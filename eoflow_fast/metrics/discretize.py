@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._common import check_number
+
 NUM_BINS = 20
 
 
@@ -33,8 +35,7 @@ def bin_labels_by_column(codes, num_bins: int = NUM_BINS) -> torch.Tensor:
     This is disentanglement_lib's labelling exactly (``np.digitize`` of each row); the layout and
     the 1-based labels are what ``discrete_mi`` consumes without further copies.
     """
-    if num_bins < 1:
-        raise ValueError(f"histogram_discretize: num_bins must be >= 1, got {num_bins}")
+    num_bins = check_number("histogram_discretize", "num_bins", num_bins, 1, integer=True)
     x = codes if isinstance(codes, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(codes))
     if x.dim() != 2:
         raise ValueError(f"histogram_discretize: codes must have shape (N, d), got shape {tuple(x.shape)}")

@@ -168,3 +168,24 @@ def test_bfloat16_tensor_codes_score_as_their_float32_values(name):
     for key, value in want.items():
         if isinstance(value, float):
             assert got[key] == value, key
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda c, f: metrics.mig(c, f, num_bins=True), r"histogram_discretize: num_bins must be an integer in \[1, inf\], got True"),
+    (lambda c, f: metrics.nmi(c, f, num_bins=2.5), "num_bins must be an integer"),
+    (lambda c, f: metrics.informative(c, np.zeros_like(c), threshold=np.nan), "informative: threshold must be a finite"),
+    (lambda c, f: metrics.informative(c, np.zeros_like(c), f, min_association=np.nan), "min_association must be"),
+    (lambda c, f: metrics.factor_vae(c, c[None].repeat(2, 0), np.array([0, 1]), c[None].repeat(2, 0),
+                                     np.array([0, 1]), 2, threshold=np.nan), "factor_vae: threshold must be"),
+    (lambda c, f: metrics.dbsr_ls(c, f.astype(float), alpha=np.nan), "dbsr_ls: alpha must be"),
+    (lambda c, f: metrics.dbsr_ls(c, f.astype(float), lambda_block=-1.0), "dbsr_ls: lambda_block must be"),
+    (lambda c, f: metrics.fvh_lt(lambda z: z, c[:2], span=np.inf), "fvh_lt: span must be"),
+    (lambda c, f: metrics.failure_rate([0.2, 0.05], threshold=np.nan), "failure_rate: threshold must be"),
+], ids=["mig-bins-bool", "nmi-bins-float", "informative-threshold", "fdr-min-association", "factor_vae-threshold",
+        "dbsr-alpha", "dbsr-lambda", "fvh-span", "failure-threshold"])
+def test_nan_or_mistyped_parameters_are_refused(call, message):
+    """Before: NaN thresholds compared False everywhere (no informative dim, no active dim: scores 0),
+    num_bins=True binned every code into one bin (MIG 0), alpha=NaN gave a NaN objective."""
+    codes, factors = _data()
+    with pytest.raises(ValueError, match=message):
+        call(codes, factors)
