@@ -171,9 +171,11 @@ def test_bfloat16_tensor_codes_score_as_their_float32_values(name):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda c, f: metrics.mig(c, f, num_bins=True), r"histogram_discretize: num_bins must be an integer in \[1, inf\], got True"),
+    (lambda c, f: metrics.mig(c, f, num_bins=True),
+     r"histogram_discretize: num_bins must be an integer in \[1, inf\], got True"),
     (lambda c, f: metrics.nmi(c, f, num_bins=2.5), "num_bins must be an integer"),
-    (lambda c, f: metrics.informative(c, np.zeros_like(c), threshold=np.nan), "informative: threshold must be a finite"),
+    (lambda c, f: metrics.informative(c, np.zeros_like(c), threshold=np.nan),
+     "informative: threshold must be a finite"),
     (lambda c, f: metrics.informative(c, np.zeros_like(c), f, min_association=np.nan), "min_association must be"),
     (lambda c, f: metrics.factor_vae(c, c[None].repeat(2, 0), np.array([0, 1]), c[None].repeat(2, 0),
                                      np.array([0, 1]), 2, threshold=np.nan), "factor_vae: threshold must be"),
