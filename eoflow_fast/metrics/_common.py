@@ -131,6 +131,9 @@ def check_factors(metric: str, name: str, factors, num_rows: int, codes_name: st
     elif not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.equal(np.mod(arr, 1), 0)):
             raise TypeError(f"{metric}: {name} must hold integer factor values, got dtype {arr.dtype}")
+        if arr.size and np.abs(arr).max() >= 2.0 ** 63:  # the cast to int64 would wrap them into one value
+            raise ValueError(f"{metric}: {name} holds integer values up to {np.abs(arr).max():.3g}, beyond int64; "
+                             f"relabel the factor values")
         arr = arr.astype(np.int64)
     if varying:
         check_varying(metric, name, arr)

@@ -191,3 +191,13 @@ def test_nan_or_mistyped_parameters_are_refused(call, message):
     codes, factors = _data()
     with pytest.raises(ValueError, match=message):
         call(codes, factors)
+
+
+def test_float_factor_values_beyond_int64_are_refused():
+    """Before: 1e20 and 2e20 both cast to the same int64 and merged two factor values silently."""
+    codes, factors = _data()
+    huge = factors.astype(np.float64)
+    huge[:, 0] *= 1e20
+    with pytest.raises(ValueError, match="factors holds integer values up to 2e\\+20, beyond int64"):
+        metrics.mig(codes, huge)
+    assert metrics.mig(codes, factors * 10**12 - 5)["mig"] == metrics.mig(codes, factors)["mig"]  # int64: relabelled
