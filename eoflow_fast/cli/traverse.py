@@ -39,7 +39,7 @@ def run(args) -> int:
             rows.append(model.decode_full(zk))
     out = Path(args.out) if args.out else Path(args.run_dir) / f"traversal_{args.index}.png"
     dims = model.latent_order[:args.dims].tolist()
-    entropy = model.entropy_running.cpu() if model.order_entropy is None else model.order_entropy
+    entropy = model.running_entropy() if model.order_entropy is None else model.order_entropy
     save_grid(out, rows, f"top {args.dims} dims, z_k from {-args.range:g} to {args.range:g} (H: explained entropy, nats)",
               [f"z{k}: H = {float(entropy[k]):.2f}" for k in dims])
     result = {"dims": dims, "saved": str(out)}

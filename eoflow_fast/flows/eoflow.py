@@ -340,10 +340,16 @@ class EOFlow(nn.Module):
             digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
 
+    def running_entropy(self) -> torch.Tensor:
+        """The training-time estimate of H (D,), float64 on the CPU, with -inf for the dims training
+        never sampled: they have no estimate (their buffer entry is 0, which would rank them above
+        every sampled dim of negative entropy and count them as core)."""
+        return torch.where(self.entropy_visits.cpu() > 0, self.entropy_running.detach().cpu().double(), -math.inf)
+
     def core_above_noise(self, sigma: float) -> int:
         """``core_above_floor`` of the entropies behind ``latent_order`` (``set_order``; the running
         training estimate when it was never called): the dims that input noise sigma does not drown."""
-        entropy = self.entropy_running if self.order_entropy is None else self.order_entropy
+        entropy = self.running_entropy() if self.order_entropy is None else self.order_entropy
         return core_above_floor(entropy, sigma)
 
     # ---------------------------------------------------------------- core / detail

@@ -258,7 +258,7 @@ def open_eoflow_run(run_dir, checkpoint=None, device: str = "cpu"):
     run = engine.open_run(run_dir, checkpoint, device)
     model = run.model
     entropy = recorded_entropy(Path(run_dir) / "entropy.json", model)
-    model.set_order(model.entropy_running.cpu() if entropy is None else entropy)
+    model.set_order(model.running_entropy() if entropy is None else entropy)
     test_set = run.eval_dataset if run.eval_dataset is not None else run.train_dataset
     return model, config, test_set
 

@@ -54,7 +54,7 @@ def test_entropy_json_of_other_weights_is_not_used(run_dir):
     assert torch.equal(same.order_entropy, old)
     with pytest.warns(RuntimeWarning, match="entropy.json was computed with other weights"):
         latest, _, _ = open_eoflow_run(run_dir)
-    assert torch.equal(latest.order_entropy, latest.entropy_running.double())
+    assert torch.equal(latest.order_entropy, latest.running_entropy())
     record = json.loads((run_dir / "entropy.json").read_text())
     del record["weights"]
     (run_dir / "entropy.json").write_text(json.dumps(record))
@@ -173,3 +173,23 @@ def test_core_sizes_above_d_are_a_usage_error_before_training_and_at_eval(run_di
     assert not (tmp_path / "never").exists()
     assert main(["eval", str(run_dir), "--core-sizes", "4,65", "--no-plots", "--no-progress"]) == 2
     assert "argument --core-sizes: expected sizes <= D = 64" in capsys.readouterr().err
+
+
+def test_dims_training_never_sampled_are_not_core(tmp_path):
+    """One step of batch 16 < D = 64 samples 16 dims. Before: the other 48 kept entropy_running 0,
+    ranked above sampled dims of negative entropy (5 of the top 16 'core' dims had no estimate) and
+    core_above_noise(0.1) counted them all."""
+    from eoflow_fast.flows import family
+    from eoflow_fast.flows.eoflow import noise_entropy_floor
+    from eoflow_fast.train.engine import train
+
+    cfg = {"model": "eoflow", "data": "digits", "blocks": 1, "hidden": 8, "steps": 1, "batch_size": 16,
+           "progress": False}
+    model, ds, _ = family.build(cfg)
+    train(model, ds, cfg, tmp_path)
+    model, _, _ = open_eoflow_run(tmp_path)
+    visited = model.entropy_visits.cpu() > 0
+    assert int(visited.sum()) == 16
+    assert visited[model.latent_order[:16].cpu()].all()
+    above = (model.entropy_running.cpu().double() > noise_entropy_floor(0.1)) & visited
+    assert model.core_above_noise(0.1) == max(1, int(above.sum()))
