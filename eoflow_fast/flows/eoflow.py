@@ -324,7 +324,7 @@ class EOFlow(nn.Module):
         are kept (``order_entropy``, not saved in checkpoints) for ``core_above_noise``."""
         if entropy.shape != (self.dim,):
             raise ValueError(f"EOFlow.set_order: entropy must have shape ({self.dim},), got {tuple(entropy.shape)}")
-        if not bool(torch.isnan(entropy).logical_not().all()):
+        if bool(torch.isnan(entropy).any()):
             raise ValueError(f"EOFlow.set_order: entropy holds NaN at dims "
                              f"{torch.nonzero(torch.isnan(entropy)).flatten()[:8].tolist()}; no order follows from it")
         self.latent_order.copy_(torch.argsort(entropy, descending=True).to(self.latent_order))
