@@ -201,3 +201,10 @@ def test_float_factor_values_beyond_int64_are_refused():
     with pytest.raises(ValueError, match="factors holds integer values up to 2e\\+20, beyond int64"):
         metrics.mig(codes, huge)
     assert metrics.mig(codes, factors * 10**12 - 5)["mig"] == metrics.mig(codes, factors)["mig"]  # int64: relabelled
+
+
+def test_align_runs_refuses_a_matrix_without_one_row_per_latent():
+    """Before: a 4-row matrix for a 3-latent run was aligned on its first 3 rows, the 4th dropped silently."""
+    codes = np.random.RandomState(5).randn(100, 3)
+    with pytest.raises(ValueError, match=r"matrix 1 has shape \(4, 2\), expected one row per latent of run 1 \(3\)"):
+        metrics.align_runs([codes, codes[:, [2, 0, 1]]], [np.ones((3, 2)), np.ones((4, 2))])
