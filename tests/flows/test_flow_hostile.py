@@ -193,3 +193,21 @@ def test_dims_training_never_sampled_are_not_core(tmp_path):
     assert visited[model.latent_order[:16].cpu()].all()
     above = (model.entropy_running.cpu().double() > noise_entropy_floor(0.1)) & visited
     assert model.core_above_noise(0.1) == max(1, int(above.sum()))
+
+
+@pytest.mark.parametrize("first", ["nan", "inf", "one item"])
+def test_actnorm_init_from_a_bad_first_batch_is_refused_and_left_undone(first):
+    """Before: ActNorm's data-dependent init took NaN statistics from a first training batch with one
+    NaN item (or from a batch of one), so every output of every later batch was NaN."""
+    model = _model()
+    x = torch.rand(1 if first == "one item" else 4, D)
+    if first != "one item":
+        x[1, 3] = float(first)
+    with pytest.raises(ValueError, match="ActNorm: the first training batch sets the data-dependent"):
+        model.encode(x)
+    z, log_det = model.encode(torch.rand(4, D))  # initialised from this clean batch instead
+    assert torch.isfinite(z).all() and torch.isfinite(log_det).all()
+    bad = torch.rand(4, D)
+    bad[2, 0] = float("nan")
+    z, _ = model.encode(bad)
+    assert torch.isfinite(z).all(dim=1).tolist() == [True, True, False, True]  # one NaN item spoils only itself
