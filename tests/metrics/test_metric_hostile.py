@@ -1,5 +1,7 @@
 """Hostile inputs to the array-level metrics: each gives a correct number or a ValueError that names
 the metric and the argument; never NaN presented as a score, a silently dropped value, or a hang."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -208,3 +210,13 @@ def test_align_runs_refuses_a_matrix_without_one_row_per_latent():
     codes = np.random.RandomState(5).randn(100, 3)
     with pytest.raises(ValueError, match=r"matrix 1 has shape \(4, 2\), expected one row per latent of run 1 \(3\)"):
         metrics.align_runs([codes, codes[:, [2, 0, 1]]], [np.ones((3, 2)), np.ones((4, 2))])
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b'{"mig": ', b"\xff\xfe"])
+def test_a_metrics_json_that_is_not_a_mapping_is_kept_aside(tmp_path, content):
+    """Before: a metrics.json holding JSON of another shape was overwritten without a trace, and one
+    that was not UTF-8 raised a UnicodeDecodeError."""
+    (tmp_path / "metrics.json").write_bytes(content)
+    metrics.write_report({"mig": {"mig": 0.5}}, tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"mig": {"mig": 0.5}}
+    assert (tmp_path / "metrics.unreadable.json").read_bytes() == content
