@@ -50,7 +50,8 @@ def shown_values(record: dict, prefix: str = "", diagnostics: bool = True) -> di
 
 
 def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[dict]:
-    """All complete records of ``RUN_DIR/metrics.jsonl`` (optionally only those of ``kind``)."""
+    """All complete records of ``RUN_DIR/metrics.jsonl`` (optionally only those of ``kind``); a line
+    that is not a JSON object (cut by a kill, or damaged) is not a record."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
@@ -59,6 +60,8 @@ def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[di
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        if not isinstance(rec, dict):  # before: AttributeError in resume (truncate_after) and plots
             continue
         if kind is None or rec.get("kind") == kind:
             records.append(rec)

@@ -80,3 +80,11 @@ def test_eval_record_after_a_cut_eval_jsonl_line_is_kept(finished, tmp_path, cap
     capsys.readouterr()
     last = json.loads((run_dir / "eval.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 8 and last["checkpoint"] == "ckpt-00000008.pt"
+
+
+def test_a_metrics_jsonl_line_that_is_not_an_object_does_not_stop_a_resume(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path / "run")
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write("5\n[1, 2]\n")
+    assert _train(run_dir, resume=True, steps=12, ckpt_every=4)["step"] == 12
+    assert all(line.startswith("{") for line in (run_dir / "metrics.jsonl").read_text().splitlines())
