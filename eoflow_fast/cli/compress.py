@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from eoflow_fast.train.argtypes import device, int_at_least
+from eoflow_fast.train.argtypes import device, int_at_least, out_file
 
 from .common import UsageError, add_cpu_threads, add_json, apply_cpu_threads, print_summary
 
@@ -117,6 +117,6 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("compress", help="keep the top-C entropy dims of an EOFlow run",
                                    description=__doc__.split("\n\n")[0])
     add_common_args(parser)
-    parser.add_argument("--out", metavar="FILE", help="where to save z_core (default RUN_DIR/compressed_C<C>.pt)")
+    parser.add_argument("--out", metavar="FILE", type=out_file, help="where to save z_core (default RUN_DIR/compressed_C<C>.pt)")
     parser.add_argument("--grid", action="store_true", help="also save originals over reconstructions as PNG")
     parser.set_defaults(func=run, parser=parser)

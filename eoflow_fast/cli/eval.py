@@ -21,7 +21,7 @@ import torch
 from eoflow_fast.train import engine, registry
 from eoflow_fast.train.argtypes import device
 from eoflow_fast.train.checkpoint import CheckpointError
-from eoflow_fast.train.logging import jsonable
+from eoflow_fast.train.logging import append_record, jsonable
 
 from .common import Parser, UsageError, add_cpu_threads, add_json, add_no_progress, apply_cpu_threads, eval_headline
 from .common import print_summary, progress_from, results_stdout
@@ -61,7 +61,13 @@ def run(args) -> int:
             print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
             return 1
         if spec.evaluate is not None:
-            result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+            try:
+                result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+            except UsageError:  # a flag the family refuses: exit 2 (main)
+                raise
+            except ValueError as exc:  # e.g. a metric refusing the points drawn (a constant factor in a small draw)
+                print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
+                return 1
         else:
             data = loaded.eval_dataset if loaded.eval_dataset is not None else loaded.train_dataset
             device = next(loaded.model.parameters()).device
@@ -69,8 +75,7 @@ def run(args) -> int:
                 result = engine.evaluate_loss(loaded.model, data, loaded.config["batch_size"], device,
                                               amp=False, step=loaded.step)
         record = {"step": loaded.step, "checkpoint": loaded.checkpoint.name, **result}
-        with open(run_dir / "eval.jsonl", "a") as f:
-            f.write(json.dumps(jsonable(record)) + "\n")
+        append_record(run_dir / "eval.jsonl", jsonable(record))
         title = f"eval {run_dir}: {config['model']} run at step {loaded.step} ({loaded.checkpoint.name})"
         print_summary(eval_args, title, record, eval_headline(result), written_since(run_dir, started), folder=run_dir,
                       stream=stdout)

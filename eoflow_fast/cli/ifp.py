@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from eoflow_fast.train.argtypes import device, float_in, int_at_least
+from eoflow_fast.train.logging import append_record
 
 from .common import UsageError, add_cpu_threads, add_json, add_no_progress, apply_cpu_threads, print_summary
 from .common import progress_from, results_stdout, written_since
@@ -104,10 +105,7 @@ class PartialTests:
         return done
 
     def add(self, factor: int, repeat: int, result) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"factor": factor, "repeat": repeat, "result": asdict(result)}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_record(self.path, {"factor": factor, "repeat": repeat, "result": asdict(result)}, sync=True)
 
 
 def run(args) -> int:

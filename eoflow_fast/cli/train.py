@@ -129,20 +129,25 @@ def parse_family_args(name: str, argv: list[str]):
         Parser(prog="eoflow-fast train").error(
             f"model family {name!r} is not available ({registry.FAMILY_MODULES[name]}): {type(exc).__name__}: {exc}")
     pre, _ = parser.parse_known_args(argv)  # --help and flag errors surface here
+    file_values = {}
     if pre.config:
         file_values = _read_config_file(parser, pre.config)
         if file_values.get("model", name) != name:
             parser.error(f"argument --config: {pre.config} is for model {file_values['model']!r}, not {name!r}")
         parser.set_defaults(**{k: v for k, v in file_values.items() if k != "model"})
     args = parser.parse_args(argv)
-    saved = {a: a.default for a in parser._actions}
+    # explicit: the flags on the command line and the keys of --config; not the family's own defaults
+    # (parser.set_defaults, e.g. eoflow's batch_size 256), which argparse adds to every namespace
+    saved, saved_defaults = {a: a.default for a in parser._actions}, dict(parser._defaults)
     for a in parser._actions:
         a.default = argparse.SUPPRESS
+    parser._defaults.clear()
     try:
-        explicit = set(vars(parser.parse_args(argv))) - set(_META)
+        explicit = (set(vars(parser.parse_args(argv))) | set(file_values)) - set(_META) - {"model"}
     finally:
         for a, default in saved.items():
             a.default = default
+        parser._defaults.update(saved_defaults)
     values = {k: v for k, v in vars(args).items() if k not in _META}
     return parser, values, explicit, args, spec
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from eoflow_fast.train.argtypes import float_in, int_at_least
+from eoflow_fast.train.argtypes import float_in, int_at_least, out_file
 
 from .common import print_summary
 from .compress import add_run_args, open_run, save_grid
@@ -39,7 +39,7 @@ def run(args) -> int:
             rows.append(model.decode_full(zk))
     out = Path(args.out) if args.out else Path(args.run_dir) / f"traversal_{args.index}.png"
     dims = model.latent_order[:args.dims].tolist()
-    entropy = model.entropy_running.cpu() if model.order_entropy is None else model.order_entropy
+    entropy = model.running_entropy() if model.order_entropy is None else model.order_entropy
     save_grid(out, rows, f"top {args.dims} dims, z_k from {-args.range:g} to {args.range:g} (H: explained entropy, nats)",
               [f"z{k}: H = {float(entropy[k]):.2f}" for k in dims])
     result = {"dims": dims, "saved": str(out)}
@@ -55,6 +55,6 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int_at_least(2), default=9, help="values per dim")
     parser.add_argument("--range", type=float_in(0.0, low_open=True), default=2.5, help="traverse z_k over [-R, R]")
     parser.add_argument("--index", type=int_at_least(0), default=0, help="test item to start from")
-    parser.add_argument("--out", metavar="FILE", help="PNG path (default RUN_DIR/traversal_<index>.png)")
+    parser.add_argument("--out", metavar="FILE", type=out_file, help="PNG path (default RUN_DIR/traversal_<index>.png)")
     add_run_args(parser)
     parser.set_defaults(func=run, parser=parser)

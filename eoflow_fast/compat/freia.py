@@ -84,6 +84,29 @@ class _FusedAffine:
             raise TypeError(f"clamp_activation must be 'ATAN', 'TANH', 'SIGMOID' or a callable, "
                             f"got {type(clamp_activation).__name__}")
 
+    def _conditions(self, x: torch.Tensor, c) -> list:
+        """The conditions as a list, after checking x and them against ``dims_in`` / ``dims_c``: the
+        rank and channels of x, one condition per dims_c entry with x's batch and spatial sizes and
+        its declared channels (spatial sizes are free, as in FrEIA: convolutional subnets take any).
+        A mismatch is a ValueError naming the block and the shapes, not a matmul or cat error."""
+        name, dims_in = type(self).__name__, tuple(self.dims_in[0])
+        if not isinstance(x, torch.Tensor) or x.dim() != len(dims_in) + 1 or x.shape[1] != dims_in[0]:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name}: x must have shape (B, {', '.join(map(str, dims_in))}) (dims_in), got {got}")
+        if isinstance(c, torch.Tensor):
+            raise TypeError(f"{name}: c must be a list of condition tensors, one per dims_c entry, got a tensor")
+        conditions = list(c or [])
+        if len(conditions) != len(self.dims_c):
+            raise ValueError(f"{name}: dims_c {self.dims_c} declares {len(self.dims_c)} condition(s), "
+                             f"got {len(conditions)}")
+        for i, (ci, dc) in enumerate(zip(conditions, self.dims_c)):
+            if (ci.dim() != len(dc) + 1 or ci.shape[0] != x.shape[0] or ci.shape[1] != dc[0]
+                    or ci.shape[2:] != x.shape[2:]):
+                raise ValueError(f"{name}: condition {i} must have shape ({x.shape[0]}, {dc[0]}"
+                                 f"{''.join(f', {n}' for n in x.shape[2:])}) (x's batch and spatial sizes, "
+                                 f"dims_c channels), got {tuple(ci.shape)}")
+        return conditions
+
     def _s_in_torch(self) -> bool:
         return self.clamp_fn is None or not self.clamp > 0
 
@@ -156,7 +179,7 @@ class _TwoSided(_CouplingBase):
         raise NotImplementedError
 
     def forward(self, x, c=None, rev=False, jac=True):
-        c = list(c or [])
+        c = self._conditions(x[0], c)
         x1, x2 = self._split(x[0])
         if not rev:
             y1, j1 = self._affine(x1, *self._coefficients(2, _cat(x2, c)), False)
@@ -167,7 +190,7 @@ class _TwoSided(_CouplingBase):
         return (torch.cat((y1, y2), 1),), j1 + j2
 
     def eo_linearize(self, x, c=None):
-        c = list(c or [])
+        c = self._conditions(x, c)
         x1, x2 = self._split(x)
         st2, tangent2 = self._coefficients_linearized(2, _cat(x2, c))
         y1, j1 = self._affine(x1, *st2, False)
@@ -241,14 +264,14 @@ class AffineCouplingOneSided(_CouplingBase):
         self.subnet = subnet_constructor(self.split_len1 + self.condition_length, 2 * self.split_len2)
 
     def forward(self, x, c=None, rev=False, jac=True):
-        c = list(c or [])
+        c = self._conditions(x[0], c)
         x1, x2 = self._split(x[0])
         a = self.subnet(_cat(x1, c))
         y2, j = self._affine(x2, a[:, :self.split_len2], a[:, self.split_len2:], rev)
         return (torch.cat((x1, y2), 1),), j
 
     def eo_linearize(self, x, c=None):
-        c = list(c or [])
+        c = self._conditions(x, c)
         x1, x2 = self._split(x)
         a, tangent = linearize_subnet(self.subnet, _cat(x1, c))
         n = self.split_len2
@@ -370,7 +393,7 @@ class AllInOneBlock(_FusedAffine, _InvertibleBase):
         return torch.cat((x1, x2), 1), j
 
     def forward(self, x, c=None, rev=False, jac=True):
-        c = list(c or [])
+        c = self._conditions(x[0], c)
         self._refresh_permutation(rev)
         x = x[0]
         scale, scale_jac = self._scale()
@@ -387,7 +410,7 @@ class AllInOneBlock(_FusedAffine, _InvertibleBase):
         return (x_out,), log_jac_det + (-1) ** rev * n_pixels * scale_jac
 
     def eo_linearize(self, x, c=None):
-        c = list(c or [])
+        c = self._conditions(x, c)
         self._refresh_permutation(True)
         scale, scale_jac = self._scale()
         if self.reverse_pre_permute:

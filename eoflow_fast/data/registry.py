@@ -21,15 +21,22 @@ CelebA and CelebA packs "train" | "valid" | "test" | "all" (the published partit
 "train" | "test" (independent samples). Ground-truth image data has no held-out split
 (disentanglement_lib evaluates on freshly sampled factors): "train", "test" and "all" all give the
 full factor product.
+
+Datasets of path specs carry ``.fingerprint`` (:func:`data_fingerprint`): the training engine
+records it in a run's config and refuses to resume or evaluate the run when the files changed.
 """
 from __future__ import annotations
+
+import hashlib
+import json
+import os
 
 from ._splits import canonical_split
 from .dsprites import VARIANTS, DSprites, DSpritesNpz, DSpritesVariant
 from .factor_analysis import FA_CONFIGS, factor_analysis
 from .ground_truth import GroundTruthData
-from .images import celeba, image_folder
-from .packed import PackedImages
+from .images import celeba, image_folder, list_image_folder
+from .packed import PackedImages, read_index
 from .tabular import csv_table, digits, wine
 from .triangle import CorrelatedTriangle
 
@@ -97,10 +104,33 @@ def get_dataset(spec: str, split: str = "train", **kw):
     kind, sep, path = spec.partition(":")
     if not sep or kind not in PATH_SPECS or not path:
         raise _unknown(spec)
-    if kind == "csv":
-        return csv_table(path, split, **kw)
-    if kind == "celeba":
-        return celeba(path, split, **kw)
-    if kind == "folder":
-        return image_folder(path, split, **kw)
-    return PackedImages(path, split, **kw)
+    build = {"csv": csv_table, "celeba": celeba, "folder": image_folder, "packed": PackedImages}[kind]
+    dataset = build(path, split, **kw)
+    dataset.fingerprint = data_fingerprint(spec)
+    return dataset
+
+
+def data_fingerprint(spec: str) -> str | None:
+    """SHA-256 naming the files behind a path spec, so that a run can tell its data changed on disk:
+    ``packed:DIR`` its index (every shard's BLAKE2b, the names, the partition), ``csv:PATH`` the
+    file's bytes, ``folder:ROOT`` / ``celeba:ROOT`` the image names and sizes (and CelebA's partition
+    file). None for the procedural and built-in datasets, which the code defines."""
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in PATH_SPECS:
+        return None
+    digest = hashlib.sha256(kind.encode())
+    if kind == "packed":
+        index = read_index(path)
+        digest.update(json.dumps([index["shards"], index["names"], index["partition"]], sort_keys=True).encode())
+    elif kind == "csv":
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        root = os.path.join(path, "img_align_celeba") if kind == "celeba" else path
+        for name in list_image_folder(root):
+            digest.update(f"{name}\0{os.path.getsize(os.path.join(root, name))}\n".encode())
+        if kind == "celeba":
+            with open(os.path.join(path, "list_eval_partition.txt"), "rb") as fh:
+                digest.update(fh.read())
+    return digest.hexdigest()

@@ -29,7 +29,9 @@ streaming one-hot tangents in chunks of dims and keeping only column norms. Core
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -109,8 +111,12 @@ class EOFlow(nn.Module):
             self.reversible_state = ReversibleState(reversible_tol, reversible_check_every)
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"EOFlow: lam must be in [0, 1], got {lam}")
-        if sigma < 0:
-            raise ValueError(f"EOFlow: sigma must be >= 0, got {sigma}")
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"EOFlow: sigma must be a finite number >= 0, got {sigma}")
+        if isinstance(quant_bins, bool) or not isinstance(quant_bins, numbers.Integral) or quant_bins < 1:
+            raise ValueError(f"EOFlow: quant_bins must be an integer >= 1, got {quant_bins!r}")
+        if not 0.0 <= entropy_momentum < 1.0:
+            raise ValueError(f"EOFlow: entropy_momentum must be in [0, 1), got {entropy_momentum}")
         self.flow = flow
         self.input_shape = tuple(input_shape)
         self.dim = math.prod(self.input_shape)
@@ -141,6 +147,11 @@ class EOFlow(nn.Module):
 
     # ---------------------------------------------------------------- flow passes
     def _to_flow(self, x):
+        """x (B, *input_shape) or flat (B, D), as the flow takes it; any other shape is a ValueError."""
+        if x.dim() < 1 or tuple(x.shape[1:]) not in (self.input_shape, (self.dim,)):
+            flat = f" or (B, {self.dim})" if len(self.input_shape) > 1 else ""
+            raise ValueError(f"EOFlow: x must have shape (B, {', '.join(map(str, self.input_shape))}){flat}, "
+                             f"got {tuple(x.shape)}")
         return x.reshape(x.shape[0], -1) if self.flat_input else x.reshape(x.shape[0], *self.input_shape)
 
     def encode(self, x: torch.Tensor):
@@ -284,6 +295,7 @@ class EOFlow(nn.Module):
         H (D,), ``total_entropy`` H = D h + E log|det J|, ``mtc`` = sum_i H_i - H, ``order`` =
         argsort(H, descending). ``c``: the condition of each sample (N,) or (N, k), conditional flows only.
         """
+        _check_items("EOFlow.explained_entropy", x)
         D = self.dim
         sum_log_norm = torch.zeros(D, dtype=torch.float64)
         sum_log_det = 0.0
@@ -312,19 +324,38 @@ class EOFlow(nn.Module):
         are kept (``order_entropy``, not saved in checkpoints) for ``core_above_noise``."""
         if entropy.shape != (self.dim,):
             raise ValueError(f"EOFlow.set_order: entropy must have shape ({self.dim},), got {tuple(entropy.shape)}")
+        if bool(torch.isnan(entropy).any()):
+            raise ValueError(f"EOFlow.set_order: entropy holds NaN at dims "
+                             f"{torch.nonzero(torch.isnan(entropy)).flatten()[:8].tolist()}; no order follows from it")
         self.latent_order.copy_(torch.argsort(entropy, descending=True).to(self.latent_order))
         self.order_entropy = entropy.detach().cpu().double()
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the flow's parameters and buffers (names, dtypes, shapes, bytes): names the weights
+        that a derived file (``entropy.json``) was computed with, whatever checkpoint file held them."""
+        digest = hashlib.sha256()
+        for name, value in self.flow.state_dict().items():
+            value = value.detach().cpu().contiguous()
+            digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}\n".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def running_entropy(self) -> torch.Tensor:
+        """The training-time estimate of H (D,), float64 on the CPU, with -inf for the dims training
+        never sampled: they have no estimate (their buffer entry is 0, which would rank them above
+        every sampled dim of negative entropy and count them as core)."""
+        return torch.where(self.entropy_visits.cpu() > 0, self.entropy_running.detach().cpu().double(), -math.inf)
 
     def core_above_noise(self, sigma: float) -> int:
         """``core_above_floor`` of the entropies behind ``latent_order`` (``set_order``; the running
         training estimate when it was never called): the dims that input noise sigma does not drown."""
-        entropy = self.entropy_running if self.order_entropy is None else self.order_entropy
+        entropy = self.running_entropy() if self.order_entropy is None else self.order_entropy
         return core_above_floor(entropy, sigma)
 
     # ---------------------------------------------------------------- core / detail
     def _check_core(self, C: int) -> None:
-        if not 1 <= C <= self.dim:
-            raise ValueError(f"EOFlow: core size C must be in [1, {self.dim}], got {C}")
+        if isinstance(C, bool) or not isinstance(C, numbers.Integral) or not 1 <= C <= self.dim:
+            raise ValueError(f"EOFlow: core size C must be an integer in [1, {self.dim}], got {C!r}")
 
     def encode_core(self, x: torch.Tensor, C: int) -> torch.Tensor:
         """The C highest-entropy latents, (B, C), in order of decreasing H_i."""
@@ -360,6 +391,7 @@ class EOFlow(nn.Module):
                      c: torch.Tensor | None = None) -> float:
         """(NLL/D + log quant_bins) / ln 2 with NLL = -log p(x + (u - 1/2)/quant_bins + sigma eps)
         including the (D/2) log(2 pi) constant (spec §5.3); ``c`` as in ``explained_entropy``."""
+        _check_items("EOFlow.bits_per_dim", x)
         total = 0.0
         for start in range(0, x.shape[0], batch_size):
             with self._rows_conditioned(c, start, batch_size):
@@ -369,8 +401,19 @@ class EOFlow(nn.Module):
         return (total / (x.shape[0] * self.dim) + math.log(self.quant_bins)) / math.log(2)
 
 
+def _check_items(what: str, x: torch.Tensor) -> None:
+    """x holds at least one item and only finite values (a mean over items is reported)."""
+    if x.shape[0] == 0:
+        raise ValueError(f"{what}: x has no items; the result is a mean over items")
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        raise ValueError(f"{what}: x holds NaN or infinite values in {int(bad.sum())} item(s), the first at index "
+                         f"{int(torch.nonzero(bad)[0])}; the result would be NaN")
+
+
 def psnr(x_hat: torch.Tensor, x: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     """Per-item PSNR in dB, 10 log10(peak^2 / mean((x_hat - x)^2)) over non-batch dims, shape (B,);
-    +inf for an exact reconstruction (no cap: tables print it as "exact", JSON as "inf")."""
-    mse = ((x_hat - x) ** 2).reshape(x.shape[0], -1).mean(1)
+    +inf for an exact reconstruction (no cap: tables print it as "exact", JSON as "inf"). The error
+    is summed in float64, so a finite float32 reconstruction far off (|error| > 1.8e19) is not inf."""
+    mse = ((x_hat.double() - x.double()) ** 2).reshape(x.shape[0], -1).mean(1)
     return 10 * torch.log10(peak ** 2 / mse)

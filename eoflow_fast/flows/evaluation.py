@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 from pathlib import Path
 
 import torch
@@ -101,7 +102,10 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
     c_test = None if c_test is None else c_test.to(device)
     x_train = _stack(train_set, pca_samples)
     D = model.dim
-    core_sizes = [C for C in (core_sizes or default_core_sizes(D)) if 1 <= C <= D]
+    core_sizes = list(core_sizes or default_core_sizes(D))
+    outside = [C for C in core_sizes if isinstance(C, bool) or not isinstance(C, numbers.Integral) or not 1 <= C <= D]
+    if outside:  # before: left out silently (an empty table, and an IndexError in the plots when none was left)
+        raise ValueError(f"evaluate_model: core_sizes must be integers in [1, D = {D}], got {outside}")
     pca = PCA(x_train)
 
     ent = model.explained_entropy(x_test[:entropy_samples], batch_size=entropy_batch, chunk=entropy_chunk,
@@ -112,7 +116,8 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
     pca_h = 0.5 * torch.log(2 * math.pi * math.e * (pca.eigenvalues + noise_var))
     (run_dir / "entropy.json").write_text(json.dumps({
         "entropy": ent["entropy"].tolist(), "order": ent["order"].tolist(),
-        "pca_entropy": pca_h.tolist(), "samples": int(min(entropy_samples, x_test.shape[0]))}))
+        "pca_entropy": pca_h.tolist(), "samples": int(min(entropy_samples, x_test.shape[0])),
+        "weights": model.weights_digest()}))
 
     report: dict = {
         "dim": D,
@@ -124,11 +129,13 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
         "compression": [],
         "denoising": [],
     }
-    # share of explained entropy above the noise floor carried by the top C dims
-    floor = 0.5 * math.log(2 * math.pi * math.e * noise_var)
-    excess = (sorted_h.double() - floor).clamp_min(0)
+    # share of explained entropy above the noise floor carried by the top C dims; without training
+    # noise (sigma 0, no dequantisation) there is no floor and no share (None, printed "n/a")
+    floor = 0.5 * math.log(2 * math.pi * math.e * noise_var) if noise_var > 0 else None
+    excess = None if floor is None else (sorted_h.double() - floor).clamp_min(0)
     for C in core_sizes:
-        report["entropy_top_fraction"][str(C)] = float(excess[:C].sum() / excess.sum().clamp_min(1e-12))
+        report["entropy_top_fraction"][str(C)] = (None if excess is None else
+                                                  float(excess[:C].sum() / excess.sum().clamp_min(1e-12)))
         rec = _batched(lambda xb: model.compress(xb, C), x_test, model=model, c=c_test)
         report["compression"].append({
             "C": C, "ratio": D / C, "psnr_eoflow": float(psnr(rec, x_test).mean()),
@@ -171,7 +178,7 @@ def format_table(report: dict) -> str:
     for row in report["compression"]:
         share = report["entropy_top_fraction"][str(row["C"])]
         lines.append(f"             {row['C']:5d} {row['ratio']:6.1f}   {format_db(row['psnr_eoflow'], 8)}  "
-                     f"{format_db(row['psnr_pca'], 7)}   {share:6.1%}")
+                     f"{format_db(row['psnr_pca'], 7)}   {'n/a' if share is None else format(share, '6.1%'):>6}")
     lines.append("  denoising: sigma     C   PSNR noisy   EOFlow (gain)        PCA (gain)")
     for row in report["denoising"]:
         lines.append(f"             {row['sigma']:5.2f} {row['C']:5d}   {row['psnr_noisy']:7.2f}   "

@@ -105,7 +105,15 @@ def build(config: dict):
     bins = config["quant_bins"] or (16 if config["data"] == "digits" else 255)
     model = EOFlow(flow, shape, flat_input=config["arch"] == "mlp", lam=config["lam"], sigma=config["sigma"],
                    quant_bins=bins, memory=config.get("memory", "stored"))
+    _check_core_sizes(config.get("core_sizes"), model.dim)  # before training, not in its final evaluation
     return model, train_set, test_set
+
+
+def _check_core_sizes(sizes, dim: int) -> None:
+    """``registry.UsageError`` naming --core-sizes when a size exceeds the data dimension D."""
+    if sizes and max(sizes) > dim:
+        raise registry.UsageError(f"argument --core-sizes: expected sizes <= D = {dim} (the data dimension), "
+                                  f"got {','.join(map(str, sizes))}")
 
 
 LABELLED_DATA = ("digits",)
@@ -170,6 +178,7 @@ def evaluate(run_dir, model, config: dict, args=None) -> dict:
         return value if value is not None else config.get(name)
 
     labelled = config.get("condition", "none") == "label"
+    _check_core_sizes(pick("core_sizes"), model.dim)
     report = evaluate_model(
         model, _dataset(config["data"], "train", labelled), _dataset(config["data"], "test", labelled), run_dir,
         core_sizes=pick("core_sizes"), eval_samples=pick("eval_samples") or 512,
@@ -235,9 +244,10 @@ SPEC = registry.register(registry.ModelSpec(
 
 def open_eoflow_run(run_dir, checkpoint=None, device: str = "cpu"):
     """``(model, config, test_set)`` of an eoflow run folder, with ``latent_order`` from
-    ``RUN_DIR/entropy.json`` (written by the evaluation) or, failing that, from the running
-    explained-entropy estimate kept during training. Raises ValueError for a non-eoflow run."""
-    import json
+    ``RUN_DIR/entropy.json`` (written by the evaluation) when it was computed with the loaded
+    weights, else from the running explained-entropy estimate kept during training (with a
+    warning saying why). Raises ValueError for a non-eoflow run, CheckpointError for a damaged
+    entropy.json."""
     from pathlib import Path
 
     from ..train import engine
@@ -247,11 +257,38 @@ def open_eoflow_run(run_dir, checkpoint=None, device: str = "cpu"):
         raise ValueError(f"{run_dir} is a {config.get('model')!r} run, not an 'eoflow' run")
     run = engine.open_run(run_dir, checkpoint, device)
     model = run.model
-    entropy_file = Path(run_dir) / "entropy.json"
-    if entropy_file.is_file():
-        entropy = torch.tensor(json.loads(entropy_file.read_text())["entropy"])
-    else:
-        entropy = model.entropy_running.cpu()
-    model.set_order(entropy)
+    entropy = recorded_entropy(Path(run_dir) / "entropy.json", model)
+    model.set_order(model.running_entropy() if entropy is None else entropy)
     test_set = run.eval_dataset if run.eval_dataset is not None else run.train_dataset
     return model, config, test_set
+
+
+def recorded_entropy(path, model: EOFlow) -> torch.Tensor | None:
+    """The explained entropies (D,) saved in ``path`` (``RUN_DIR/entropy.json``) if they belong to
+    ``model``'s weights (``EOFlow.weights_digest``); None when the file is missing, and None with a
+    RuntimeWarning when it was computed for other weights (another checkpoint, a run trained on
+    after its evaluation) or records none (older files). A file that is not such a record is a
+    CheckpointError naming it."""
+    import json
+    import warnings
+
+    from ..train.checkpoint import CheckpointError
+
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        entropy = torch.tensor(record["entropy"], dtype=torch.float64)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:  # JSON and Unicode errors are ValueErrors
+        raise CheckpointError(f"{path} is damaged ({type(exc).__name__}: {exc}); delete it or rerun "
+                              f"'eoflow-fast eval {path.parent}' to rewrite it") from None
+    if entropy.shape != (model.dim,) or not bool(torch.isfinite(entropy).all()):
+        raise CheckpointError(f"{path} must hold {model.dim} finite explained entropies, got shape "
+                              f"{tuple(entropy.shape)}; delete it or rerun 'eoflow-fast eval {path.parent}'")
+    if record.get("weights") != model.weights_digest():
+        why = "records no weights" if "weights" not in record else "was computed with other weights than the loaded ones"
+        warnings.warn(f"{path} {why} (an older checkpoint, or training went on after 'eoflow-fast eval'): "
+                      f"the core dims follow the training-time running estimate instead; rerun 'eoflow-fast eval "
+                      f"{path.parent}' for the exact order", RuntimeWarning, stacklevel=2)
+        return None
+    return entropy

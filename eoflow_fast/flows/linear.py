@@ -30,6 +30,8 @@ class ActNorm(InvertibleModule):
     Data-dependent init (Glow): on the first forward (not rev) call in training mode, set
     log_scale = -log(std_c) and bias = -mean_c * exp(log_scale) from that batch, so the output has
     zero mean and unit variance per channel. Tangent: dy = dx * exp(log_scale) (inverse: / exp).
+    A batch whose statistics are not finite (a NaN or inf value, or one value per channel) is a
+    ValueError and leaves the layer uninitialised: NaN parameters would make every later output NaN.
     """
 
     def __init__(self, channels: int, eps: float = 1e-6):
@@ -45,7 +47,16 @@ class ActNorm(InvertibleModule):
     @torch.no_grad()
     def _init(self, x):
         dims = [0] + list(range(2, x.dim()))
+        count = x.numel() // max(x.shape[1], 1)
+        if count < 2:
+            raise ValueError(f"ActNorm: the first training batch sets the data-dependent initialisation from each "
+                             f"channel's std, but it holds {count} value per channel (shape {tuple(x.shape)}); "
+                             f"start with a batch of at least 2 items. The layer stays uninitialised")
         mean, std = x.mean(dims), x.std(dims)
+        if not bool(torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("ActNorm: the first training batch sets the data-dependent initialisation, but it holds "
+                             "NaN or infinite values (its per-channel mean/std are not finite). The layer stays "
+                             "uninitialised")
         self.log_scale.copy_(-torch.log(std + self.eps))
         self.bias.copy_(-mean * torch.exp(self.log_scale))
         self.initialized.fill_(True)

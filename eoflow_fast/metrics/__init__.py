@@ -227,9 +227,11 @@ def _evaluate(names, ground_truth_data, representation_fn, rng, out_dir, kw: dic
     model_callables = {k: kw.pop(k) for k in MODEL_CALLABLES if k in kw}
     plans = _split_kwargs(names, {**kw, **{k: v for k, v in model_callables.items()
                                           if any(k in _parameters(n) for n in names)}})
-    seeded = isinstance(rng, (int, np.integer))
+    seeded = isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)
     if not seeded and not isinstance(rng, np.random.RandomState):
         raise TypeError(f"evaluate: rng must be an int seed or np.random.RandomState, got {type(rng).__name__}")
+    if seeded and not 0 <= rng < 2**32:
+        raise ValueError(f"evaluate: rng seed must be in [0, 2**32), got {rng}")
     draws = _SharedDraws(ground_truth_data, representation_fn, int(rng)) if seeded else None
     results = {}
     for name in _progress.bar(names, "metrics", unit="metric"):
@@ -253,9 +255,14 @@ def add_eval_args(parser) -> None:
     """Add ``--metrics``, ``--metric-seed``, ``--num-train``, ``--num-test`` to an argparse parser."""
     parser.add_argument("--metrics", default="default",
                         help=f"comma-separated metrics from {', '.join(METRICS)}; 'default' = {','.join(DEFAULT_METRICS)}")
-    parser.add_argument("--metric-seed", type=int, default=0, help="seed of every metric's RandomState (default 0)")
-    parser.add_argument("--num-train", type=int, default=None, help="override the metrics' num_train (default 10000)")
-    parser.add_argument("--num-test", type=int, default=None, help="override the metrics' num_test (default 5000)")
+    from eoflow_fast.train.argtypes import int_at_least
+
+    parser.add_argument("--metric-seed", type=int_at_least(0), default=0,
+                        help="seed of every metric's RandomState (default 0)")
+    parser.add_argument("--num-train", type=int_at_least(2), default=None,
+                        help="override the metrics' num_train (default 10000)")
+    parser.add_argument("--num-test", type=int_at_least(2), default=None,
+                        help="override the metrics' num_test (default 5000)")
 
 
 def eval_kwargs(args) -> dict:

@@ -4,9 +4,17 @@ Conventions (all metrics): ``codes`` is a float array (N, d), one row per observ
 per latent; ``factors`` is an integer array (N, F) of ground-truth factor values. Numpy arrays and
 torch tensors are both accepted where a docstring says so; results are python floats and numpy
 arrays.
+
+Codes must be finite and within float32's range (|x| <= 3.4e38): sklearn's classifiers fit in
+float32 (DCI's cast turns larger values into inf; liblinear loops without end on ~1e90, SAP) and
+the variances of the numpy metrics overflow. A metric that divides by a factor's entropy or fits
+a classifier to it refuses a constant factor column (``check_varying``): its score is undefined.
+Every refusal is a ValueError naming the metric, the argument and the first bad entry.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Callable
 
 import numpy as np
@@ -18,14 +26,59 @@ RepresentationFn = Callable[[np.ndarray], np.ndarray]
 
 
 def to_numpy(x) -> np.ndarray:
-    """Numpy view of an array or (detached, host) tensor."""
+    """Numpy view of an array or (detached, host) tensor; bfloat16 (which numpy lacks) becomes float32, exactly."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
     return np.asarray(x)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_number(metric: str, name: str, value, low: float = -math.inf, high: float = math.inf,
+                 low_open: bool = False, integer: bool = False):
+    """A metric parameter: a finite real number (an int when ``integer``) in [low, high] (``(low, high]``
+    with ``low_open``), returned as a Python number; a bool, NaN or string is refused naming it
+    (NaN compares False with everything, so a NaN threshold silently flagged nothing)."""
+    kind = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{metric}: {name} must be {'an integer' if integer else 'a finite number'} in {span}, "
+                         f"got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_finite(metric: str, name: str, values) -> None:
+    """Every entry of ``values`` (numpy array or tensor, any device) is finite and |x| <= FLOAT32_MAX;
+    otherwise a ValueError naming the argument, the count and the first bad index."""
+    if isinstance(values, torch.Tensor):
+        t = values.detach() if values.is_floating_point() else values.detach().double()
+        bad = ~torch.isfinite(t) | (t.abs() > FLOAT32_MAX)
+        if not bool(bad.any()):
+            return
+        first = tuple(int(i) for i in torch.nonzero(bad)[0])
+        value, count = t[first].item(), int(bad.sum())
+    else:
+        arr = np.asarray(values)
+        if not np.issubdtype(arr.dtype, np.number) or arr.size == 0:
+            return
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = ~np.isfinite(arr) | (np.abs(arr.astype(np.float64)) > FLOAT32_MAX)
+        if not bad.any():
+            return
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        value, count = arr[first].item(), int(bad.sum())
+    what = "NaN or infinite" if not np.isfinite(value) else f"beyond float32's range (|x| > {FLOAT32_MAX:.3g})"
+    raise ValueError(f"{metric}: {name} holds {count} value(s) {what}, the first {value!r} at index "
+                     f"{first[0] if len(first) == 1 else first}; every value must be finite and within float32's range")
+
+
 def check_codes(metric: str, name: str, codes) -> np.ndarray:
-    """Float numpy array (N, d) with N >= 2, or a ValueError naming the argument."""
+    """Numeric numpy array (N, d) with N >= 2 and finite float32-range values, or an error naming the argument."""
     arr = to_numpy(codes)
     if arr.ndim != 2:
         raise ValueError(f"{metric}: {name} must have shape (N, d), got shape {arr.shape}")
@@ -33,21 +86,37 @@ def check_codes(metric: str, name: str, codes) -> np.ndarray:
         raise ValueError(f"{metric}: {name} needs N >= 2 rows and d >= 1 columns, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"{metric}: {name} must be numeric, got dtype {arr.dtype}")
+    check_finite(metric, name, arr)
     return arr
 
 
 def check_code_shape(metric: str, name: str, codes) -> tuple[int, int]:
-    """(N, d) of a code array or tensor (kept on its device), or a ValueError naming the argument."""
+    """(N, d) of a code array or tensor (kept on its device; values finite and within float32's
+    range), or a ValueError naming the argument."""
     shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else np.shape(codes)
     if len(shape) != 2 or shape[0] < 2 or shape[1] < 1:
         raise ValueError(f"{metric}: {name} must have shape (N, d) with N >= 2, d >= 1, got shape {shape}")
+    check_finite(metric, name, codes)
     return shape
 
 
+def check_varying(metric: str, name: str, factors: np.ndarray) -> None:
+    """Each column of ``factors`` (N, F) takes at least two values: a constant factor has zero
+    entropy, so a score normalised by it (MIG, NMI) or a classifier fit to it (DCI, SAP,
+    explicitness, BetaVAE) is undefined."""
+    constant = [j for j in range(factors.shape[1]) if np.all(factors[:, j] == factors[0, j])]
+    if constant:
+        value = factors[0, constant[0]].item()
+        raise ValueError(f"{metric}: {name} column(s) {constant} hold a single value ({value!r} "
+                         f"in every row): a constant factor has zero entropy and its score is undefined; "
+                         f"draw more points, or leave such columns out")
+
+
 def check_factors(metric: str, name: str, factors, num_rows: int, codes_name: str = "codes",
-                  integer: bool = True) -> np.ndarray:
+                  integer: bool = True, varying: bool = False) -> np.ndarray:
     """Numpy array (N, F) with the same N as the codes, or an error naming the argument; integer
-    (int64) unless ``integer=False`` (continuous factors, returned as float64)."""
+    (int64) unless ``integer=False`` (continuous factors, returned as float64); with ``varying``
+    no column may be constant (``check_varying``)."""
     arr = to_numpy(factors)
     if arr.ndim == 1:
         arr = arr[:, None]
@@ -58,11 +127,16 @@ def check_factors(metric: str, name: str, factors, num_rows: int, codes_name: st
     if not integer:
         if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
             raise ValueError(f"{metric}: {name} must hold finite numbers, got dtype {arr.dtype}")
-        return arr.astype(np.float64)
-    if not np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.float64)
+    elif not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.equal(np.mod(arr, 1), 0)):
             raise TypeError(f"{metric}: {name} must hold integer factor values, got dtype {arr.dtype}")
+        if arr.size and np.abs(arr).max() >= 2.0 ** 63:  # the cast to int64 would wrap them into one value
+            raise ValueError(f"{metric}: {name} holds integer values up to {np.abs(arr).max():.3g}, beyond int64; "
+                             f"relabel the factor values")
         arr = arr.astype(np.int64)
+    if varying:
+        check_varying(metric, name, arr)
     return arr
 
 

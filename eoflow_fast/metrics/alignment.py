@@ -108,6 +108,10 @@ def align_runs(codes_per_run, matrices_per_run=None, reference: int = 0, signed:
     if matrices_per_run is not None:
         if len(matrices_per_run) != len(codes_per_run):
             raise ValueError(f"align_runs: {len(matrices_per_run)} matrices for {len(codes_per_run)} runs")
+        for r, (codes, matrix) in enumerate(zip(codes_per_run, matrices_per_run)):
+            if np.ndim(matrix) < 1 or np.shape(matrix)[0] != np.shape(codes)[1]:
+                raise ValueError(f"align_runs: matrix {r} has shape {np.shape(matrix)}, expected one row per latent "
+                                 f"of run {r} ({np.shape(codes)[1]})")
         aligned = np.stack([apply_alignment(m, a["permutation"], a["signs"] if signed else None)
                             for m, a in zip(matrices_per_run, alignments)])
         out.update({"aligned": aligned, "mean": aligned.mean(axis=0), "std": aligned.std(axis=0)})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from ._common import sample_intervention_batches
+from ._common import check_finite, check_varying, sample_intervention_batches
 
 BATCH_SIZE = 64
 NUM_TRAIN = 10_000
@@ -36,6 +36,8 @@ def beta_vae(train_features, train_labels, eval_features, eval_labels, random_st
         if feats.ndim != 2 or np.shape(labels) != (feats.shape[0],):
             raise ValueError(f"beta_vae: {name}_features must be (n, d) and {name}_labels (n,), "
                              f"got {feats.shape} and {np.shape(labels)}")
+        check_finite("beta_vae", f"{name}_features", feats)
+    check_varying("beta_vae", "train_labels", np.asarray(train_labels).reshape(-1, 1))
     model = LogisticRegression(random_state=random_state)
     model.fit(train_features, train_labels)
     return {"train_accuracy": float(np.mean(model.predict(train_features) == train_labels)),

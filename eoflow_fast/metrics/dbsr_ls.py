@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import check_codes, represent
+from ._common import check_codes, check_number, represent
 
 ALPHA = 0.1
 MAX_ITER = 5000
@@ -64,6 +64,12 @@ def dbsr_ls(latents, features, lambda_block: float | None = None, lambda_sparse:
     not zero), "lambda_block", "lambda_sparse", "objective", "num_iter", "converged"}.
     Stops when the largest coefficient change is below ``tol`` (1 + max |Theta|).
     """
+    alpha = check_number("dbsr_ls", "alpha", alpha, 0.0, low_open=True)
+    tol = check_number("dbsr_ls", "tol", tol, 0.0, low_open=True)
+    max_iter = check_number("dbsr_ls", "max_iter", max_iter, 1, integer=True)
+    for name, value in (("lambda_block", lambda_block), ("lambda_sparse", lambda_sparse)):
+        if value is not None:
+            check_number("dbsr_ls", name, value, 0.0)
     z = _standardize(check_codes("dbsr_ls", "latents", latents).astype(np.float64))
     x = _standardize(check_codes("dbsr_ls", "features", features).astype(np.float64))
     if x.shape[0] != z.shape[0]:

@@ -119,7 +119,8 @@ def dci(codes_train, factors_train, codes_test, factors_test, random_state=0, n_
     "importance_matrix" (d, F), "variant" ("default" | "quick")} and, when quick, "deviation".
     """
     codes_train = check_codes("dci", "codes_train", codes_train)
-    factors_train = check_factors("dci", "factors_train", factors_train, codes_train.shape[0], "codes_train")
+    factors_train = check_factors("dci", "factors_train", factors_train, codes_train.shape[0], "codes_train",
+                                  varying=True)
     codes_test = check_codes("dci", "codes_test", codes_test)
     factors_test = check_factors("dci", "factors_test", factors_test, codes_test.shape[0], "codes_test")
     if codes_test.shape[1] != codes_train.shape[1]:

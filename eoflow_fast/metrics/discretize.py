@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._common import check_number
+
 NUM_BINS = 20
 
 
@@ -33,13 +35,14 @@ def bin_labels_by_column(codes, num_bins: int = NUM_BINS) -> torch.Tensor:
     This is disentanglement_lib's labelling exactly (``np.digitize`` of each row); the layout and
     the 1-based labels are what ``discrete_mi`` consumes without further copies.
     """
-    if num_bins < 1:
-        raise ValueError(f"histogram_discretize: num_bins must be >= 1, got {num_bins}")
+    num_bins = check_number("histogram_discretize", "num_bins", num_bins, 1, integer=True)
     x = codes if isinstance(codes, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(codes))
     if x.dim() != 2:
         raise ValueError(f"histogram_discretize: codes must have shape (N, d), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.to(torch.float64)
+    elif x.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds every bfloat16 value exactly
+        x = x.float()
     column_min, column_max = (t.cpu().numpy() for t in torch.aminmax(x, dim=0))
     if not (np.all(np.isfinite(column_min)) and np.all(np.isfinite(column_max))):
         raise ValueError("histogram_discretize: codes contain NaN or infinite values")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import check_codes, represent, sample_intervention_batches
+from ._common import check_codes, check_finite, check_number, represent, sample_intervention_batches
 
 BATCH_SIZE = 64
 NUM_TRAIN = 10_000
@@ -43,6 +43,7 @@ def factor_vae(global_codes, train_batches, train_factor_index, eval_batches, ev
     Returns {"train_accuracy", "eval_accuracy", "num_active_dims"}.
     """
     global_codes = check_codes("factor_vae", "global_codes", global_codes)
+    threshold = check_number("factor_vae", "threshold", threshold, 0.0)
     for name, batches, index in (("train_batches", train_batches, train_factor_index),
                                  ("eval_batches", eval_batches, eval_factor_index)):
         if np.ndim(batches) != 3 or np.shape(batches)[2] != global_codes.shape[1]:
@@ -50,6 +51,11 @@ def factor_vae(global_codes, train_batches, train_factor_index, eval_batches, ev
                              f"got {np.shape(batches)}")
         if np.shape(index) != (np.shape(batches)[0],):
             raise ValueError(f"factor_vae: factor index of {name} must have shape ({np.shape(batches)[0]},)")
+        index = np.asarray(index)
+        if index.size and (not np.issubdtype(index.dtype, np.integer) or index.min() < 0 or index.max() >= num_factors):
+            raise ValueError(f"factor_vae: factor index of {name} must hold integers in [0, num_factors = "
+                             f"{num_factors}), got dtype {index.dtype}, range [{index.min()}, {index.max()}]")
+        check_finite("factor_vae", name, batches)
     global_variances = np.var(global_codes, axis=0, ddof=1)
     active_dims = np.sqrt(global_variances) >= threshold
     if not active_dims.any():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._common import check_number
+
 THRESHOLD = 0.1
 
 
@@ -16,5 +18,5 @@ def failure_rate(mig_scores, threshold: float = THRESHOLD) -> dict:
         raise ValueError("failure_rate: mig_scores is empty")
     if not np.all(np.isfinite(scores)):
         raise ValueError("failure_rate: mig_scores contains NaN or infinite values")
-    failed = scores < threshold
+    failed = scores < check_number("failure_rate", "threshold", threshold)
     return {"failure_rate": float(100.0 * failed.mean()), "num_failed": int(failed.sum()), "num_runs": int(scores.size)}

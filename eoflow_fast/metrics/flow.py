@@ -11,6 +11,9 @@ Inputs are torch tensors (any device) or numpy arrays; a batch of Jacobians is (
               rho_ij = cos angle(J_i, J_j)   (diagonal set to 0)
     cross-model MPMI_ij = -1/2 E[ log(1 - cos^2 angle(J^A_i, J^B_j)) ]   (same inputs, two models)
 
+Inputs must be finite (a ValueError names the argument otherwise). A Jacobian column that is zero
+(the decoder ignores latent i at that point) has H_i = -inf there (log 0, the exact value), adds 0 to
+the MTC and has cosine 0, so MPMI 0, with every other column (``unsupervised.log_det_gap``).
 The MTC and the 2x2 MPMI gap are ``unsupervised.log_det_gap`` (one routine for all log-det gaps);
 MPMI uses the closed form on the normalised Gram matrix, one (D, D) matrix per sample.
 Streaming: ``column_sq_norms`` accumulates ||J_i||^2 from column chunks (one JVP per latent
@@ -25,6 +28,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ._common import check_finite
 from .unsupervised import log_det_gap
 
 GAUSSIAN_ENTROPY = 0.5 * (1.0 + math.log(2.0 * math.pi))
@@ -36,6 +40,7 @@ def _tensor(name: str, x, ndim: int) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     if t.dim() != ndim:
         raise ValueError(f"flow metrics: {name} must have {ndim} dims, got shape {tuple(t.shape)}")
+    check_finite("flow metrics", name, t)
     return t.to(torch.float64) if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16) else t
 
 
@@ -84,6 +89,11 @@ def manifold_total_correlation(jacobian=None, *, gram=None) -> dict:
             "explained_entropy": h_i.cpu().numpy(), "total_entropy": float(total)}
 
 
+def _inverse_norm(norm: torch.Tensor) -> torch.Tensor:
+    """1 / norm, and 0 for a zero column: its cosine with any column is 0."""
+    return torch.where(norm > 0, 1.0 / torch.where(norm > 0, norm, 1.0), 0.0)
+
+
 def _mpmi_from_cosines(cos: torch.Tensor) -> torch.Tensor:
     rho_sq = (cos * cos).clamp(max=1.0 - torch.finfo(cos.dtype).eps)
     return -0.5 * torch.log1p(-rho_sq).mean(dim=0)
@@ -94,7 +104,7 @@ def mpmi(jacobian=None, *, gram=None) -> torch.Tensor:
     if (jacobian is None) == (gram is None):
         raise ValueError("mpmi: give exactly one of jacobian and gram")
     g = gram_matrix(jacobian) if jacobian is not None else _tensor("gram", gram, 3)
-    inv_norm = torch.rsqrt(torch.diagonal(g, dim1=-2, dim2=-1))
+    inv_norm = _inverse_norm(torch.diagonal(g, dim1=-2, dim2=-1).sqrt())
     out = _mpmi_from_cosines(g * inv_norm[:, :, None] * inv_norm[:, None, :])
     return out.fill_diagonal_(0.0)
 
@@ -106,8 +116,8 @@ def cross_mpmi(jacobian_a, jacobian_b) -> torch.Tensor:
     if a.shape[:2] != b.shape[:2]:
         raise ValueError(f"cross_mpmi: jacobian_a has shape {tuple(a.shape)}, jacobian_b {tuple(b.shape)}; "
                          "the first two dims (N, D_out) must agree")
-    a = a / a.norm(dim=1, keepdim=True)
-    b = b / b.norm(dim=1, keepdim=True)
+    a = a * _inverse_norm(a.norm(dim=1, keepdim=True))
+    b = b * _inverse_norm(b.norm(dim=1, keepdim=True))
     return _mpmi_from_cosines(a.transpose(1, 2) @ b)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import represent
+from ._common import check_finite, check_number, represent
 
 NUM_STEPS = 11
 SPAN = 3.0
@@ -44,15 +44,21 @@ def fvh_lt(decode_fn, anchors, grid=None, num_steps: int = NUM_STEPS, span: floa
     anchors = np.asarray(anchors, dtype=np.float64)
     if anchors.ndim != 2 or anchors.shape[0] < 1:
         raise ValueError(f"fvh_lt: anchors must have shape (A, d), got {anchors.shape}")
+    if grid is None:
+        span = check_number("fvh_lt", "span", span, 0.0, low_open=True)
+        num_steps = check_number("fvh_lt", "num_steps", num_steps, 2, integer=True)
     grid = np.linspace(-span, span, num_steps) if grid is None else np.asarray(grid, dtype=np.float64).reshape(-1)
     if grid.size < 2:
         raise ValueError(f"fvh_lt: grid needs at least 2 values, got {grid.size}")
+    check_finite("fvh_lt", "anchors", anchors)
+    check_finite("fvh_lt", "grid", grid)
     num_anchors, d = anchors.shape
     rows = []
     for k in range(d):
         codes = np.repeat(anchors[:, None, :], grid.size, axis=1).astype(np.float32)  # (A, T, d)
         codes[:, :, k] = grid[None, :]
         decoded = represent(decode_fn, codes.reshape(-1, d), 1024).reshape(num_anchors, grid.size, -1)
+        check_finite("fvh_lt", f"decode_fn output (latent {k} traversed)", decoded)
         rows.append(decoded.astype(np.float64).var(axis=1).mean(axis=0))
     variance = np.stack(rows)
     totals = variance.sum(axis=0, keepdims=True)

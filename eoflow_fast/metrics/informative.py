@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import check_codes, check_factors
+from ._common import check_codes, check_factors, check_number
 from .alignment import greedy_match
 
 THRESHOLD = 0.1
@@ -35,7 +35,7 @@ def per_dimension_kl(mu, logvar) -> np.ndarray:
 
 def informative_dimensions(kl, threshold: float = THRESHOLD) -> np.ndarray:
     """Boolean mask (d,): KL_k > threshold."""
-    return np.asarray(kl) > threshold
+    return np.asarray(kl) > check_number("informative", "threshold", threshold)
 
 
 def false_discovery_rate(flagged, num_factors: int | None = None, association=None,
@@ -47,6 +47,7 @@ def false_discovery_rate(flagged, num_factors: int | None = None, association=No
     """
     flagged = np.asarray(flagged, dtype=bool)
     num_flagged = int(flagged.sum())
+    min_association = check_number("false_discovery_rate", "min_association", min_association, 0.0, 1.0)
     if association is None:
         if num_factors is None:
             raise ValueError("false_discovery_rate: give num_factors or association")

@@ -36,7 +36,7 @@ def mig(codes, factors, num_bins: int = NUM_BINS, device=None) -> dict:
     ``device`` picks where the MI matrix is computed (default: the codes' device, CPU for numpy).
     """
     n, _ = check_code_shape("mig", "codes", codes)
-    factors = check_factors("mig", "factors", factors, n)
+    factors = check_factors("mig", "factors", factors, n, varying=True)
     mi, entropy = mutual_info_matrix(codes, factors, num_bins, device)
     per_factor = mig_from_mi(mi, entropy)
     return {"mig": float(np.mean(per_factor)), "mig_per_factor": per_factor,

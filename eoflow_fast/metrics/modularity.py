@@ -39,17 +39,21 @@ def modularity_from_mi(mi: np.ndarray) -> float:
     return float(np.mean(score))
 
 
-def _roc_auc(labels: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+def _roc_auc(labels: np.ndarray, proba: np.ndarray, classes: np.ndarray, what: str) -> float:
     one_hot = (labels[:, None] == classes[None, :]).astype(np.int64)
     keep = (one_hot.min(axis=0) == 0) & (one_hot.max(axis=0) == 1)
+    if not keep.any():
+        raise ValueError(f"modularity: {what} has no training class that is present in some rows and absent "
+                         f"in others (values {np.unique(labels)[:8].tolist()}, training classes "
+                         f"{classes[:8].tolist()}): its ROC-AUC is undefined; use more test points")
     return float(roc_auc_score(one_hot[:, keep], proba[:, keep]))
 
 
-def explicitness_per_factor(codes_train, y_train, codes_test, y_test) -> tuple[float, float]:
+def explicitness_per_factor(codes_train, y_train, codes_test, y_test, factor: int = 0) -> tuple[float, float]:
     """(train, test) macro ROC-AUC of a ``LogisticRegression()`` on standardised codes for one factor."""
     clf = LogisticRegression().fit(codes_train, y_train)
-    return (_roc_auc(y_train, clf.predict_proba(codes_train), clf.classes_),
-            _roc_auc(y_test, clf.predict_proba(codes_test), clf.classes_))
+    return (_roc_auc(y_train, clf.predict_proba(codes_train), clf.classes_, f"factors_train column {factor}"),
+            _roc_auc(y_test, clf.predict_proba(codes_test), clf.classes_, f"factors_test column {factor}"))
 
 
 def modularity_explicitness(codes_train, factors_train, codes_test, factors_test, num_bins: int = NUM_BINS) -> dict:
@@ -58,7 +62,8 @@ def modularity_explicitness(codes_train, factors_train, codes_test, factors_test
     Returns {"modularity_score", "explicitness_score_train", "explicitness_score_test", "mi_matrix" (d, F)}.
     """
     codes_train = check_codes("modularity", "codes_train", codes_train)
-    factors_train = check_factors("modularity", "factors_train", factors_train, codes_train.shape[0], "codes_train")
+    factors_train = check_factors("modularity", "factors_train", factors_train, codes_train.shape[0], "codes_train",
+                                  varying=True)
     codes_test = check_codes("modularity", "codes_test", codes_test)
     factors_test = check_factors("modularity", "factors_test", factors_test, codes_test.shape[0], "codes_test")
     mi, _ = mutual_info_matrix(codes_train, factors_train, num_bins)
@@ -66,7 +71,7 @@ def modularity_explicitness(codes_train, factors_train, codes_test, factors_test
     std = codes_train.std(axis=0)
     std = np.where(std == 0, 1.0, std)
     train_norm, test_norm = (codes_train - mean) / std, (codes_test - mean) / std
-    scores = np.array([explicitness_per_factor(train_norm, factors_train[:, j], test_norm, factors_test[:, j])
+    scores = np.array([explicitness_per_factor(train_norm, factors_train[:, j], test_norm, factors_test[:, j], j)
                        for j in range(factors_train.shape[1])])
     return {"modularity_score": modularity_from_mi(mi), "explicitness_score_train": float(scores[:, 0].mean()),
             "explicitness_score_test": float(scores[:, 1].mean()), "mi_matrix": mi}

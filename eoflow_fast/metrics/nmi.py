@@ -36,7 +36,7 @@ def nmi(codes, factors, num_bins: int = NUM_BINS, device=None) -> dict:
     """NMI1, NMI2 (sum and mean over factors), per-factor NMI(c_k, 1..2) and the NMI matrix (d, F)
     of codes (N, d) vs factors (N, F)."""
     n, _ = check_code_shape("nmi", "codes", codes)
-    factors = check_factors("nmi", "factors", factors, n)
+    factors = check_factors("nmi", "factors", factors, n, varying=True)
     mi, entropy = mutual_info_matrix(codes, factors, num_bins, device)
     return nmi_from_mi(mi, entropy)
 

@@ -108,11 +108,12 @@ def write_report(results: dict, out_dir, print_table: bool = False, factor_names
     merged = {}
     if path.is_file():
         try:
-            previous = json.loads(path.read_text())
-            merged = previous if isinstance(previous, dict) else {}
-        except json.JSONDecodeError:
-            backup = path.with_name("metrics.unreadable.json")
-            os.replace(path, backup)  # keep what was there, under a name that says why
+            merged = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            merged = None
+        if not isinstance(merged, dict):  # unreadable, or JSON of another shape: never overwritten unseen
+            os.replace(path, path.with_name("metrics.unreadable.json"))  # kept under a name that says why
+            merged = {}
     merged.update(_jsonable(results))
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(merged, indent=2))

@@ -54,7 +54,8 @@ def sap(codes_train, factors_train, codes_test=None, factors_test=None, continuo
     Returns {"sap": float, "sap_per_factor": (F,), "score_matrix": (d, F)}.
     """
     codes_train = check_codes("sap", "codes_train", codes_train)
-    factors_train = check_factors("sap", "factors_train", factors_train, codes_train.shape[0], "codes_train")
+    factors_train = check_factors("sap", "factors_train", factors_train, codes_train.shape[0], "codes_train",
+                                  integer=not continuous_factors, varying=True)
     if codes_train.shape[1] < 2:
         raise ValueError(f"sap: needs at least 2 latents, got codes_train of shape {codes_train.shape}")
     if not continuous_factors:

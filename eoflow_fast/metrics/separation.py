@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._common import check_finite
+
 
 def _entropy(p: np.ndarray, axis: int) -> np.ndarray:
     return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=axis)
@@ -25,7 +27,11 @@ def _entropy(p: np.ndarray, axis: int) -> np.ndarray:
 
 def combined_association(fvh_variance=None, dbsr_theta=None) -> np.ndarray:
     """Mean of the given association matrices (d, p), each made non-negative and divided by its total."""
-    parts = [np.abs(np.asarray(m, dtype=np.float64)) for m in (fvh_variance, dbsr_theta) if m is not None]
+    given = (("fvh_variance", fvh_variance), ("dbsr_theta", dbsr_theta))
+    named = [(n, np.asarray(m, dtype=np.float64)) for n, m in given if m is not None]
+    for name, m in named:
+        check_finite("combined_association", name, m)
+    parts = [np.abs(m) for _, m in named]
     if not parts:
         raise ValueError("combined_association: give fvh_variance and/or dbsr_theta")
     if any(p.shape != parts[0].shape for p in parts):
@@ -41,6 +47,7 @@ def separation_index(association, informative=None) -> dict:
     association = np.asarray(association, dtype=np.float64)
     if association.ndim != 2:
         raise ValueError(f"separation_index: association must have shape (d, p), got {association.shape}")
+    check_finite("separation_index", "association", association)
     if np.any(association < 0):
         raise ValueError("separation_index: association must be non-negative")
     mask = np.ones(association.shape[0], dtype=bool) if informative is None else np.asarray(informative, dtype=bool)

@@ -9,6 +9,10 @@
   h_d = (4 / (3 B))^(1/5) * std_d (unbiased std). The default h depends on z and gradients flow
   through it as well (the estimate is differentiable in z along every path).
 
+A constant column (variance 0, so a default bandwidth of 0) has entropy -inf by both methods, the
+limit of either estimate as the column collapses (the kde gave NaN, 0/0), with a zero gradient, so
+it poisons neither the other columns nor an optimizer step; a given bandwidth keeps its finite kde.
+
 The math is written once here; ``pair_logsumexp`` selects the pairwise implementation (the
 materializing reference by default, the fused op from ``eoflow_fast.ops``).
 """
@@ -37,9 +41,17 @@ def marginal_entropy(
     pair_logsumexp: Callable = gaussian_pair_logsumexp,
 ) -> torch.Tensor:
     """Returns (D,) entropies of the columns of z (B, D); see the module doc."""
+    # a constant column (every entry equal: its computed variance may be 1e-32, not 0) has the value -inf;
+    # a stand-in variance / bandwidth of 1 keeps its gradient 0
+    constant = (z == z[:1]).all(dim=0)
+    if method == "kde" and bandwidth is not None:  # a given bandwidth: the kde of a constant column is finite
+        constant = torch.zeros_like(constant)
     if method == "gaussian":
-        return 0.5 * torch.log(2.0 * math.pi * math.e * z.var(dim=0))
-    h = silverman_bandwidth(z) if bandwidth is None else torch.as_tensor(bandwidth, dtype=z.dtype, device=z.device)
-    logvar = (2.0 * torch.log(h)).expand_as(z).contiguous()
-    _, log_marginal = pair_logsumexp(z, z, logvar, exclude_self=True)
-    return -(log_marginal - math.log(z.shape[0] - 1)).mean(dim=0)
+        entropy = 0.5 * torch.log(2.0 * math.pi * math.e * torch.where(constant, 1.0, z.var(dim=0)))
+    else:
+        h = (torch.where(constant, 1.0, silverman_bandwidth(z)) if bandwidth is None
+             else torch.as_tensor(bandwidth, dtype=z.dtype, device=z.device))
+        logvar = (2.0 * torch.log(h)).expand_as(z).contiguous()
+        _, log_marginal = pair_logsumexp(z, z, logvar, exclude_self=True)
+        entropy = -(log_marginal - math.log(z.shape[0] - 1)).mean(dim=0)
+    return torch.where(constant, -math.inf, entropy)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 
 _CUDA_DEVICE = re.compile(r"cuda(:\d+)?")
@@ -69,6 +70,20 @@ def device(text: str) -> str:
 
 
 device = _named(device, "device")
+
+
+def out_file(text: str) -> str:
+    """A path a command writes one file to: not an existing folder, in a folder that exists (checked
+    when the flags are parsed, so a bad path costs no work and gives no traceback)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a file path, got the folder {text!r}")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"the folder {folder!r} of {text!r} does not exist")
+    return text
+
+
+out_file = _named(out_file, "file path")
 
 
 def set_default(parser: argparse.ArgumentParser, dest: str, default, help: str) -> None:

@@ -51,13 +51,19 @@ def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """``[(step, path), ...]`` of the finished checkpoints in ``run_dir``, oldest first."""
+    """``[(step, path), ...]`` of the finished checkpoints in ``run_dir``, oldest first. A
+    ``ckpt-*.pt`` that is a symbolic link is a CheckpointError: the engine never writes one, and
+    it would load another file (another run's weights) as this run's."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
     found = []
     for entry in run_dir.iterdir():
         match = _NAME.match(entry.name)
+        if match and entry.is_symlink():
+            raise CheckpointError(f"checkpoint {entry} is a symbolic link to {os.readlink(entry)}; this engine never "
+                                  f"writes links, and loading it would take another file's weights as this run's. "
+                                  f"Replace it by a copy of the file, or remove it")
         if match and entry.is_file():
             found.append((int(match.group(1)), entry))
     return sorted(found)
@@ -118,7 +124,10 @@ def save(run_dir: str | os.PathLike, step: int, payload: dict, keep: int) -> Pat
 
 def _alternatives(path: Path) -> str:
     """' Older checkpoints in this folder: ... (resume from one with ...)' or ''."""
-    older = [p.name for step, p in list_checkpoints(path.parent) if p != path]
+    try:
+        older = [p.name for step, p in list_checkpoints(path.parent) if p != path]
+    except CheckpointError:  # a linked checkpoint beside it: not one to offer
+        return ""
     if not older:
         return ""
     return (f" Other checkpoints in {path.parent}: {', '.join(older[-3:])}; resume from one with "
@@ -152,6 +161,11 @@ def check_payload(path: Path, data: dict) -> None:
                                   f"{type(value).__name__}.{_alternatives(path)}")
     if data["step"] < 0:
         raise CheckpointError(f"checkpoint {path}: step must be >= 0, got {data['step']}")
+    named = _NAME.match(Path(path).name)
+    if named and int(named.group(1)) != data["step"]:
+        raise CheckpointError(f"checkpoint {path} is named for step {int(named.group(1))} but holds step "
+                              f"{data['step']}: it was renamed or copied over, so the run's history would not "
+                              f"match its weights.{_alternatives(Path(path))}")
     for key in DATA_KEYS:
         value = data["data"].get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

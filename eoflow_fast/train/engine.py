@@ -442,6 +442,8 @@ class _Trainer:
         if fresh_again:  # killed after the folder was made, before its first checkpoint
             self.restart_note = f"resume: {self.run_dir} has no checkpoint yet; starting it again from step 0"
         if not resume or fresh_again:
+            if getattr(self.dataset, "fingerprint", None) is not None:  # files on disk (data.data_fingerprint)
+                cfg["data_fingerprint"] = self.dataset.fingerprint
             if not fresh_again:
                 run_folder.check_fresh(self.run_dir, self.overwrite)
             distributed.barrier(env)  # every rank checked before rank 0 writes into the folder
@@ -469,7 +471,9 @@ class _Trainer:
         if unknown:
             raise ValueError(f"branch: {', '.join(unknown)} cannot change in a branch; only {sorted(self.branch_keys)} can")
         saved = {k: v for k, v in ckpt["config"].items() if k != "branches"}
-        self.cfg = resolve_config({**self.cfg, **self.branch, "branches": ckpt["config"].get("branches", [])})
+        recorded = check_data(saved.get("data_fingerprint"), self.dataset, f"resume from {path}")
+        self.cfg = resolve_config({**self.cfg, **self.branch, "branches": ckpt["config"].get("branches", []),
+                                   **({"data_fingerprint": recorded} if recorded is not None else {})})
         _check_resume_config(saved, {k: v for k, v in self.cfg.items() if k != "branches"}, path,
                              allowed=RESUME_MUTABLE | set(self.branch))
         data = ckpt["data"]
@@ -750,6 +754,19 @@ def _check_checkpoint_belongs(config: dict, saved: dict, path: Path, run_dir) ->
             f"another run, so its weights would be evaluated under the wrong settings")
 
 
+def check_data(recorded: str | None, dataset, what: str) -> str | None:
+    """``recorded`` (a run's ``data_fingerprint``) after checking that ``dataset`` still has it; a
+    CheckpointError when the files behind the data changed since training (the run would go on, or
+    be evaluated, on other data than its weights were trained on). Runs without one pass."""
+    current = getattr(dataset, "fingerprint", None)
+    if recorded is not None and current != recorded:
+        raise checkpoint.CheckpointError(
+            f"{what}: the training data changed on disk since the run was trained (data fingerprint "
+            f"{recorded[:12]}... in its config, {current[:12] + '...' if current else 'none'} now); its weights "
+            f"would be trained on or evaluated against other data. Restore the data, or start a new run")
+    return recorded
+
+
 def open_run(run_dir, checkpoint_file=None, device: str = "cpu") -> Run:
     """Rebuild the model of ``run_dir`` through the registry (``config["model"]`` names the family)
     and load the weights of ``checkpoint_file`` (default: the latest checkpoint)."""
@@ -760,6 +777,7 @@ def open_run(run_dir, checkpoint_file=None, device: str = "cpu") -> Run:
     spec = registry.get(config["model"])
     seed_everything(config.get("seed", 0))
     model, train_dataset, eval_dataset = spec.build(config)
+    check_data(config.get("data_fingerprint"), train_dataset, f"run {run_dir}")
     path = Path(checkpoint_file) if checkpoint_file else checkpoint.latest_path(run_dir)
     ckpt = checkpoint.load(path)
     checkpoint.check_payload(path, ckpt)

@@ -50,7 +50,8 @@ def shown_values(record: dict, prefix: str = "", diagnostics: bool = True) -> di
 
 
 def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[dict]:
-    """All complete records of ``RUN_DIR/metrics.jsonl`` (optionally only those of ``kind``)."""
+    """All complete records of ``RUN_DIR/metrics.jsonl`` (optionally only those of ``kind``); a line
+    that is not a JSON object (cut by a kill, or damaged) is not a record."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
@@ -60,9 +61,23 @@ def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[di
             rec = json.loads(line)
         except json.JSONDecodeError:  # a line cut by a kill
             continue
+        if not isinstance(rec, dict):  # before: AttributeError in resume (truncate_after) and plots
+            continue
         if kind is None or rec.get("kind") == kind:
             records.append(rec)
     return records
+
+
+def append_record(path: str | os.PathLike, record: dict, sync: bool = False) -> None:
+    """Append ``record`` as one JSON line to ``path`` (``sync``: fsync before returning). A last line
+    cut short by a crash (no final newline) is ended first, so the new record is never glued to it
+    and lost with it."""
+    with open(path, "ab+") as f:  # appends always go to the end
+        cut = f.seek(0, os.SEEK_END) > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n"
+        f.write((b"\n" if cut else b"") + json.dumps(record).encode() + b"\n")
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 LOSS_CURVE_FILE = "loss_curve.png"

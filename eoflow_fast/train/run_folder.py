@@ -66,7 +66,10 @@ def check_fresh(run_dir: str | os.PathLike, overwrite: bool) -> None:
     entries = sorted(p.name for p in run_dir.iterdir())
     if not entries or overwrite:
         return
-    holds_run = list_checkpoints(run_dir) or any(name in entries for name in ENGINE_FILES)
+    try:
+        holds_run = bool(list_checkpoints(run_dir)) or any(name in entries for name in ENGINE_FILES)
+    except CheckpointError:  # a ckpt-*.pt link: named like a run's file
+        holds_run = True
     shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
     what = "already holds a run" if holds_run else "is not empty"
     hint = f"resume it (--resume {run_dir}), " if holds_run else ""

@@ -112,4 +112,4 @@ def test_errors_name_the_argument():
     with pytest.raises(TypeError, match="factors must hold integer"):
         metrics.mig(np.random.rand(4, 2), np.array([[0.5], [1.0], [0.0], [1.0]]))
     with pytest.raises(ValueError, match="codes_test has 3 latents"):
-        metrics.dci(np.zeros((4, 2)), np.zeros((4, 1), dtype=int), np.zeros((4, 3)), np.zeros((4, 1), dtype=int))
+        metrics.dci(np.zeros((4, 2)), np.array([[0], [1], [0], [1]]), np.zeros((4, 3)), np.zeros((4, 1), dtype=int))

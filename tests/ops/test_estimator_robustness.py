@@ -356,3 +356,22 @@ def test_raw_cpp_backward_short_gradient_with_large_batch_raises():
     kwargs["grad_joint"], kwargs["grad_marginal"] = torch.ones(200_000), torch.ones(200_000, 1)
     with pytest.raises(RuntimeError, match=r"grad_marginal must have shape \(B', D\) = \[200000, 2\]"):
         cpp_ops().gaussian_pair_logsumexp_bwd(*(kwargs[n] for n in BWD_NAMES))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", ["kde", "gaussian"])
+@pytest.mark.parametrize("value", [0.7, 123.456, 0.0])
+def test_constant_column_entropy_is_minus_inf_with_zero_gradient(gen, backend, method, value):
+    """A constant column (its float variance may round to 1e-32, not 0) has entropy -inf, the limit
+    of both estimates (the kde gave NaN: 0/0 of a zero bandwidth), and gradient 0; the other columns
+    are those of the data without it. A given kde bandwidth keeps the column's finite estimate."""
+    z = torch.randn(13, 3, generator=gen, dtype=torch.float64)
+    with_constant = torch.cat([z[:, :1], torch.full((13, 1), value, dtype=torch.float64), z[:, 1:]], 1)
+    leaf = with_constant.clone().requires_grad_()
+    got = ops.marginal_entropy(leaf, method=method, backend=backend)
+    (dz,) = torch.autograd.grad(got.sum(), leaf)
+    assert got[1] == -INF
+    assert_matches(got[[0, 2, 3]], ops.marginal_entropy(z, method=method, backend=backend), 1e-12, backend)
+    assert torch.isfinite(dz).all() and (dz[:, 1] == 0).all()
+    fixed = ops.marginal_entropy(with_constant, bandwidth=0.5, backend=backend)[1]
+    assert fixed == pytest.approx(0.5 * math.log(2 * math.pi * 0.25), rel=1e-12)  # -log N(0; 0, h^2)

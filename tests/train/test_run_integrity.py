@@ -114,10 +114,10 @@ def test_a_checkpoint_of_another_run_is_refused_by_open_run(finished, tmp_path, 
     and evaluate silently; open_run names the differing keys instead (lr alone may differ: a branch)."""
     run = _copy_run(finished[0], tmp_path / "run")
     other = tmp_path / "other"
-    cfg = toy_config(steps=10, ckpt_every=10, **change)
+    cfg = toy_config(steps=20, ckpt_every=20, **change)
     model, data, _ = build(toy.ToyAutoencoder, cfg)
     engine.train(model, data, cfg, other)
-    (run / "ckpt-00000020.pt").write_bytes((other / "ckpt-00000010.pt").read_bytes())
+    (run / "ckpt-00000020.pt").write_bytes((other / "ckpt-00000020.pt").read_bytes())
     key = sorted(k for k in change if k not in engine.BRANCH_MUTABLE and change[k] != toy_config().get(k))[0]
     with pytest.raises(checkpoint.CheckpointError, match=f"was not trained with .*{key}: "):
         engine.open_run(run)
