@@ -38,7 +38,8 @@ def default_core_sizes(D: int) -> list[int]:
 
 class PCA:
     """PCA of flattened data X (N, D): mean (D,), components (D, K) by decreasing eigenvalue,
-    eigenvalues (K,) of the covariance (1/N normalisation), K = min(N, D)."""
+    eigenvalues (K,) of the covariance (1/N normalisation), K = min(N, D); ``rank`` = min(N - 1, D),
+    the most components centred data of N items can determine."""
 
     def __init__(self, X: torch.Tensor):
         X = X.reshape(X.shape[0], -1).double()
@@ -46,6 +47,7 @@ class PCA:
         _, S, Vh = torch.linalg.svd(X - self.mean, full_matrices=False)
         self.components = Vh.T
         self.eigenvalues = S ** 2 / X.shape[0]
+        self.rank = min(X.shape[0] - 1, X.shape[1])
 
     def core_above_noise(self, sigma: float) -> int:
         """Components whose Gaussian entropy 0.5 log(2 pi e lambda_i) exceeds the noise floor
@@ -53,9 +55,12 @@ class PCA:
         return core_above_floor(0.5 * torch.log(2 * math.pi * math.e * self.eigenvalues), sigma)
 
     def truncate(self, x: torch.Tensor, C: int) -> torch.Tensor:
-        """mu + P_C P_C^T (x - mu); x itself when C = D (P P^T = I: exact, not round-off)."""
+        """mu + P_C P_C^T (x - mu); x itself when C = D (P P^T = I: exact, not round-off).
+        Between ``rank`` and D the top C components are not determined by the fitted items: refused."""
         if C >= self.components.shape[0]:
             return x.clone()
+        if C > self.rank:
+            raise ValueError(f"PCA.truncate: C = {C} exceeds the rank {self.rank} of the {self.rank + 1} fitted items")
         flat = x.reshape(x.shape[0], -1).double() - self.mean
         P = self.components[:, :C]
         return ((flat @ P) @ P.T + self.mean).to(x.dtype).reshape(x.shape)
@@ -87,11 +92,14 @@ def _batched(fn, x: torch.Tensor, batch_size: int = 256, model: EOFlow | None = 
 @torch.no_grad()
 def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=None, eval_samples: int = 512,
                    entropy_samples: int = 256, entropy_batch: int = 256, entropy_chunk: int = 64,
-                   pca_samples: int = 4096, plots: bool = True, seed: int = 0) -> dict:
+                   pca_samples: int | None = None, plots: bool = True, seed: int = 0) -> dict:
     """Compute the table above, set ``model.latent_order`` from the exact entropy (one JVP pass
     handles ``entropy_batch`` points x ``entropy_chunk`` dims), write
     ``RUN_DIR/eval.json``, the table as text to ``RUN_DIR/eval.txt`` and ``RUN_DIR/entropy.json``
-    (and the plots), return the report. Nothing is printed: the command that asked prints its summary."""
+    (and the plots), return the report. Nothing is printed: the command that asked prints its summary.
+    PCA is fitted on ``pca_samples`` training items (default: 4096, or one more than the largest
+    C < D); a C above the rank of the items it got reports PSNR PCA None ("n/a"), never a PCA of
+    fewer components under C's name."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
@@ -100,13 +108,18 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
     x_test = _stack(test_set, eval_samples).to(device)
     c_test = _stack_conditions(model, test_set, eval_samples)
     c_test = None if c_test is None else c_test.to(device)
-    x_train = _stack(train_set, pca_samples)
     D = model.dim
     core_sizes = list(core_sizes or default_core_sizes(D))
     outside = [C for C in core_sizes if isinstance(C, bool) or not isinstance(C, numbers.Integral) or not 1 <= C <= D]
     if outside:  # before: left out silently (an empty table, and an IndexError in the plots when none was left)
         raise ValueError(f"evaluate_model: core_sizes must be integers in [1, D = {D}], got {outside}")
-    pca = PCA(x_train)
+    if pca_samples is None:
+        pca_samples = max([4096] + [C + 1 for C in core_sizes if C < D])
+    pca = PCA(_stack(train_set, pca_samples))
+
+    def pca_psnr(x, C):
+        """PSNR of the top-C PCA reconstruction of x against x_test; None above the PCA's rank."""
+        return None if pca.rank < C < D else float(psnr(pca.truncate(x, C).to(device), x_test).mean())
 
     ent = model.explained_entropy(x_test[:entropy_samples], batch_size=entropy_batch, chunk=entropy_chunk,
                                   c=None if c_test is None else c_test[:entropy_samples])
@@ -139,22 +152,25 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
         rec = _batched(lambda xb: model.compress(xb, C), x_test, model=model, c=c_test)
         report["compression"].append({
             "C": C, "ratio": D / C, "psnr_eoflow": float(psnr(rec, x_test).mean()),
-            "psnr_pca": float(psnr(pca.truncate(x_test, C).to(device), x_test).mean())})
+            "psnr_pca": pca_psnr(x_test, C)})
     report["core_rule"] = []
     for sigma in DENOISE_SIGMAS:
         noisy = x_test + sigma * torch.randn_like(x_test)
         base = float(psnr(noisy, x_test).mean())
         psnr_at = {"eoflow": lambda C: float(psnr(_batched(lambda xb: model.denoise(xb, C), noisy, model=model,
                                                            c=c_test), x_test).mean()),
-                   "pca": lambda C: float(psnr(pca.truncate(noisy, C).to(device), x_test).mean())}
+                   "pca": lambda C: pca_psnr(noisy, C)}
         searched = {"eoflow": {}, "pca": {}}
         for C in core_sizes:
             if C == D:
                 continue
             den, den_pca = psnr_at["eoflow"](C), psnr_at["pca"](C)
-            searched["eoflow"][C], searched["pca"][C] = den, den_pca
+            searched["eoflow"][C] = den
+            if den_pca is not None:
+                searched["pca"][C] = den_pca
             report["denoising"].append({"sigma": sigma, "C": C, "psnr_noisy": base, "psnr_eoflow": den,
-                                        "psnr_pca": den_pca, "gain_eoflow": den - base, "gain_pca": den_pca - base})
+                                        "psnr_pca": den_pca, "gain_eoflow": den - base,
+                                        "gain_pca": None if den_pca is None else den_pca - base})
         rule = {"sigma": sigma, "psnr_noisy": base}
         for name, auto in (("eoflow", model.core_above_noise(sigma)), ("pca", pca.core_above_noise(sigma))):
             best = max(searched[name], key=searched[name].get) if searched[name] else auto
@@ -182,7 +198,9 @@ def format_table(report: dict) -> str:
     lines.append("  denoising: sigma     C   PSNR noisy   EOFlow (gain)        PCA (gain)")
     for row in report["denoising"]:
         lines.append(f"             {row['sigma']:5.2f} {row['C']:5d}   {row['psnr_noisy']:7.2f}   "
-                     f"{row['psnr_eoflow']:6.2f} ({row['gain_eoflow']:+5.2f})   {row['psnr_pca']:6.2f} ({row['gain_pca']:+5.2f})")
+                     f"{row['psnr_eoflow']:6.2f} ({row['gain_eoflow']:+5.2f})   "
+                     + ("   n/a (above the PCA rank)" if row["psnr_pca"] is None
+                        else f"{row['psnr_pca']:6.2f} ({row['gain_pca']:+5.2f})"))
     lines.append("  core choice: sigma   EOFlow C_auto (PSNR)  best C (PSNR)   PCA C_auto (PSNR)  best C (PSNR)"
                  "   [C_auto: dims with H_i > 0.5 log(2 pi e sigma^2)]")
     for r in report.get("core_rule", []):
@@ -193,7 +211,9 @@ def format_table(report: dict) -> str:
 
 
 def format_db(value: float, width: int = 7) -> str:
-    """A PSNR for a table: f"{value:width.2f} dB", or "exact" (right-aligned) for +inf."""
+    """A PSNR for a table: f"{value:width.2f} dB", "exact" (right-aligned) for +inf, "n/a" for None."""
+    if value is None:
+        return f"{'n/a':>{width + 3}}"
     return f"{'exact':>{width + 3}}" if value == math.inf else f"{value:{width}.2f} dB"
 
 

@@ -70,3 +70,28 @@ def test_evaluation_table_marks_exact_reconstruction_and_reports_the_rule(tmp_pa
     rule = {r["sigma"]: r for r in report["core_rule"]}
     assert rule[0.05]["C_auto_eoflow"] == 2 and rule[0.2]["C_auto_eoflow"] == 1  # stds 1, 0.2, 0.04, 0.01
     assert rule[0.05]["C_best_eoflow"] in (1, 2)
+
+
+def test_pca_above_its_rank_is_not_reported_under_c(tmp_path):
+    """Fitted on 3 items, PCA determines 2 components: C = 3 has no PCA number ("n/a"), C = 2 has one,
+    C = D is exact; by default the fit takes one item more than the largest C < D."""
+    from eoflow_fast.flows.evaluation import evaluate_model
+
+    flow = SequenceFlow(ActNorm(4)).double()
+    with torch.no_grad():
+        flow.blocks[0].log_scale.copy_(-torch.log(STDS))
+        flow.blocks[0].initialized.fill_(True)
+    model = EOFlow(flow, (4,), flat_input=True, sigma=1e-3, dequantize=False)
+    gen = torch.Generator().manual_seed(2)
+    items = list(torch.randn(64, 4, generator=gen, dtype=torch.float64) * STDS)
+    report = evaluate_model(model, items, items, tmp_path, core_sizes=[2, 3, 4], eval_samples=64,
+                            entropy_samples=64, pca_samples=3, plots=False)
+    pca = {r["C"]: r["psnr_pca"] for r in report["compression"]}
+    assert pca[3] is None and math.isfinite(pca[2]) and pca[4] == math.inf
+    assert all(r["psnr_pca"] is None and r["gain_pca"] is None for r in report["denoising"] if r["C"] == 3)
+    assert "n/a" in (tmp_path / "eval.txt").read_text()
+    with pytest.raises(ValueError, match="exceeds the rank 2"):
+        PCA(torch.stack(items[:3])).truncate(torch.stack(items), 3)
+    full = evaluate_model(model, items, items, tmp_path, core_sizes=[2, 3, 4], eval_samples=64,
+                          entropy_samples=64, plots=False)
+    assert all(r["psnr_pca"] is not None for r in full["compression"])
