@@ -47,10 +47,13 @@ for lam > 0 this is 2x the stored work; for lam = 0 (no P2, no sweep A) it is (F
   rebuilt x misses x by more than tol (P2's end, lam > 0), whose sweep B ends more than tol from x,
   or whose kink margin exceeds ``KINK_MARGIN`` checks every unit at once and recomputes its backward
   with the units found. tol = ``state.tol`` or 1000 * eps(dtype) (float32 1.2e-4, float64 2.2e-13);
-  under autocast ``LOWP_TOL_EPS`` * eps of the autocast dtype, and no kinks are recorded (the lower
-  precision subnets cannot be rebuilt to the stored path's bits). ``state.stats`` records the round
-  trips, the kept units, the primal drift |x' - x|, the adjoint drift |a_0' - a_0| (relative,
-  max-norm), the kink count and margin, and whether the backward was recomputed.
+  when the subnets round to a lower precision (autocast; TF32 convolutions, PyTorch's default for
+  float32 on CUDA) ``LOWP_TOL_EPS`` * that precision's eps, and no kinks are recorded: rebuilt inputs
+  cannot reproduce those roundings, so gradients match the stored path's to that precision only
+  (measured on CPU under bf16 autocast: as close to float32 as the stored path's; README).
+  ``state.stats`` records the round trips, the kept units, the primal drift |x' - x|, the adjoint
+  drift |a_0' - a_0| (relative, max-norm), the kink count and margin, and whether the backward was
+  recomputed.
 
 ``mode="boundaries"`` (no inversion, linear memory): P1 keeps h_{i-1}, P2 keeps v_i and sweep A keeps
   a_{i-1} per unit; sweep B is then one graph per unit. Gradients equal the stored graph's up to
@@ -72,7 +75,8 @@ from .linear import ActNorm
 
 MODES = ("reversible", "boundaries")
 TOL_EPS = 1000.0  # default round-trip tolerance in units of the dtype's machine epsilon
-LOWP_TOL_EPS = 8.0  # under autocast: in units of the autocast dtype's epsilon (bf16: 0.0625)
+LOWP_TOL_EPS = 8.0  # subnets in lower precision: in units of that precision's epsilon (bf16: 0.0625)
+TF32_EPS = 2.0 ** -10  # the rounding of TF32 convolution / matmul inputs
 CHECK_EVERY = 100  # default interval of the scheduled round-trip checks (calls)
 KINK_MARGIN = 0.5  # a restored ReLU input this far from its recomputation (in units of its threshold) rechecks
 
@@ -149,15 +153,30 @@ class ReversibleState:
         self.calls, self.kept_units, self.force_check = 0, set(), False
         self.stats: dict = {}
 
-    def tolerance(self, dtype: torch.dtype, autocast_dtype: torch.dtype | None = None) -> float:
+    def tolerance(self, dtype: torch.dtype, lower_eps: float | None = None) -> float:
+        """``tol``, else TOL_EPS * eps(dtype), or LOWP_TOL_EPS * lower_eps when the subnets round to a
+        lower precision (``_lower_precision_eps``)."""
         if self.tol is not None:
             return self.tol
-        if autocast_dtype is not None:
-            return LOWP_TOL_EPS * torch.finfo(autocast_dtype).eps
+        if lower_eps is not None:
+            return LOWP_TOL_EPS * lower_eps
         return TOL_EPS * torch.finfo(dtype).eps
 
     def check_now(self) -> bool:
         return self.force_check or self.calls % self.check_every == 0
+
+
+def _lower_precision_eps(x: torch.Tensor, autocast: "_Recompute") -> float | None:
+    """The epsilon the subnets round to when it is coarser than x's dtype, else None: the autocast
+    dtype's, or TF32's for float32 on CUDA with TF32 convolutions or matmuls allowed (PyTorch allows
+    them for cuDNN convolutions by default). Rebuilt inputs cannot reproduce such roundings, so the
+    tolerance follows them and no kinks are recorded."""
+    if autocast.enabled:
+        return torch.finfo(autocast.dtype).eps
+    if x.device.type == "cuda" and x.dtype == torch.float32 and (
+            torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32):
+        return TF32_EPS
+    return None
 
 
 class _Recompute:
@@ -525,8 +544,9 @@ class _EncodeReversible(torch.autograd.Function):
         blocks = [op for kind, op in program if kind == "block"]
         ctx.program, ctx.state, ctx.has_tangent = program, state, dz is not None
         ctx.autocast = _Recompute(x.device.type, blocks)
-        tol = ctx.tol = state.tolerance(x.dtype, ctx.autocast.dtype)
-        ctx.kinks = kinks = _Kinks(blocks, None if ctx.autocast.enabled else tol)
+        lower_eps = _lower_precision_eps(x, ctx.autocast)
+        tol = ctx.tol = state.tolerance(x.dtype, lower_eps)
+        ctx.kinks = kinks = _Kinks(blocks, None if lower_eps is not None else tol)
         check = state.check_now()
         state.calls += 1
         with kinks.hooked():
@@ -686,6 +706,7 @@ class _EncodeBoundaries(torch.autograd.Function):
         return (g_h, None, None, *grads.ordered(program))
 
 
+@torch.compiler.disable
 def encode_with_tangent(flow: InvertibleModule, x: torch.Tensor, dz: torch.Tensor | None = None,
                         mode: str = "reversible", state: ReversibleState | None = None):
     """(z (B, D), log_det (B,), u = J_g(z) dz (m*B, D) or None) with block recomputation (module doc).
@@ -693,6 +714,8 @@ def encode_with_tangent(flow: InvertibleModule, x: torch.Tensor, dz: torch.Tenso
     ``x``: the flow's input (B, ...); ``dz``: flat tangents at z, (m*B, D) rows j*B + b at z_b, or None;
     ``mode``: "reversible" (inverses, constant memory) or "boundaries" (kept boundaries, no inversion);
     ``state``: the ``ReversibleState`` kept across calls (a fresh one, checking every unit, if None).
+    Under ``torch.compile`` this call runs eagerly (one graph break): its passes are Python loops with
+    data-dependent control (drift checks, recorded kinks) around per-unit graphs.
     """
     if mode not in MODES:
         raise ValueError(f"encode_with_tangent: mode must be one of {MODES}, got {mode!r}")

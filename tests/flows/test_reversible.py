@@ -181,7 +181,7 @@ def test_unknown_memory_mode_is_refused():
         EOFlow(mlp_flow(4, blocks=1, hidden=4), (4,), flat_input=True, memory="compact")
 
 
-def _glow16(memory, lam, depth, dtype=torch.float32):
+def _glow16(memory, lam, depth):
     """A (3, 16, 16) two-level Glow with ``depth`` couplings, perturbed output layers, no noise."""
     torch.manual_seed(0)
     shape = (3, 16, 16)
@@ -191,7 +191,7 @@ def _glow16(memory, lam, depth, dtype=torch.float32):
         for name, p in model.named_parameters():
             if "subnet" in name and ".4." in name:  # the zero-initialised last layers
                 p.add_(0.05 * torch.randn_like(p))
-    return model.to(dtype), shape
+    return model, shape
 
 
 def _plant_kinks(model, x):
@@ -209,23 +209,27 @@ def _plant_kinks(model, x):
             net[0].bias -= seen[0][0, :, seen[0].shape[2] // 2, seen[0].shape[3] // 2]
 
 
-@pytest.mark.parametrize("memory,depth,lam", [("reversible", 16, 0.0), ("reversible", 16, 1.0),
-                                              ("reversible", 64, 1.0), ("boundaries", 16, 1.0)])
-def test_deep_float32_gradients_equal_stored_at_relu_kinks(memory, depth, lam):
+@pytest.mark.parametrize("memory,depth,lam,device", [
+    ("reversible", 16, 0.0, "cpu"), ("reversible", 16, 1.0, "cpu"), ("reversible", 64, 1.0, "cpu"),
+    ("boundaries", 16, 1.0, "cpu"), pytest.param("reversible", 16, 1.0, "cuda", marks=pytest.mark.cuda)])
+def test_deep_float32_gradients_equal_stored_at_relu_kinks(memory, depth, lam, device):
     """float32, up to 64 couplings, with ReLU inputs planted at the rounding level: gradients equal the
     stored path's to rtol 1e-4 (relative to each parameter's largest gradient). Rebuilding inputs by
-    inversion without restoring the recorded kinks gives 5e-2 to 2e-1 here (measured)."""
+    inversion without restoring the recorded kinks gives 5e-2 to 2e-1 here (measured). On CUDA with
+    TF32 convolutions off (with TF32 on, see the next test)."""
     results = []
-    for mode in ("stored", memory):
-        model, shape = _glow16(mode, lam, depth)
-        torch.manual_seed(1)
-        x = torch.rand(8, *shape)
-        model.loss_terms(x[:2], 0)  # ActNorm init
-        _plant_kinks(model, x)
-        results.append(_step(model, x))
-        if mode == "reversible":
-            stats = model.reversible_state.stats
-            assert stats["kink_records"] > 0 and stats["kink_margin"] < KINK_MARGIN and not stats["recomputed"]
+    with torch.backends.cudnn.flags(allow_tf32=False):
+        for mode in ("stored", memory):
+            model, shape = _glow16(mode, lam, depth)
+            model = model.to(device)
+            torch.manual_seed(1)
+            x = torch.rand(8, *shape).to(device)
+            model.loss_terms(x[:2], 0)  # ActNorm init
+            _plant_kinks(model, x)
+            results.append(_step(model, x))
+            if mode == "reversible":
+                stats = model.reversible_state.stats
+                assert stats["kink_records"] > 0 and stats["kink_margin"] < KINK_MARGIN and not stats["recomputed"]
     (a, ga), (b, gb) = results
     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
     for name in ga:
@@ -234,29 +238,36 @@ def test_deep_float32_gradients_equal_stored_at_relu_kinks(memory, depth, lam):
 
 
 @pytest.mark.parametrize("lam", [0.0, 1.0])
-def test_bf16_autocast_gradients_as_close_as_stored(lam):
-    """Under bf16 autocast (CPU) the recomputing modes are no farther from the float32 gradient than the
-    stored path under autocast is (median over parameters of the relative max-norm error, 1.5x slack)."""
-    def grads(memory, autocast):
+@pytest.mark.parametrize("device,precision", [
+    ("cpu", "bf16"), pytest.param("cuda", "bf16", marks=pytest.mark.cuda),
+    pytest.param("cuda", "tf32", marks=pytest.mark.cuda)])
+def test_lower_precision_gradients_as_close_as_stored(device, precision, lam):
+    """Subnets in a lower precision (bf16 autocast; TF32 convolutions, PyTorch's CUDA default): the
+    recomputing modes are no farther from the float32 CPU gradient than the stored path on the same
+    device and precision (median over parameters of the relative max-norm error, 2x slack; measured
+    on the CPU under bf16: stored 1.4e-2, reversible 1.5e-2 at lam 0)."""
+    def grads(memory, device, precision):
         model, shape = _glow16(memory, lam, 8)
         torch.manual_seed(1)
         x = torch.rand(8, *shape)
-        model.loss_terms(x[:2], 0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        model.loss_terms(x[:2], 0)  # ActNorm init on the CPU, the same for every run
+        model, x = model.to(device), x.to(device)
+        with torch.backends.cudnn.flags(allow_tf32=precision == "tf32"), \
+                torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
             torch.manual_seed(7)
             loss = model.loss_terms(x, 0)["objective"]
-        model.zero_grad()
-        loss.backward()
-        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+            model.zero_grad()
+            loss.backward()
+        return {n: p.grad.cpu() for n, p in model.named_parameters() if p.grad is not None}
 
     def median_error(g, ref):
         errors = sorted(float((g[n] - ref[n]).abs().max() / ref[n].abs().max()) for n in ref)
         return errors[len(errors) // 2]
-    exact = grads("stored", False)
-    stored = median_error(grads("stored", True), exact)
-    assert 1e-3 < stored < 0.1  # bf16 subnets: visibly off float32, not broken
+    exact = grads("stored", "cpu", "float32")
+    stored = median_error(grads("stored", device, precision), exact)
+    assert stored < 0.1  # lower precision subnets: off float32 but not broken
     for memory in ("reversible", "boundaries"):
-        assert median_error(grads(memory, True), exact) < 1.5 * stored
+        assert median_error(grads(memory, device, precision), exact) < 2 * stored + 1e-5
 
 
 @pytest.mark.parametrize("make,shape", [(lambda: conv_subnet(3, 6, 8), (2, 3, 5, 5)),
@@ -274,3 +285,24 @@ def test_tangent_transpose_is_the_vjp_of_the_tangent(make, shape):
     strided = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU())
     assert layer_tangents.tangent_transpose(strided, a, acts) is None
     assert not layer_tangents.has_transpose_rules(strided)
+
+
+@pytest.mark.parametrize("memory", ["reversible", "boundaries"])
+def test_torch_compile_gives_the_eager_gradients(memory):
+    """Under torch.compile the recomputing encode runs eagerly (``torch.compiler.disable``) inside the
+    compiled loss; objective and gradients equal eager mode's (backend "eager": Dynamo's tracing only,
+    inductor measured separately in the README)."""
+    model, shape = _model("glow", memory, 1.0, torch.float64)
+    torch.manual_seed(1)
+    x = torch.rand(6, *shape, dtype=torch.float64)
+    _step(model, x[:2])
+    a, ga = _step(model, x)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda v: model.loss_terms(v, 0)["objective"], backend="eager")
+    torch.manual_seed(7)
+    b = compiled(x)
+    model.zero_grad()
+    b.backward()
+    torch.testing.assert_close(b.detach(), a, rtol=1e-12, atol=1e-12)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ga[name], rtol=1e-10, atol=1e-12, msg=name)
