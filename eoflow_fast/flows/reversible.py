@@ -142,14 +142,16 @@ def _relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:
 class ReversibleState:
     """What ``mode="reversible"`` keeps between calls: the round-trip tolerance (None: TOL_EPS * eps of
     x's dtype), how often every unit's round trip is checked (``check_every``: every that many calls,
-    the first included), the units kept at the last check, and ``stats`` of the last call (module doc)."""
+    the first included), whether ReLU kinks are recorded and restored (``restore_kinks``; off, float32
+    gradients drift by flipped masks: the benchmark's comparison), the units kept at the last check,
+    and ``stats`` of the last call (module doc)."""
 
-    def __init__(self, tol: float | None = None, check_every: int = CHECK_EVERY):
+    def __init__(self, tol: float | None = None, check_every: int = CHECK_EVERY, restore_kinks: bool = True):
         if tol is not None and not tol > 0:
             raise ValueError(f"ReversibleState: tol must be > 0 or None, got {tol}")
         if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
             raise ValueError(f"ReversibleState: check_every must be an int >= 1, got {check_every!r}")
-        self.tol, self.check_every = tol, check_every
+        self.tol, self.check_every, self.restore_kinks = tol, check_every, restore_kinks
         self.calls, self.kept_units, self.force_check = 0, set(), False
         self.stats: dict = {}
 
@@ -273,7 +275,7 @@ class _Kinks:
             self.records.setdefault(self.unit, {})[module] = (idx, flat[idx], flat.numel(), threshold)
             return None
         record = self.records.get(self.unit, {}).get(module)
-        if record is None or not record[0].numel():
+        if record is None or not record[0].numel() or pre.numel() % record[2]:
             return None
         idx, values, n, threshold = record
         if pre.numel() != n:  # m tangent rows per point: the rows are the batch tiled m times
@@ -546,7 +548,7 @@ class _EncodeReversible(torch.autograd.Function):
         ctx.autocast = _Recompute(x.device.type, blocks)
         lower_eps = _lower_precision_eps(x, ctx.autocast)
         tol = ctx.tol = state.tolerance(x.dtype, lower_eps)
-        ctx.kinks = kinks = _Kinks(blocks, None if lower_eps is not None else tol)
+        ctx.kinks = kinks = _Kinks(blocks, tol if lower_eps is None and state.restore_kinks else None)
         check = state.check_now()
         state.calls += 1
         with kinks.hooked():
