@@ -41,9 +41,13 @@ for lam > 0 this is 2x the stored work; for lam = 0 (no P2, no sweep A) it is (F
   unit (P2, sweep B) gets them restored (``_RestoreValues``: values replaced, gradient passed), so
   every mask equals the forward's. The records are sparse (float32: ~1e-3 of the hidden units);
   ``stats["kink_margin"]`` is the largest |restored - recomputed| / (tol * max|pre|) seen in sweep B.
-  Drift checks: every unit's round trip e_i = max|f_i^{-1}(f_i(h)) - h| / max|h| is measured in P1
-  on the first call and every ``state.check_every``-th; a unit with e_i > tol keeps its input h_{i-1}
-  (and sweep A its a_{i-1}), so neither chain is inverted through it. Between checks, a call whose
+  Drift checks (``_anchors``), on the first call and every ``state.check_every``-th: P1 holds every
+  unit's input, then walks down from z by the inverses as the backward does and compares each rebuilt
+  input with the forward's, e_i = max|rebuilt - h_{i-1}| / max|h_{i-1}|; where e_i > tol the unit
+  keeps its input h_{i-1} (and sweep A its a_{i-1}) and the walk restarts from it, so no rebuilt input
+  is off by more than tol. A per-unit round trip |f_i^{-1}(f_i(h)) - h| does not bound this: at 64
+  couplings (3x32x32 Glow, float32) every round trip was within tol while the chain of inverses
+  amplified them to a drift of 6e22 (measured). Between checks, a call whose
   rebuilt x misses x by more than tol (P2's end, lam > 0), whose sweep B ends more than tol from x,
   or whose kink margin exceeds ``KINK_MARGIN`` checks every unit at once and recomputes its backward
   with the units found. tol = ``state.tol`` or 1000 * eps(dtype) (float32 1.2e-4, float64 2.2e-13);
@@ -51,7 +55,8 @@ for lam > 0 this is 2x the stored work; for lam = 0 (no P2, no sweep A) it is (F
   float32 on CUDA) ``LOWP_TOL_EPS`` * that precision's eps, and no kinks are recorded: rebuilt inputs
   cannot reproduce those roundings, so gradients match the stored path's to that precision only
   (measured on CPU under bf16 autocast: as close to float32 as the stored path's; README).
-  ``state.stats`` records the round trips, the kept units, the primal drift |x' - x|, the adjoint
+  A check step holds every unit's input (the memory of ``boundaries``) for its duration.
+  ``state.stats`` records the rebuild errors e_i (check calls), the kept units, the primal drift |x' - x|, the adjoint
   drift |a_0' - a_0| (relative, max-norm), the kink count and margin, and whether the backward was
   recomputed.
 
@@ -406,27 +411,51 @@ def _sweep_a(program, units, x, a, keep, boundaries=None):
 
 
 # ---------------------------------------------------------------- reversible mode
-def _primal(program, x, check: bool, tol: float, kept_units: set, kinks: _Kinks | None):
-    """P1: h_0 = x -> h_L without a graph, recording the ReLU kinks when ``kinks`` is given. On a
-    check every unit's round trip e_i is measured and the inputs of units with e_i > tol are kept;
-    otherwise the inputs of ``kept_units`` are kept."""
-    h, pieces, log_det, kept, trips, i = x, [], x.new_zeros(x.shape[0]), {}, [], 0
+def _primal(program, x, check: bool, tol: float, kept_units: set, kinks: _Kinks | None, record: bool = True):
+    """P1: h_0 = x -> h_L without a graph, recording the ReLU kinks when ``record``. On a check the
+    units to keep are chosen by ``_anchors`` (which holds every unit's input meanwhile); otherwise the
+    inputs of ``kept_units`` are kept. Returns (h_L, factored pieces, log_det, kept {i: h_{i-1}},
+    the rebuild error per unit (check) or [])."""
+    h, pieces, log_det, kept, inputs, i = x, [], x.new_zeros(x.shape[0]), {}, [], 0
     for kind, op in _labelled(program, "reversible.primal"):
         if kind == "factor":
             h, piece = h.split([op, h.shape[1] - op], dim=1)
             pieces.append(piece)
             continue
-        with kinks.at("record", i) if kinks is not None else _nothing():
+        with kinks.at("record", i) if kinks is not None and record else _nothing():
             out, ld = op(h)
         if check:
-            with torch.profiler.record_function("reversible.roundtrip"):
-                trips.append(_relative_error(op(out, rev=True)[0], h))
-            if trips[-1] > tol:
-                kept[i] = h
+            inputs.append(h)
         elif i in kept_units:
             kept[i] = h
         h, log_det, i = out, log_det + ld, i + 1
-    return h, pieces, log_det, kept, trips
+    if not check:
+        return h, pieces, log_det, kept, []
+    with torch.profiler.record_function("reversible.check"):
+        kept, errors = _anchors(program, h, pieces, inputs, tol, kinks)
+    return h, pieces, log_det, kept, errors
+
+
+def _anchors(program, h, pieces, inputs, tol: float, kinks: _Kinks | None):
+    """The units whose input cannot be rebuilt within tol: walking down from z by the inverses as the
+    backward does, unit i's rebuilt input is compared with the forward's, e_i = max|rebuilt - h_{i-1}|
+    / max|h_{i-1}|; where e_i > tol the input is kept and the walk restarts from it. So every rebuilt
+    input is within tol of the forward's, however the errors of many individually accurate inverses
+    add up. Returns ({i: h_{i-1}}, [e_i])."""
+    pieces, kept, errors = list(pieces), {}, [0.0] * len(inputs)
+    i = len(inputs)
+    for kind, op in program[::-1]:
+        if kind == "factor":
+            h = torch.cat([h, pieces.pop()], 1)
+            continue
+        i -= 1
+        with kinks.at("restore", i) if kinks is not None else _nothing():
+            rebuilt = op(h, rev=True)[0]
+        errors[i] = _relative_error(rebuilt, inputs[i])
+        h = rebuilt
+        if errors[i] > tol:
+            kept[i] = h = inputs[i]
+    return kept, errors
 
 
 def _tangent_from_z(program, h, pieces, dz, kept, kinks: _Kinks):
@@ -552,14 +581,14 @@ class _EncodeReversible(torch.autograd.Function):
         check = state.check_now()
         state.calls += 1
         with kinks.hooked():
-            h, pieces, log_det, kept, trips = _primal(program, x, check, tol, state.kept_units, kinks)
+            h, pieces, log_det, kept, errors = _primal(program, x, check, tol, state.kept_units, kinks)
             stats = {}
             if dz is not None:
                 x_rec, u = _tangent_from_z(program, h, pieces, dz, kept, kinks)
                 drift = _relative_error(x_rec, x)
                 if drift > tol and not check:  # a unit drifted since the last check: check every unit now
                     check = True
-                    h, pieces, log_det, kept, trips = _primal(program, x, True, tol, set(), kinks)
+                    h, pieces, log_det, kept, errors = _primal(program, x, True, tol, set(), kinks)
                     x_rec, u = _tangent_from_z(program, h, pieces, dz, kept, kinks)
                     drift = _relative_error(x_rec, x)
                 stats["primal_drift"] = drift
@@ -567,7 +596,7 @@ class _EncodeReversible(torch.autograd.Function):
                 u = x.new_empty(0)
         if check:
             state.kept_units = set(kept)
-            stats["roundtrip"] = trips
+            stats["rebuild_error"] = errors
         state.force_check = False
         state.stats = {**stats, "checked": check, "kept_units": sorted(kept), "tol": tol,
                        "kink_records": kinks.count()}
@@ -587,11 +616,11 @@ class _EncodeReversible(torch.autograd.Function):
         grads, drifts = _reversible_backward(ctx, x, z, dz, kept, g_z, g_log_det, g_u)
         stats.update(drifts, recomputed=False)
         if not ctx.checked and (drifts["primal_drift_backward"] > ctx.tol or drifts["kink_margin"] > KINK_MARGIN):
-            with torch.no_grad(), ctx.autocast():  # a unit drifted since the last check: check every unit
-                *_, kept, trips = _primal(ctx.program, x, True, ctx.tol, set(), None)
+            with torch.no_grad(), ctx.autocast(), ctx.kinks.hooked():  # drifted since the last check: check
+                *_, kept, errors = _primal(ctx.program, x, True, ctx.tol, set(), ctx.kinks, record=False)
             ctx.state.kept_units = set(kept)
             grads, drifts = _reversible_backward(ctx, x, z, dz, kept, g_z, g_log_det, g_u)
-            stats.update(drifts, recomputed=True, roundtrip=trips, kept_units=sorted(kept))
+            stats.update(drifts, recomputed=True, rebuild_error=errors, kept_units=sorted(kept))
         return (*grads[:1], None, None, None, *grads[1:])
 
 
