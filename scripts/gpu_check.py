@@ -188,6 +188,8 @@ def plan(out: Path, dry: bool) -> list[Stage]:
     install.collect = lambda _d: _facts_result(out / "env.json")
     stages.append(install)
 
+    # the cuda-marked tests include memory="reversible" / "boundaries" on CUDA (bf16 autocast, TF32, and
+    # float32 with restored ReLU kinks: tests/flows/test_reversible.py, a few seconds of GPU time)
     xml = out / "pytest_cuda.xml"
     pytest_cmd = [PY, "-m", "pytest", "-m", "cuda", "-rA", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
                   str(REPO / ("tests/ops" if dry else "tests"))]

@@ -43,9 +43,9 @@ class Subnet(nn.Sequential):
             return h, None
         B = h.shape[0]
         for layer in self:
-            if isinstance(layer, nn.ReLU):
-                mask = h > 0
-                h, dh = h * mask, dh * mask
+            if isinstance(layer, nn.ReLU):  # the module is called, so its forward hooks see h
+                h = layer(h)
+                dh = dh * (h > 0)
             elif isinstance(layer, (nn.Linear, nn.Conv2d)):
                 stacked = torch.cat([h, dh])
                 out = (F.linear(stacked, layer.weight) if isinstance(layer, nn.Linear)

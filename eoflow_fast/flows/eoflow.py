@@ -92,15 +92,16 @@ class EOFlow(nn.Module):
     sklearn digits); uniform dequantisation noise (u - 1/2)/quant_bins is added when ``dequantize``.
     ``memory``: how a training step keeps what its backward needs (``flows.reversible``): "stored"
     (autograd keeps every block's activations), "reversible" (block inputs rebuilt by the exact
-    inverse, near-constant memory; ``reversible_tol`` / ``reversible_check_every`` set the per-unit
-    round-trip fallback, ``reversible_state.stats`` has the last step's drift) or "boundaries"
+    inverse, near-constant memory; ``reversible_tol`` / ``reversible_check_every`` (None: every
+    ``flows.reversible.CHECK_EVERY`` steps) set the per-unit round-trip fallback,
+    ``reversible_state.stats`` has the last step's drift) or "boundaries"
     (block boundaries kept, no inversion).
     """
 
     def __init__(self, flow: InvertibleModule, input_shape, *, flat_input: bool, lam: float = 1.0,
                  sigma: float = 0.05, quant_bins: int = 256, dequantize: bool = True,
                  entropy_momentum: float = 0.9, memory: str = "stored", reversible_tol: float | None = None,
-                 reversible_check_every: int = 1):
+                 reversible_check_every: int | None = None):
         super().__init__()
         if memory not in MEMORY_MODES:
             raise ValueError(f"EOFlow: memory must be one of {MEMORY_MODES}, got {memory!r}")
@@ -108,7 +109,8 @@ class EOFlow(nn.Module):
         self.reversible_state = None
         if memory == "reversible":
             from .reversible import ReversibleState
-            self.reversible_state = ReversibleState(reversible_tol, reversible_check_every)
+            self.reversible_state = ReversibleState(reversible_tol, *(() if reversible_check_every is None
+                                                                     else (reversible_check_every,)))
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"EOFlow: lam must be in [0, 1], got {lam}")
         if not (math.isfinite(sigma) and sigma >= 0):

@@ -7,6 +7,10 @@ For a chain of layers h_{l+1} = layer_l(h_l), the JVP is dh_{l+1} = J_l dh_l wit
 - Identity / Flatten: the layer itself.
 Only the activations' outputs are kept by ``forward_cached`` (autograd keeps them anyway);
 dh may stack m tangents per point when the kept outputs are tiled to its rows.
+
+``tangent_transpose`` applies J^T (the VJP of the tangent map, no forward pass): Linear -> a W,
+stride-1 convolution -> the transposed convolution, ReLU / LeakyReLU -> the same mask, Identity ->
+itself, layers in reverse order.
 """
 from __future__ import annotations
 
@@ -49,6 +53,35 @@ def forward_cached(layers, h: torch.Tensor) -> tuple[torch.Tensor, list[torch.Te
         if rule is not None and rule[0]:
             acts.append(h)
     return h, acts
+
+
+def _transpose_rule(layer: nn.Module) -> Callable | None:
+    """rule(a, out) -> J^T a for a layer whose tangent map is J, else None."""
+    if isinstance(layer, nn.Linear):
+        return lambda a, _: a @ layer.weight
+    conv = {nn.Conv1d: F.conv_transpose1d, nn.Conv2d: F.conv_transpose2d, nn.Conv3d: F.conv_transpose3d}.get(type(layer))
+    if conv is not None and layer.padding_mode == "zeros" and all(s == 1 for s in layer.stride) \
+            and not isinstance(layer.padding, str):
+        return lambda a, _: conv(a, layer.weight, None, 1, layer.padding, 0, layer.groups, layer.dilation)
+    if isinstance(layer, (nn.ReLU, nn.LeakyReLU, nn.Identity)):
+        return layer_tangent(layer)[1]
+    return None
+
+
+def has_transpose_rules(layers) -> bool:
+    return isinstance(layers, nn.Sequential) and all(_transpose_rule(layer) is not None for layer in layers)
+
+
+def tangent_transpose(layers, a: torch.Tensor, acts: list[torch.Tensor]) -> torch.Tensor | None:
+    """J^T a for the tangent map J of ``tangent(layers, ., acts)``: a has the subnet output's shape,
+    the result its input's. None when a layer has no transpose rule (strided convolutions, Flatten)."""
+    rules = [_transpose_rule(layer) for layer in layers]
+    if any(r is None for r in rules):
+        return None
+    outs = iter(reversed(acts))
+    for layer, rule in zip(reversed(list(layers)), reversed(rules)):
+        a = rule(a, next(outs) if layer_tangent(layer)[0] else None)
+    return a
 
 
 def tangent(layers, dh: torch.Tensor, acts: list[torch.Tensor], owner: str = "Subnet") -> torch.Tensor:
