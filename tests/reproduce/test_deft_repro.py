@@ -1,11 +1,12 @@
-"""The DEFT reproduction scripts (IFP per factor, triangle toy, IFP settling): their summaries on
-planted inputs, and each script end to end at its toy budget (a few CLI steps)."""
+"""The DEFT reproduction scripts (IFP per factor, IFP settling, stage 4): their summaries on planted
+inputs, and each script end to end at its toy budget (a few CLI steps). The triangle toy has
+test_triangle_toy.py."""
 import json
 import math
 
 import numpy as np
 
-from reproduce import ifp_factors, ifp_speed, triangle_toy
+from reproduce import ifp_factors, ifp_speed
 
 SEPARATED = {"shape": [50.0, 60.0, 55.0, 58.0], "scale": [100.0, 110.0, 120.0, 105.0],
              "orientation": [5.0, 6.0, 7.0, None], "posX": [150.0, 160.0, 170.0, 165.0],
@@ -29,17 +30,6 @@ def test_ifp_factors_summary_counts_regions_and_splits():
     assert [r["verdict"] for r in ifp_factors.rows_for(m, ifp_factors.BUDGETS["cpu"], "cmd")] == ["partly", "partly"]
 
 
-def test_triangle_own_orientation_latent():
-    own = np.array([[0.8, 0.1, 0.3], [0.1, 0.9, 0.3], [0.1, 0.1, 0.6], [0.0, 0.0, 0.0]])
-    assert triangle_toy.own_orientation_latent(own) == 2
-    mixed = own.copy()
-    mixed[2] = [0.5, 0.1, 0.4]  # z2 carries more posX than orientation
-    assert triangle_toy.own_orientation_latent(mixed) is None
-    weak = own.copy()
-    weak[2] = [0.01, 0.01, 0.05]  # below the 0.1 threshold
-    assert triangle_toy.own_orientation_latent(weak) is None
-
-
 def test_plateau_settling_on_planted_curve():
     # 2 plateaus of 100 steps, I measured every 10 steps: the first settles (flat end), the second
     # still rises by 0.5 nats over its second half
@@ -60,17 +50,6 @@ def test_ifp_factors_toy_budget_end_to_end(tmp_path):
     assert set(payload["details"]["ifp"]) == {"posX", "orientation"}
     assert all(len(v) == 2 for v in payload["details"]["ifp"].values())
     assert (tmp_path / "toy" / "repro_ifp_factors_toy.png").stat().st_size > 1000
-
-
-def test_triangle_toy_budget_end_to_end(tmp_path):
-    triangle_toy.main(["--budget", "toy", "--run-root", str(tmp_path)])
-    payload = json.loads((tmp_path / "toy" / "repro_triangle_toy.json").read_text())
-    (r,) = payload["rows"]
-    assert r["verdict"] in ("reproduced", "partly", "not reproduced")
-    assert ("DEFT 0/1 runs" in r["ours"]) or ("DEFT 1/1 runs" in r["ours"])
-    for method in ("betatcvae", "deft"):
-        m = np.asarray(payload["details"]["nmi_matrices"][method]["0"])
-        assert m.shape == (4, 3) and np.all((m >= 0) & (m <= 1 + 1e-6))
 
 
 def test_deft_stage4_merge_rule_and_budget_breakdown():
