@@ -11,10 +11,10 @@ from eoflow_fast.vae.linear_gaussian import equal_block_kl
 from reproduce import bfvae_fa, rows
 
 
-def planted_result(kl, corr, beta=2.0):
+def planted_result(kl, corr, beta=2.0, r2=0.99):
     kl = np.asarray(kl)
     flagged = np.flatnonzero(kl > 0.1).tolist()
-    return {"kl_per_dim": kl.tolist(), "informative_dims": flagged, "beta": beta,
+    return {"kl_per_dim": kl.tolist(), "informative_dims": flagged, "beta": beta, "factor_r2": [r2] * len(corr[0]),
             "fdr": max(0, len(flagged) - 2) / max(len(flagged), 1), "abs_corr": np.asarray(corr).tolist()}
 
 
@@ -27,9 +27,23 @@ def test_summary_counts_matched_discoveries_and_alignment():
     assert s["all_found"] and s["max_fdr"] == 0 and s["max_fdr_matched"] == 0 and s["gap_testable"]
     assert s["min_informative_kl"]["median"] == 2.0 and s["max_other_kl"]["median"] == 0.002
     assert s["alignment"]["median"] == pytest.approx((0.99 + 0.98) / 2) and s["kept_minus_false"]["median"] == 2
+    assert bfvae_fa.mixing(s) == ""
     m = bfvae_fa.summarise([mixed], planted=2)  # both latents load on factor 0: one is a false discovery
     assert m["max_fdr"] == 0 and m["max_fdr_matched"] == 0.5 and not m["all_found"]
     assert m["alignment"]["median"] == pytest.approx(0.7 / 2) and m["kept_minus_false"]["median"] == 0
+    assert "mix factors" in bfvae_fa.mixing(m) and "as low as 0.65" in bfvae_fa.mixing(m)
+    lost = [planted_result([2.0, 0.001, 2.5, 0.002], [[0.7, 0.6], [0.1, 0.1], [0.65, 0.3], [0.0, 0.0]], r2=0.4)]
+    assert bfvae_fa.mixing(bfvae_fa.summarise(lost, planted=2)) == ""  # a factor is not encoded: not mixing
+
+
+def test_factor_r2_is_one_for_an_encoded_factor_and_zero_for_an_unencoded_one():
+    rng = np.random.default_rng(0)
+    mu = rng.standard_normal((500, 3))
+    design = np.c_[mu, np.ones(500)]
+    noise = rng.standard_normal(500)
+    orthogonal = noise - design @ np.linalg.lstsq(design, noise, rcond=None)[0]
+    f = np.c_[2 * mu[:, 0] - mu[:, 1] + 3, orthogonal]
+    np.testing.assert_allclose(bfvae_fa.factor_r2(mu, f), [1.0, 0.0], atol=1e-10)
 
 
 def test_summary_reports_ranges_and_the_linear_gaussian_optimum():
