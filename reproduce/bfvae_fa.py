@@ -84,9 +84,12 @@ def planted(data: str) -> int:
 
 
 def latent_dim(data: str) -> int:
-    """D = max(10, 2 q) [INFERRED]: the CLI default where it leaves room, and at least q latents that
-    can stay off, so the FDR and the KL gap can fail."""
-    return max(10, 2 * planted(data))
+    """D = max(10, 2 q) [INFERRED], the CLI default (vae.family.default_latent_dim): at least q
+    latents that can stay off, so the FDR and the KL gap can fail; passed explicitly so the runs keep
+    their D if the default moves."""
+    from eoflow_fast.vae.family import default_latent_dim
+
+    return default_latent_dim(data)
 
 
 def train_and_eval(data: str, seed: int, run_dir: Path, steps: int, extra: list[str], ablation: str | None = None) -> dict:

@@ -85,3 +85,15 @@ def test_representation_and_decode_functions():
     assert codes.shape == (300, 2)
     torch.testing.assert_close(torch.as_tensor(codes), model.encode(torch.as_tensor(obs))[0].detach())
     assert F.decode_fn(model)(codes).shape == (300, 5)
+
+
+@pytest.mark.parametrize("data, expected", [("fa100", 20), ("fa24", 10), ("fa15", 10), ("wine", 10)])
+def test_default_latent_dim_leaves_room_for_off_latents_and_is_recorded(data, expected):
+    """FA tables get max(10, 2q) latents (q = 10 on FA100), everything else 10; an explicit value wins;
+    config.json records the one used."""
+    config = {"objective": "beta", "data": data, "latent_dim": None, "encoder": "standard"}
+    model, _, _ = F.build(config)
+    assert config["latent_dim"] == expected and model.encoder.latent_dim == expected
+    config = {"objective": "beta", "data": data, "latent_dim": 3, "encoder": "standard"}
+    F.build(config)
+    assert config["latent_dim"] == 3
