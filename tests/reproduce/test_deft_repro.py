@@ -77,3 +77,13 @@ def test_deft_stage4_group_uptake_splits_new_and_earlier_latents():
     rows = deft_stage4.budget_breakdown()  # the committed stage runs: 2 + 4 + 2 of them
     assert [r["stage_steps"] for r in rows] == [1500, 3000, 6000] and [r["runs"] for r in rows] == [2, 4, 2]
     assert all(0 <= r["fell"] <= r["runs"] for r in rows)
+
+
+def test_ifp_speed_verdict_is_dsprites_once_it_ran():
+    from reproduce import ifp_speed
+
+    r = ifp_speed.RATIO
+    assert ifp_speed.dsprites_speed_verdict(2.18, 1.1) == "not reproduced"  # the toy no longer stands in
+    assert ifp_speed.dsprites_speed_verdict(r * 0.99, None) == "reproduced"
+    assert ifp_speed.dsprites_speed_verdict(None, 1.1) == "partly"
+    assert ifp_speed.dsprites_speed_verdict(None, 2.0) == "not reproduced"
