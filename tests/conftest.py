@@ -4,6 +4,7 @@ Without a GPU, Triton kernels run under the interpreter: TRITON_INTERPRET=1 must
 triton is imported, so it is set here, first. Tests marked ``cuda`` are skipped without a GPU.
 """
 import os
+import socket
 
 import pytest
 import torch
@@ -46,3 +47,27 @@ def tc_op():
     from eoflow_fast import ops
 
     return ops.tc_decomposition
+
+
+@pytest.fixture
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (a gloo / torchrun rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def two_ranks(free_port):
+    """``two_ranks(worker) -> [out of rank 0, out of rank 1]``: runs ``worker(rank, port, out)`` in two
+    spawned processes (a module-level function, so it pickles); each rank stores its result in
+    ``out[rank]`` (a manager dict)."""
+    import torch.multiprocessing as mp
+
+    def run(worker):
+        with mp.Manager() as manager:
+            out = manager.dict()
+            mp.spawn(worker, args=(free_port, out), nprocs=2, join=True)
+            return [out[0], out[1]]
+
+    return run

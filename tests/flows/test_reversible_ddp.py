@@ -1,10 +1,7 @@
 """memory="reversible" and "boundaries" under DDP (2 processes, gloo): the gradients DDP averages over
 ranks equal the stored path's, and equal one process averaging the per-rank gradients."""
-import socket
-
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from eoflow_fast.flows import multiscale_flow
@@ -57,17 +54,9 @@ def _worker(rank, port, out):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def test_ddp_gradients_of_recomputing_modes_equal_stored():
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
-        per_rank = [out[0], out[1]]
+def test_ddp_gradients_of_recomputing_modes_equal_stored(two_ranks):
+    per_rank = two_ranks(_worker)
     single = [_grads(_LossTerms(_model("stored")), rank) for rank in range(2)]
     names = single[0].keys()
     assert any(not torch.allclose(single[0][n], single[1][n]) for n in names)  # the ranks' batches differ

@@ -2,7 +2,6 @@
 environment variables, set by hand) against single-process gradients."""
 import json
 import signal
-import socket
 import subprocess
 import time
 
@@ -65,18 +64,13 @@ def test_sigterm_then_sigkill_then_resume_equals_uninterrupted(tmp_path, python,
     assert got == ref
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def test_two_process_gloo_ddp_gradients_equal_single_process(tmp_path, python, subprocess_env):
+def test_two_process_gloo_ddp_gradients_equal_single_process(tmp_path, python, subprocess_env, free_port):
     steps, batch, lr = 3, 16, 0.1
     flags = ["--batch-size", str(batch), "--lr", str(lr), "--optimizer", "sgd", "--noise", "0",
              "--n-train", "64", "--hidden", "16", "--steps", str(steps), "--ckpt-every", "1", "--keep", "5",
              "--device", "cpu", "--no-progress", "--run-dir", str(tmp_path / "ddp")]
-    port = str(_free_port())
+    port = str(free_port)
     procs = []
     for rank in range(2):
         env = dict(subprocess_env, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",

@@ -1,11 +1,9 @@
 """FactorVAE / bfVAE under DDP: the discriminator, stepped in ``auxiliary_step`` outside DDP,
 averages its gradients over ranks, so every rank keeps the same discriminator, equal to one
 process stepping on the mean of the per-rank gradients."""
-import socket
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from eoflow_fast.vae import objectives as O
 from eoflow_fast.vae.architectures import MLPDecoder, MLPEncoder
@@ -35,17 +33,9 @@ def _worker(rank, port, out):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def test_discriminator_gradients_are_averaged_over_ranks():
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
-        per_rank = [out[0], out[1]]
+def test_discriminator_gradients_are_averaged_over_ranks(two_ranks):
+    per_rank = two_ranks(_worker)
     for a, b in zip(*per_rank):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # one process: the mean of the two ranks' gradients, then the same Adam step
