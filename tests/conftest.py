@@ -71,3 +71,20 @@ def two_ranks(free_port):
             return [out[0], out[1]]
 
     return run
+
+
+@pytest.fixture
+def random_pngs():
+    """``random_pngs(folder, names, (h, w), seed=0) -> folder``: writes one random RGB PNG of h x w
+    pixels per name (numpy RandomState(seed), in the order given), making the folder and parents."""
+    import numpy as np
+    from PIL import Image
+
+    def write(folder, names, size, seed=0):
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.RandomState(seed)
+        for name in names:
+            Image.fromarray(rng.randint(0, 256, (*size, 3), dtype=np.uint8)).save(folder / name)
+        return folder
+
+    return write

@@ -4,7 +4,6 @@ import json
 import struct
 import zlib
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,13 +24,9 @@ def bomb_png(path, side=SIDE):
 
 
 @pytest.fixture
-def folder(tmp_path):
+def folder(tmp_path, random_pngs):
     """6 ordinary 40x30 images (1200 px) and one bomb, bomb.png."""
-    root = tmp_path / "imgs"
-    root.mkdir()
-    rng = np.random.RandomState(0)
-    for i in range(6):
-        Image.fromarray(rng.randint(0, 256, (30, 40, 3), dtype=np.uint8)).save(root / f"im{i}.png")
+    root = random_pngs(tmp_path / "imgs", [f"im{i}.png" for i in range(6)], (30, 40))
     bomb_png(root / "bomb.png")
     assert (root / "bomb.png").stat().st_size < 30_000
     return root

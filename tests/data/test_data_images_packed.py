@@ -134,12 +134,8 @@ def test_interrupted_pack_resumes_without_rewriting_finished_shards(celeba_root,
         packed.pack_images(str(root), str(dst), size=24, shard_size=4, progress=False)
 
 
-def test_packed_folder_splits_and_loads_with_workers_and_distributed_sampler(tmp_path):
-    src = tmp_path / "imgs" / "nested"
-    src.mkdir(parents=True)
-    rng = np.random.RandomState(1)
-    for i in range(20):
-        Image.fromarray(rng.randint(0, 256, (40, 30, 3), dtype=np.uint8)).save(src / f"im{i:02d}.png")
+def test_packed_folder_splits_and_loads_with_workers_and_distributed_sampler(tmp_path, random_pngs):
+    src = random_pngs(tmp_path / "imgs" / "nested", [f"im{i:02d}.png" for i in range(20)], (40, 30), seed=1)
     folder = get_dataset(f"folder:{tmp_path / 'imgs'}", split="all", size=16)
     assert len(folder) == 20 and folder[0].shape == (3, 16, 16)
     train = get_dataset(f"folder:{tmp_path / 'imgs'}", split="train", test_fraction=0.3)

@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from eoflow_fast.data import _shards, get_dataset, packed
 from eoflow_fast.data._progress import Progress
@@ -19,14 +18,10 @@ HEAD = 512  # head digest length in these tests, so that a byte past it exists i
 
 
 @pytest.fixture
-def pack(tmp_path, monkeypatch):
+def pack(tmp_path, monkeypatch, random_pngs):
     """(source folder, pack dir): 12 random images in 3 full shards of 4, and a fresh pack as reference."""
     monkeypatch.setattr(_shards, "HEAD_BYTES", HEAD)
-    src = tmp_path / "src"
-    src.mkdir()
-    rng = np.random.RandomState(0)
-    for i in range(12):
-        Image.fromarray(rng.randint(0, 256, (20, 24, 3), dtype=np.uint8)).save(src / f"im{i:02d}.png")
+    src = random_pngs(tmp_path / "src", [f"im{i:02d}.png" for i in range(12)], (20, 24))
     dst = tmp_path / "pk"
     packed.pack_images(str(src), str(dst), size=SIZE, shard_size=SHARD, progress=False)
     shutil.copytree(dst, tmp_path / "fresh")

@@ -44,13 +44,9 @@ def test_toy_eval_split_flag_speaks_the_vocabulary(capsys):
         parser.parse_args(["--split", "bogus"])
 
 
-def test_data_info_shows_split_sizes_and_rule_for_a_folder_pack(tmp_path, capsys, data_cli):
-    src = tmp_path / "imgs"
-    src.mkdir()
-    rng = np.random.RandomState(0)
+def test_data_info_shows_split_sizes_and_rule_for_a_folder_pack(tmp_path, capsys, data_cli, random_pngs):
     names = [f"im{i:02d}.png" for i in range(40)]
-    for n in names:
-        Image.fromarray(rng.randint(0, 256, (12, 12, 3), dtype=np.uint8)).save(src / n)
+    src = random_pngs(tmp_path / "imgs", names, (12, 12))
     packed.pack_images(str(src), str(tmp_path / "pk"), size=8, progress=False)
     assert data_cli("data", "info", f"packed:{tmp_path / 'pk'}", "--split", "test", "--json") == 0
     info = json.loads(capsys.readouterr().out)

@@ -38,12 +38,8 @@ def test_a_run_on_changed_csv_data_is_refused_for_resume_and_eval(tmp_path, caps
     assert checkpoint.latest_path(run).name == "ckpt-00000002.pt"  # nothing trained on the other data
 
 
-def test_fingerprints_follow_the_files(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    rng = np.random.RandomState(0)
-    for i in range(6):
-        Image.fromarray(rng.randint(0, 256, (8, 8, 3), dtype=np.uint8)).save(src / f"im{i}.png")
+def test_fingerprints_follow_the_files(tmp_path, random_pngs):
+    src = random_pngs(tmp_path / "src", [f"im{i}.png" for i in range(6)], (8, 8))
     pack = tmp_path / "pk"
     packed.pack_images(str(src), str(pack), size=8, shard_size=4, progress=False)
     before = {spec: data_fingerprint(spec) for spec in (f"folder:{src}", f"packed:{pack}")}
