@@ -32,6 +32,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from eoflow_fast.deft.annealing import SETTLE_TOL, SETTLE_WINDOW
 from eoflow_fast.train.argtypes import device, float_in, int_at_least
 from eoflow_fast.train.logging import append_record
 
@@ -56,10 +57,10 @@ def register(subparsers) -> None:
                         "--steps / --levels steps; settle: the same plateaus, each until I(x; z) settles)")
     p.add_argument("--levels", type=int_at_least(2), default=20,
                    help="staircase, settle: beta plateaus (IFP read at plateau ends)")
-    p.add_argument("--settle-window", type=int_at_least(2), default=100,
+    p.add_argument("--settle-window", type=int_at_least(2), default=SETTLE_WINDOW,
                    help="settle: steps over which I(x; z) must stop rising (also a plateau's fewest steps; "
                         "a multiple of --mi-every)")
-    p.add_argument("--settle-tol", type=float_in(0.0), default=0.02,
+    p.add_argument("--settle-tol", type=float_in(0.0), default=SETTLE_TOL,
                    help="settle: largest rise of I(x; z) (nats, second half of the window against the first) that counts as settled")
     p.add_argument("--stop-after-freeze", action="store_true",
                    help="end each test at the first plateau end (or measurement) above --threshold")
@@ -82,7 +83,7 @@ PARTIAL = "ifp_tests.jsonl"
 # flags that do not change a test's result: a rerun with other values of these reuses finished tests
 _NOT_RESULT = {"out", "json", "no_progress", "cpu_threads", "func", "repeats", "factors"}
 # flags added after ifp_tests.jsonl files were first written: a header without them ran at these values
-_LATER_FLAGS = {"settle_window": 100, "settle_tol": 0.02, "stop_after_freeze": False}
+_LATER_FLAGS = {"settle_window": SETTLE_WINDOW, "settle_tol": SETTLE_TOL, "stop_after_freeze": False}
 
 
 class PartialTests:

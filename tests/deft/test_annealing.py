@@ -132,7 +132,7 @@ def test_settle_rise_compares_window_halves():
 @pytest.mark.parametrize("window,steps", [(20, 2000), (60, 6000)])
 def test_settle_ifp_lands_at_the_known_freezing_point_whatever_the_window(window, steps):
     """Settle schedule on the line of variance 20 (beta* = 16.4), plateau caps of 100 and 300 steps:
-    both IFPs within one plateau ratio of beta* (measured: 14.9 and 15.0), every plateau settled
+    both IFPs within one plateau ratio of beta* (measured: 17.5 and 18.2), every plateau settled
     (none hit the cap), each at least one window long, and the recorded steps add up."""
     torch.manual_seed(1)
     result = AN.annealing_test(linear_vae(), line_data(20.0), steps, lr=0.1, schedule=AN.SETTLE, mi_every=10,
@@ -140,7 +140,7 @@ def test_settle_ifp_lands_at_the_known_freezing_point_whatever_the_window(window
     assert BETA_STAR / RATIO < result.ifp < BETA_STAR * RATIO, result.ifp
     plateaus = result.plateaus
     assert [p["beta"] for p in plateaus] == pytest.approx([200.0 ** (1 - i / 19) for i in range(20)])
-    assert all(p["settled"] and p["rise"] <= 0.02 and window <= p["steps"] < steps // 20 for p in plateaus), plateaus
+    assert all(p["settled"] and p["rise"] <= AN.SETTLE_TOL and window <= p["steps"] < steps // 20 for p in plateaus), plateaus
     assert sum(p["steps"] for p in plateaus) == len(result.betas) < steps
     assert [p["start"] for p in plateaus] == [sum(q["steps"] for q in plateaus[:i]) for i in range(20)]
     ends = [result.mi_steps[i] for i in result.ifp_points]
@@ -150,7 +150,7 @@ def test_settle_ifp_lands_at_the_known_freezing_point_whatever_the_window(window
 def test_short_staircase_plateaus_miss_the_freezing_point_the_settle_schedule_finds():
     """The old staircase at 10- and 20-step plateaus (200 and 400 steps; measured 5.6 and 12.1) lands
     more than one plateau ratio below beta* = 16.4, where the settle schedule with a 20-step window
-    (490 steps in all) does not."""
+    (540 steps in all) does not."""
     for steps in (200, 400):
         torch.manual_seed(1)
         result = AN.annealing_test(linear_vae(), line_data(20.0), steps, lr=0.1, schedule="staircase",

@@ -26,6 +26,8 @@ def test_ifp_cli_settle_records_plateaus(tmp_path, tc_op, capsys):
     """--schedule settle at a cap of 4 steps per plateau (--steps 8, --levels 2) and a 2-step window:
     every plateau's steps and settled flag are in ifp.json, they add up to the steps run, and the
     console names the plateaus that hit the cap."""
+    from eoflow_fast.deft import annealing as AN
+
     out = tmp_path / "s"
     assert main(["ifp", "--data", "dsprites", "--unsupervised", "--num-points", "16", "--steps", "8", "--levels", "2",
                  "--schedule", "settle", "--settle-window", "2", "--mi-every", "1", "--encoder", "lite",
@@ -33,7 +35,7 @@ def test_ifp_cli_settle_records_plateaus(tmp_path, tc_op, capsys):
     run = json.loads((out / "ifp.json").read_text())["run"]
     plateaus = run["plateaus"]
     assert [round(p["beta"], 9) for p in plateaus] == [200.0, 1.0] and sum(p["steps"] for p in plateaus) == len(run["betas"])
-    assert all(2 <= p["steps"] <= 4 and p["settled"] == (p["rise"] <= 0.02) for p in plateaus)
+    assert all(2 <= p["steps"] <= 4 and p["settled"] == (p["rise"] <= AN.SETTLE_TOL) for p in plateaus)
     capped = sum(not p["settled"] for p in plateaus)
     assert f"2 run, {len(run['betas'])} steps, {capped} hit the cap of 4 steps" in capsys.readouterr().out
 
