@@ -65,8 +65,14 @@ def staircase_level(step: int, total_steps: int, levels: int = LEVELS) -> int:
     return min(max(step * levels // total_steps, 0), levels - 1)
 
 
+def _check_betas(caller: str, beta_high: float, beta_low: float) -> None:
+    if not beta_high >= beta_low > 0:
+        raise ValueError(f"{caller}: need beta_high >= beta_low > 0, got {beta_high}, {beta_low}")
+
+
 def level_beta(level: int, levels: int, beta_high: float, beta_low: float) -> float:
     """beta of plateau ``level`` (0 .. levels - 1): log-spaced from beta_high to beta_low."""
+    _check_betas("level_beta", beta_high, beta_low)
     w = level / max(levels - 1, 1)
     return math.exp((1 - w) * math.log(beta_high) + w * math.log(beta_low))
 
@@ -75,8 +81,7 @@ def beta_schedule(step: int, total_steps: int, beta_high: float = 200.0, beta_lo
                   kind: str = "loglinear", decay: float = 10.0, levels: int = LEVELS) -> float:
     if kind not in SCHEDULES:
         raise ValueError(f"beta_schedule: kind={kind!r}; expected one of {SCHEDULES}")
-    if not beta_high >= beta_low > 0:
-        raise ValueError(f"beta_schedule: need beta_high >= beta_low > 0, got {beta_high}, {beta_low}")
+    _check_betas("beta_schedule", beta_high, beta_low)
     if kind == "staircase":
         return level_beta(staircase_level(step, total_steps, levels), levels, beta_high, beta_low)
     s = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)

@@ -169,6 +169,9 @@ def test_settle_plateaus_that_hit_the_cap_are_reported_not_settled():
     assert len(result.betas) == sum(p["steps"] for p in result.plateaus)
     with pytest.raises(ValueError, match="settle_window=50 exceeds the plateau cap"):
         AN.annealing_test(linear_vae(), line_data(20.0), 800, schedule=AN.SETTLE, mi_every=10, settle_window=50)
+    with pytest.raises(ValueError, match="level_beta: need beta_high >= beta_low > 0"):
+        AN.annealing_test(linear_vae(), line_data(20.0), 800, schedule=AN.SETTLE, mi_every=10, settle_window=40,
+                          beta_low=0.0)
     with pytest.raises(ValueError, match="multiple of mi_every"):
         AN.annealing_test(linear_vae(), line_data(20.0), 800, schedule=AN.SETTLE, mi_every=10, settle_window=35)
 
