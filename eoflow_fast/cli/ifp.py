@@ -13,7 +13,9 @@ steps exceeds that over the first half by at most ``--settle-tol`` nats, or afte
 and whether it settled or hit the cap (not settled) are written to ``ifp.json`` ("plateaus") and
 summarised on the console, so the IFP is read from settled plateaus instead of from how fast beta
 moves. A collapsed plateau settles after one window: an escape from the collapsed state that has
-not begun within ``--settle-window`` steps is not seen.
+not begun within ``--settle-window`` steps is not seen (on dSprites a 100-step window missed the
+escape at beta 151 in one of two seeds, moving the IFP one plateau down; 200 steps, the default,
+caught it in both: IFP 179 / 175).
 
 Writes to ``--out``: ``ifp.json`` (settings, IFPs per factor, and every run's beta / KL / I(x; z)
 curves), ``ifp_histograms.png``, and ``annealing_<factor>.png`` (the first repeat's curve) or
