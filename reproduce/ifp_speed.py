@@ -9,6 +9,11 @@ tests/deft (a line of variance 20 whose settled IFP is known: beta* = 20 e^-0.2 
 1800 and 5400 steps. A schedule is speed-independent when doubling T leaves the IFP within one
 plateau ratio (200^(1/19) = 1.32 for 20 levels).
 
+The settle schedule (``--schedule settle --settle-window W --steps T --stop-after-freeze``: each
+plateau held until I(x; z) stops rising over W steps, capped at T / 20) runs at two (W, T) on
+dSprites and on the toy; its rows give each IFP with the steps it used and the plateaus that hit
+the cap (not settled).
+
     python -m reproduce.ifp_speed --budget cpu     # 4 dSprites runs (each > 20 min on a loaded 2-core
                                                    # machine) + the toy (~1 min); --no-train: report
                                                    # only the dSprites runs already there
@@ -23,8 +28,10 @@ from pathlib import Path
 
 from .rows import ROOT, parse_budget, row, run_cli, write
 
-BUDGETS = {"toy": {"steps": (40, 80), "num_points": 64, "toy_steps": (200, 400)},
-           "cpu": {"steps": (2000, 4000), "num_points": 10_000, "toy_steps": (600, 1800, 5400)}}
+BUDGETS = {"toy": {"steps": (40, 80), "num_points": 64, "toy_steps": (200, 400),
+                   "settle": ((20, 400), (40, 800)), "toy_settle": ((20, 2000), (60, 6000))},
+           "cpu": {"steps": (2000, 4000), "num_points": 10_000, "toy_steps": (600, 1800, 5400),
+                   "settle": ((100, 8000), (200, 16000)), "toy_settle": ((20, 2000), (60, 6000))}}
 SCHEDULES = ("staircase", "loglinear")
 RATIO = 200.0 ** (1 / 19)
 
@@ -47,6 +54,40 @@ def dsprites_ifp(schedule: str, steps: int, num_points: int, out: Path, train: b
     if (s["steps"], s["schedule"], s["num_points"]) != (steps, schedule, num_points):
         raise SystemExit(f"{path}: settings {s['steps'], s['schedule'], s['num_points']} differ from the budget's")
     return payload["ifp"]
+
+
+def dsprites_settle(window: int, steps: int, num_points: int, out: Path, train: bool = True) -> dict | str:
+    """One whole-dataset run of the settle schedule (window ``window``, cap ``steps`` / 20, ending at
+    the freezing point), reused if ``out/ifp.json`` exists with these settings; ``NOT_RUN`` without
+    ``train`` when it does not. Returns its IFP, the steps it used and its plateaus (beta, steps,
+    settled)."""
+    from eoflow_fast.deft.annealing import SETTLE_TOL
+
+    path = out / "ifp.json"
+    if not path.exists() and not train:
+        return NOT_RUN
+    if not path.exists():
+        run_cli(["ifp", "--data", "dsprites", "--unsupervised", "--schedule", "settle", "--settle-window", str(window),
+                 "--steps", str(steps), "--num-points", str(num_points), "--stop-after-freeze", "--device", "cpu",
+                 "--out", str(out)])
+    payload = json.loads(path.read_text())
+    s = payload["settings"]
+    want = ("settle", window, SETTLE_TOL, steps, num_points)
+    if (s["schedule"], s["settle_window"], s["settle_tol"], s["steps"], s["num_points"]) != want:
+        raise SystemExit(f"{path}: settings differ from the budget's settle run {want}")
+    run = payload["run"]
+    return {"ifp": payload["ifp"], "steps_used": len(run["betas"]), "cap": steps // s["levels"],
+            "plateaus": [{k: p[k] for k in ("beta", "steps", "settled")} for p in run["plateaus"]]}
+
+
+def settle_label(run: dict | str) -> str:
+    """'IFP (S steps, k of n plateaus capped[: betas])' of a ``dsprites_settle`` result."""
+    if run == NOT_RUN:
+        return NOT_RUN
+    capped = [p for p in run["plateaus"] if not p["settled"]]
+    ifp = "none" if run["ifp"] is None else f"{run['ifp']:.1f}"
+    where = (": beta " + ", ".join(f"{p['beta']:.1f}" for p in capped)) if capped else ""
+    return f"{ifp} ({run['steps_used']} steps, {len(capped)} of {len(run['plateaus'])} plateaus capped{where})"
 
 
 def plateau_settling(run: dict, steps: int, levels: int = 20) -> list[dict]:
@@ -87,8 +128,9 @@ def settling_summary(path: Path, threshold: float = 0.1) -> dict | None:
             "crossing": crossed}
 
 
-def toy_ifp(schedule: str, steps: int) -> float | None:
-    """IFP on the linear line toy of tests/deft/test_annealing.py (lambda = 20, lr 0.1)."""
+def toy_ifp(schedule: str, steps: int, settle_window: int = 100) -> float | None:
+    """IFP on the linear line toy of tests/deft/test_annealing.py (lambda = 20, lr 0.1); the settle
+    schedule measures I(x; z) every 10 steps."""
     import torch
 
     from eoflow_fast.deft import annealing as AN
@@ -98,7 +140,8 @@ def toy_ifp(schedule: str, steps: int) -> float | None:
 
     torch.manual_seed(1)
     result = AN.annealing_test(linear_vae(), line_data(20.0), steps, lr=0.1, schedule=schedule, levels=20,
-                               mi_every=10 if schedule == "loglinear" else 10 ** 9)
+                               mi_every=10 if schedule in ("loglinear", AN.SETTLE) else 10 ** 9,
+                               settle_window=settle_window)
     return result.ifp
 
 
@@ -121,7 +164,8 @@ def dsprites_speed_verdict(dsprites_spread: float | None, toy_spread: float | No
 
 def main(argv=None) -> None:
     budget, b, root, results_dir, args = parse_budget(__doc__, BUDGETS, "runs/repro_ifp", argv, no_train=True)
-    details = {"toy": {}, "dsprites": {}, "toy_beta_star": 20 * math.exp(-0.2), "earlier": {}, "settling": {}}
+    details = {"toy": {}, "dsprites": {}, "toy_beta_star": 20 * math.exp(-0.2), "earlier": {}, "settling": {},
+               "settle": {"dsprites": {}, "toy": {}}}
     previous = results_dir / f"repro_ifp_speed_{budget}.json"
     previous = json.loads(previous.read_text())["details"] if previous.exists() else {}
     for sched in SCHEDULES:
@@ -137,6 +181,11 @@ def main(argv=None) -> None:
                 settled = settling_summary(root / f"{sched}_{t}" / "ifp.json")
                 if settled is not None:
                     details["settling"][t] = settled
+    for w, t in b["settle"]:
+        details["settle"]["dsprites"][f"{w}/{t}"] = dsprites_settle(w, t, b["num_points"], root / f"settle_{w}_{t}",
+                                                                    not args.no_train)
+    for w, t in b["toy_settle"]:
+        details["settle"]["toy"][f"{w}/{t}"] = toy_ifp("settle", t, w)
     earlier = lambda sched, t: "*" if t in details["earlier"].get(sched, []) else ""  # noqa: E731
     label = lambda v: NOT_RUN if v == NOT_RUN else "none" if v is None else f"{v:.1f}"  # noqa: E731
     fmt = lambda d, sched="": ", ".join(f"{label(v)}{earlier(sched, t)} at {t}" for t, v in d.items())  # noqa: E731
@@ -149,12 +198,17 @@ def main(argv=None) -> None:
     cmd = f"python -m reproduce.ifp_speed --budget {budget}" + (" --no-train" if args.no_train else "")
     st, ll = details["dsprites"]["staircase"], details["dsprites"]["loglinear"]
     ratio = lambda d: "-" if spread(list(d.values())) is None else f"{spread(list(d.values())):.2f}"  # noqa: E731
-    st_ran = [v for v in st.values() if v != NOT_RUN]
+    sd = details["settle"]["dsprites"]
+    sd_ifps = [v["ifp"] if v != NOT_RUN else NOT_RUN for v in sd.values()]
+    settle_spread = spread(sd_ifps)
+    measured = [v for v in [*st.values(), *sd_ifps] if v != NOT_RUN]  # staircase and settle IFPs
     toy_spread = spread(list(details["toy"]["staircase"].values())[1:])  # plateaus of 30 steps do not settle
     rows = [
         row("DEFT whole-dataset IFP on dSprites (annealing test)", "~ 32 (§4.1, Fig. 4; beta 200 -> 0 over 100k steps)",
-            f"staircase: {fmt(st, 'staircase')} steps; loglinear: {fmt(ll, 'loglinear')} steps{note}", cmd, "cpu",
-            "not run" if not st_ran else "reproduced" if all(v is not None and 32 / RATIO <= v <= 32 * RATIO for v in st_ran)
+            f"staircase: {fmt(st, 'staircase')} steps; loglinear: {fmt(ll, 'loglinear')} steps{note}; settle "
+            f"(window / most steps): " + ", ".join(f"{label(v['ifp']) if v != NOT_RUN else NOT_RUN} at {k}" for k, v in sd.items()),
+            cmd, "cpu",
+            "not run" if not measured else "reproduced" if all(v is not None and 32 / RATIO <= v <= 32 * RATIO for v in measured)
             else "not reproduced",
             "eoflow-fast ifp --data dsprites --unsupervised --steps 100000 --schedule staircase --device cuda"),
         row("DEFT dSprites IFP independent of the annealing speed (staircase)", "(definition: beta where I(x;z) exceeds 0.1 nats)",
@@ -162,6 +216,14 @@ def main(argv=None) -> None:
             f"{fmt(details['toy']['staircase'])}, loglinear {fmt(details['toy']['loglinear'])}"
             + (f"; settling: {settle}" if settle else ""), cmd, "cpu",
             dsprites_speed_verdict(spread(list(st.values())), toy_spread)),
+        row("DEFT dSprites IFP independent of the annealing speed (settle schedule)",
+            "(definition: beta where I(x;z) exceeds 0.1 nats)",
+            "dSprites, window / most steps (cap = steps / 20 per plateau): "
+            + "; ".join(f"{k}: {settle_label(v)}" for k, v in sd.items())
+            + (f"; max/min {settle_spread:.2f}" if settle_spread is not None else "")
+            + f"; linear toy (beta* {details['toy_beta_star']:.1f}): "
+            + ", ".join(f"{label(v)} at {k}" for k, v in details["settle"]["toy"].items()),
+            cmd, "cpu", dsprites_speed_verdict(settle_spread, spread(list(details["settle"]["toy"].values())))),
     ]
     print(write(f"ifp_speed_{budget}", rows, details, results_dir))
 

@@ -6,6 +6,17 @@ that factor with the others fixed at a random draw, train a fresh beta-VAE while
 I(x; z) > ``--threshold`` nats). ``--unsupervised`` ([PAPER] §5.5) runs one test on
 ``--num-points`` observations of the whole dataset instead.
 
+``--schedule settle`` holds the staircase's ``--levels`` log-spaced betas, each until I(x; z) has
+settled: the plateau ends once the mean of I over the second half of the last ``--settle-window``
+steps exceeds that over the first half by at most ``--settle-tol`` nats, or after ``--steps /
+--levels`` steps (the cap; ``--steps`` is then the most the test may take). Each plateau's steps
+and whether it settled or hit the cap (not settled) are written to ``ifp.json`` ("plateaus") and
+summarised on the console, so the IFP is read from settled plateaus instead of from how fast beta
+moves. A collapsed plateau settles after one window: an escape from the collapsed state that has
+not begun within ``--settle-window`` steps is not seen (on dSprites a 100-step window missed the
+escape at beta 151 in one of two seeds, moving the IFP one plateau down; 200 steps, the default,
+caught it in both: IFP 179 / 175).
+
 Writes to ``--out``: ``ifp.json`` (settings, IFPs per factor, and every run's beta / KL / I(x; z)
 curves), ``ifp_histograms.png``, and ``annealing_<factor>.png`` (the first repeat's curve) or
 ``annealing.png``; per factor also ``ifp_tests.jsonl`` (each test as it finishes: an interrupted
@@ -23,6 +34,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from eoflow_fast.deft.annealing import SETTLE_TOL, SETTLE_WINDOW
 from eoflow_fast.train.argtypes import device, float_in, int_at_least
 from eoflow_fast.train.logging import append_record
 
@@ -42,9 +54,18 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int_at_least(2), default=8000, help="annealing steps per test")
     p.add_argument("--beta-high", type=float_in(0.0, low_open=True), default=200.0, help="beta at the start of annealing")
     p.add_argument("--beta-low", type=float_in(0.0, low_open=True), default=1.0, help="beta at the end of annealing")
-    p.add_argument("--schedule", choices=["loglinear", "linear", "exp", "staircase"], default="loglinear",
-                   help="how beta moves from --beta-high to --beta-low (staircase: log-spaced plateaus)")
-    p.add_argument("--levels", type=int_at_least(2), default=20, help="staircase: beta plateaus (IFP read at plateau ends)")
+    p.add_argument("--schedule", choices=["loglinear", "linear", "exp", "staircase", "settle"], default="loglinear",
+                   help="how beta moves from --beta-high to --beta-low (staircase: log-spaced plateaus of "
+                        "--steps / --levels steps; settle: the same plateaus, each until I(x; z) settles)")
+    p.add_argument("--levels", type=int_at_least(2), default=20,
+                   help="staircase, settle: beta plateaus (IFP read at plateau ends)")
+    p.add_argument("--settle-window", type=int_at_least(2), default=SETTLE_WINDOW,
+                   help="settle: steps over which I(x; z) must stop rising (also a plateau's fewest steps; "
+                        "a multiple of --mi-every)")
+    p.add_argument("--settle-tol", type=float_in(0.0), default=SETTLE_TOL,
+                   help="settle: largest rise of I(x; z) (nats, second half of the window against the first) that counts as settled")
+    p.add_argument("--stop-after-freeze", action="store_true",
+                   help="end each test at the first plateau end (or measurement) above --threshold")
     p.add_argument("--latent-dim", type=int_at_least(1), default=1, help="latent dimensions of each beta-VAE")
     p.add_argument("--encoder", choices=["standard", "lite"], default="standard", help="encoder architecture (DEFT Table 1)")
     p.add_argument("--lr", type=float_in(0.0, low_open=True), default=5e-4, help="Adam learning rate")
@@ -63,6 +84,8 @@ def register(subparsers) -> None:
 PARTIAL = "ifp_tests.jsonl"
 # flags that do not change a test's result: a rerun with other values of these reuses finished tests
 _NOT_RESULT = {"out", "json", "no_progress", "cpu_threads", "func", "repeats", "factors"}
+# flags added after ifp_tests.jsonl files were first written: a header without them ran at these values
+_LATER_FLAGS = {"settle_window": SETTLE_WINDOW, "settle_tol": SETTLE_TOL, "stop_after_freeze": False}
 
 
 class PartialTests:
@@ -86,7 +109,7 @@ class PartialTests:
         with open(self.path) as f:
             lines = f.read().splitlines()
         try:
-            head = json.loads(lines[0])["settings"]
+            head = {**_LATER_FLAGS, **json.loads(lines[0])["settings"]}
         except (IndexError, KeyError, ValueError):
             head = None
         if head != self.settings:
@@ -137,7 +160,13 @@ def _run(args) -> int:
 
     test_kw = dict(beta_high=args.beta_high, beta_low=args.beta_low, schedule=args.schedule, lr=args.lr,
                    batch_size=args.batch_size, mi_every=args.mi_every, mi_samples=args.mi_samples,
-                   threshold=args.threshold, levels=args.levels)
+                   threshold=args.threshold, levels=args.levels, settle_window=args.settle_window,
+                   settle_tol=args.settle_tol, stop_after_freeze=args.stop_after_freeze)
+    if args.schedule == AN.SETTLE and not (2 * args.mi_every <= args.settle_window <= args.steps // args.levels
+                                           and args.settle_window % args.mi_every == 0):
+        raise UsageError(f"argument --settle-window: expected a multiple of --mi-every={args.mi_every} from "
+                         f"{2 * args.mi_every} to the plateau cap --steps / --levels = {args.steps // args.levels}, "
+                         f"got {args.settle_window}")
     os.makedirs(args.out, exist_ok=True)
     started = time.time()
     settings = {k: v for k, v in vars(args).items() if k != "func"}
@@ -150,6 +179,11 @@ def _run(args) -> int:
             payload = {"settings": settings, "ifp": result.ifp, "run": asdict(result)}
             title = f"ifp --unsupervised on {args.num_points} {args.data} observations, {args.steps} steps ({args.schedule})"
             scores = {"IFP (beta)": result.ifp if result.ifp is not None else "never froze"}
+            if result.plateaus:
+                capped = [p for p in result.plateaus if not p["settled"]]
+                scores["plateaus"] = (f"{len(result.plateaus)} run, {len(result.betas)} steps, "
+                                      f"{len(capped)} hit the cap of {args.steps // args.levels} steps (not settled)"
+                                      + (": beta " + ", ".join(f"{p['beta']:.3g}" for p in capped) if capped else ""))
         else:
             partial = PartialTests(os.path.join(args.out, PARTIAL), settings)
             runs = AN.factor_annealing_runs(ground_truth, make_model, args.steps, args.repeats, rng,

@@ -23,6 +23,16 @@ beta schedules (t in [0, T - 1], s = t / (T - 1)):
               reads the (settled) I(x; z) at each beta instead of a value lagging behind a moving
               beta: with plateaus long enough to settle, the IFP no longer depends on T, up to the
               plateau spacing (a factor (beta_high / beta_low)^(1 / (levels - 1))).
+    settle    ([INFERRED], ``SETTLE``): the staircase's betas, but each plateau lasts until I(x; z)
+              has settled: it ends at the first measurement (every ``mi_every`` steps, from
+              ``settle_window`` steps into the plateau) where the rise over the last
+              ``settle_window`` steps,
+                  rise = mean(I over the window's second half) - mean(I over its first half),
+              is <= ``settle_tol`` nats, or at the cap of T / levels steps (T = ``steps`` is then
+              the most steps the run may take). Each plateau's steps, rise and whether it settled
+              (False: it hit the cap) are recorded; the IFP reads plateau ends as for the staircase.
+              A collapsed plateau (I = 0) settles after one window: an escape from the collapsed
+              state that has not started within the window is not seen.
 
 Per-factor IFP distributions (§5.3): draw a random base factor vector, enumerate every value of
 factor i with the others fixed, run the test on those ``factor_sizes[i]`` images, record the IFP;
@@ -41,8 +51,11 @@ from eoflow_fast import ops, progress
 from eoflow_fast.vae.likelihoods import gaussian_kl_per_dim
 from eoflow_fast.vae.objectives import VAE
 
-SCHEDULES = ("loglinear", "linear", "exp", "staircase")
+SCHEDULES = ("loglinear", "linear", "exp", "staircase")  # beta a function of the step
+SETTLE = "settle"  # plateaus of the staircase's betas, each as long as I(x; z) takes to settle
 LEVELS = 20
+SETTLE_WINDOW = 200  # steps; dSprites seeds 0 / 1: IFP 179 / 175 at 200, 162 / 142 at 100 (an escape at beta 151 missed)
+SETTLE_TOL = 0.005  # nats, 5% of the IFP threshold; at 0.02 the dSprites IFP moved 1.26x between windows 100 and 200, at 0.005 1.10x
 
 
 def staircase_level(step: int, total_steps: int, levels: int = LEVELS) -> int:
@@ -52,15 +65,25 @@ def staircase_level(step: int, total_steps: int, levels: int = LEVELS) -> int:
     return min(max(step * levels // total_steps, 0), levels - 1)
 
 
+def _check_betas(caller: str, beta_high: float, beta_low: float) -> None:
+    if not beta_high >= beta_low > 0:
+        raise ValueError(f"{caller}: need beta_high >= beta_low > 0, got {beta_high}, {beta_low}")
+
+
+def level_beta(level: int, levels: int, beta_high: float, beta_low: float) -> float:
+    """beta of plateau ``level`` (0 .. levels - 1): log-spaced from beta_high to beta_low."""
+    _check_betas("level_beta", beta_high, beta_low)
+    w = level / max(levels - 1, 1)
+    return math.exp((1 - w) * math.log(beta_high) + w * math.log(beta_low))
+
+
 def beta_schedule(step: int, total_steps: int, beta_high: float = 200.0, beta_low: float = 1.0,
                   kind: str = "loglinear", decay: float = 10.0, levels: int = LEVELS) -> float:
     if kind not in SCHEDULES:
         raise ValueError(f"beta_schedule: kind={kind!r}; expected one of {SCHEDULES}")
-    if not beta_high >= beta_low > 0:
-        raise ValueError(f"beta_schedule: need beta_high >= beta_low > 0, got {beta_high}, {beta_low}")
+    _check_betas("beta_schedule", beta_high, beta_low)
     if kind == "staircase":
-        w = staircase_level(step, total_steps, levels) / max(levels - 1, 1)
-        return math.exp((1 - w) * math.log(beta_high) + w * math.log(beta_low))
+        return level_beta(staircase_level(step, total_steps, levels), levels, beta_high, beta_low)
     s = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
     if kind == "loglinear":
         return math.exp((1 - s) * math.log(beta_high) + s * math.log(beta_low))
@@ -75,7 +98,8 @@ class AnnealingResult:
     kl: list[float] = field(default_factory=list)          # KL proxy at every step
     mi_steps: list[int] = field(default_factory=list)      # steps where I(x; z) was estimated
     mi: list[float] = field(default_factory=list)          # exact-dataset I(x; z) at those steps
-    ifp_points: list[int] = field(default_factory=list)   # indices into mi used by the IFP (staircase: plateau ends)
+    ifp_points: list[int] = field(default_factory=list)   # indices into mi used by the IFP (staircase, settle: plateau ends)
+    plateaus: list[dict] = field(default_factory=list)     # settle: per plateau beta, start, steps, rise, settled
     ifp: float | None = None                               # None: I(x; z) never exceeded the threshold
     ifp_step: int | None = None
 
@@ -116,52 +140,83 @@ def information_freezing_point(betas: list[float], mi: list[float], threshold: f
     return None, None
 
 
+def settle_rise(values: list[float]) -> float:
+    """Rise of I(x; z) over a settle window: mean of the window's second half of measurements minus
+    the mean of its first half (the middle one of an odd count is left out)."""
+    if len(values) < 2:
+        raise ValueError(f"settle_rise: need >= 2 measurements in the window, got {len(values)}")
+    half = len(values) // 2
+    return sum(values[-half:]) / half - sum(values[:half]) / half
+
+
+def _train_step(model: VAE, opt, data: torch.Tensor, beta: float, batch_size: int, generator) -> torch.Tensor:
+    """One Adam step on loss recon + beta KL over a minibatch (all of ``data`` when N <= batch_size);
+    returns the minibatch KL proxy (a device scalar)."""
+    n = data.shape[0]
+    x = data if n <= batch_size else data[torch.randint(n, (batch_size,), generator=generator).to(data.device)]
+    out, mu, logvar, _ = model(x)
+    kl = gaussian_kl_per_dim(mu, logvar).sum()
+    loss = model.reconstruction_loss(out, x) + beta * kl
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return kl.detach()
+
+
 def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: float = 200.0,
                    beta_low: float = 1.0, schedule: str = "loglinear", lr: float = 5e-4,
                    batch_size: int = 64, mi_every: int = 1, mi_samples: int = 8, mi_points: int = 512,
                    threshold: float = 0.1, collapse: float = 0.01, stop_after_freeze: bool = False,
-                   generator: torch.Generator | None = None, levels: int = LEVELS) -> AnnealingResult:
+                   generator: torch.Generator | None = None, levels: int = LEVELS,
+                   settle_window: int = SETTLE_WINDOW, settle_tol: float = SETTLE_TOL) -> AnnealingResult:
     """Run the annealing test on ``data`` (N, ...), a tensor on the model's device.
 
     Each step trains ``model`` (any ``VAE``: its encode/decode/reconstruction; its own
     regulariser is not used) with Adam(lr) on a minibatch (all of ``data`` when N <= batch_size)
     and loss recon + beta_t KL. With ``stop_after_freeze`` the run ends at the freezing point.
     The staircase schedule (``levels`` plateaus) adds a measurement at every plateau end and takes
-    the IFP from those alone.
+    the IFP from those alone; the settle schedule (``SETTLE``) ends each plateau once I(x; z) has
+    settled (``settle_window``, ``settle_tol``; see the module docstring) or after steps / levels.
     """
     if steps < 2:
         raise ValueError(f"annealing_test: steps must be >= 2, got {steps}")
     if mi_every < 1:
         raise ValueError(f"annealing_test: mi_every must be >= 1, got {mi_every}")
+    if schedule not in (*SCHEDULES, SETTLE):
+        raise ValueError(f"annealing_test: schedule={schedule!r}; expected one of {(*SCHEDULES, SETTLE)}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = data.shape[0]
     probe = data if n <= mi_points else data[torch.randperm(n, generator=generator)[:mi_points].to(data.device)]
     res = AnnealingResult()
     kls = []  # device scalars, read back once at the end (no host sync per step)
     collapsed = False
-    stairs = schedule == "staircase"
-    for step in progress.bar(range(steps), "annealing steps", unit="step", max_lines=5):
-        beta = beta_schedule(step, steps, beta_high, beta_low, schedule, levels=levels)
-        plateau_end = stairs and (step == steps - 1 or staircase_level(step + 1, steps, levels) != staircase_level(step, steps, levels))
-        if n <= batch_size:
-            x = data
-        else:
-            x = data[torch.randint(n, (batch_size,), generator=generator).to(data.device)]
-        out, mu, logvar, _ = model(x)
-        kl = gaussian_kl_per_dim(mu, logvar).sum()
-        loss = model.reconstruction_loss(out, x) + beta * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+
+    def measure(step: int) -> None:
+        res.mi_steps.append(step)
+        res.mi.append(dataset_mutual_information(model, probe, mi_samples))
+
+    def ifp_point() -> bool:
+        """Marks the last measurement as read by the IFP; True when the run is to stop there."""
+        nonlocal collapsed
+        res.ifp_points.append(len(res.mi) - 1)
+        collapsed = collapsed or res.mi[-1] <= collapse
+        return stop_after_freeze and collapsed and res.mi[-1] > threshold
+
+    def train(beta: float) -> None:
         res.betas.append(beta)
-        kls.append(kl.detach())
-        if step % mi_every == 0 or step == steps - 1 or plateau_end:
-            res.mi_steps.append(step)
-            res.mi.append(dataset_mutual_information(model, probe, mi_samples))
-            if plateau_end or not stairs:
-                res.ifp_points.append(len(res.mi) - 1)
-                collapsed = collapsed or res.mi[-1] <= collapse
-                if stop_after_freeze and collapsed and res.mi[-1] > threshold:
+        kls.append(_train_step(model, opt, data, beta, batch_size, generator))
+
+    if schedule == SETTLE:
+        _settle_plateaus(res, train, measure, ifp_point, steps // levels, levels, beta_high, beta_low, mi_every,
+                         settle_window, settle_tol)
+    else:
+        stairs = schedule == "staircase"
+        for step in progress.bar(range(steps), "annealing steps", unit="step", max_lines=5):
+            train(beta_schedule(step, steps, beta_high, beta_low, schedule, levels=levels))
+            plateau_end = stairs and (step == steps - 1 or staircase_level(step + 1, steps, levels) != staircase_level(step, steps, levels))
+            if step % mi_every == 0 or step == steps - 1 or plateau_end:
+                measure(step)
+                if (plateau_end or not stairs) and ifp_point():
                     break
     res.kl = torch.stack(kls).tolist()
     points = res.ifp_points
@@ -169,6 +224,41 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
                                           threshold, collapse)
     res.ifp, res.ifp_step = ifp, (res.mi_steps[points[idx]] if idx is not None else None)
     return res
+
+
+def _settle_plateaus(res: AnnealingResult, train, measure, ifp_point, cap: int, levels: int, beta_high: float, beta_low: float,
+                     mi_every: int, window: int, tol: float) -> None:
+    """The settle schedule: plateau ``level`` holds ``level_beta`` until ``settle_rise`` of the
+    measurements in the last ``window`` steps is <= ``tol`` (checked from ``window`` steps in) or
+    for ``cap`` steps; appends each plateau's record to ``res.plateaus``. ``train(beta)`` takes one
+    step, ``measure(step)`` estimates I(x; z), ``ifp_point()`` marks the last estimate as a plateau
+    end and says whether to stop."""
+    if window < 2 * mi_every or window % mi_every:
+        raise ValueError(f"annealing_test: settle_window={window} must be a multiple of mi_every={mi_every} "
+                         f"holding at least 2 measurements")
+    if window > cap:
+        raise ValueError(f"annealing_test: settle_window={window} exceeds the plateau cap steps // levels = {cap}")
+    step = 0
+    for level in progress.bar(range(levels), "settle plateaus", unit="plateau", max_lines=5):
+        beta, start, grid, rise, settled = level_beta(level, levels, beta_high, beta_low), step, [], None, False
+        for r in range(1, cap + 1):
+            train(beta)
+            step += 1
+            if r % mi_every and r < cap:
+                continue
+            if r % mi_every == 0:
+                measure(step - 1)
+                grid.append(res.mi[-1])
+                if r >= window:
+                    rise = settle_rise(grid[-(window // mi_every):])
+                    settled = rise <= tol
+            if settled or r == cap:
+                if res.mi_steps[-1] != step - 1:  # the cap, off the mi_every grid
+                    measure(step - 1)
+                break
+        res.plateaus.append({"beta": beta, "start": start, "steps": step - start, "rise": rise, "settled": settled})
+        if ifp_point():
+            return
 
 
 def enumerate_factor(ground_truth, factor_index: int, rng: np.random.RandomState) -> np.ndarray:

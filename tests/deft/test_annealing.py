@@ -36,6 +36,10 @@ def line_data(lam, n=32):
     return f[:, None] * U
 
 
+RATIO = 200.0 ** (1 / 19)  # plateau ratio of 20 log-spaced levels from 200 to 1
+BETA_STAR = 20.0 * math.exp(-0.2)
+
+
 @pytest.mark.parametrize("kind", AN.SCHEDULES)
 def test_beta_schedules(kind):
     betas = [AN.beta_schedule(t, 101, 200.0, 1.0, kind) for t in range(101)]
@@ -116,6 +120,71 @@ def test_staircase_ifp_reads_plateau_ends_and_does_not_depend_on_speed():
     beta_star = 20.0 * math.exp(-0.2)
     assert all(0.7 * beta_star < v < 1.35 * beta_star for v in ifps.values()), (ifps, beta_star)
     assert max(ifps.values()) / min(ifps.values()) < 1.32, ifps
+
+
+def test_settle_rise_compares_window_halves():
+    assert AN.settle_rise([0.0, 1.0, 2.0, 3.0]) == pytest.approx(2.0)  # (2 + 3)/2 - (0 + 1)/2
+    assert AN.settle_rise([1.0, 9.0, 1.0]) == pytest.approx(0.0)  # odd count: the middle one is left out
+    with pytest.raises(ValueError, match="2 measurements"):
+        AN.settle_rise([1.0])
+
+
+@pytest.mark.parametrize("window,steps", [(20, 2000), (60, 6000)])
+def test_settle_ifp_lands_at_the_known_freezing_point_whatever_the_window(window, steps):
+    """Settle schedule on the line of variance 20 (beta* = 16.4), plateau caps of 100 and 300 steps:
+    both IFPs within one plateau ratio of beta* (measured: 17.5 and 18.2), every plateau settled
+    (none hit the cap), each at least one window long, and the recorded steps add up."""
+    torch.manual_seed(1)
+    result = AN.annealing_test(linear_vae(), line_data(20.0), steps, lr=0.1, schedule=AN.SETTLE, mi_every=10,
+                               settle_window=window)
+    assert BETA_STAR / RATIO < result.ifp < BETA_STAR * RATIO, result.ifp
+    plateaus = result.plateaus
+    assert [p["beta"] for p in plateaus] == pytest.approx([200.0 ** (1 - i / 19) for i in range(20)])
+    assert all(p["settled"] and p["rise"] <= AN.SETTLE_TOL and window <= p["steps"] < steps // 20 for p in plateaus), plateaus
+    assert sum(p["steps"] for p in plateaus) == len(result.betas) < steps
+    assert [p["start"] for p in plateaus] == [sum(q["steps"] for q in plateaus[:i]) for i in range(20)]
+    ends = [result.mi_steps[i] for i in result.ifp_points]
+    assert ends == [p["start"] + p["steps"] - 1 for p in plateaus]
+
+
+def test_short_staircase_plateaus_miss_the_freezing_point_the_settle_schedule_finds():
+    """The old staircase at 10- and 20-step plateaus (200 and 400 steps; measured 5.6 and 12.1) lands
+    more than one plateau ratio below beta* = 16.4, where the settle schedule with a 20-step window
+    (540 steps in all) does not."""
+    for steps in (200, 400):
+        torch.manual_seed(1)
+        result = AN.annealing_test(linear_vae(), line_data(20.0), steps, lr=0.1, schedule="staircase",
+                                   mi_every=10**9)
+        assert result.ifp < BETA_STAR / RATIO, (steps, result.ifp)
+
+
+def test_settle_plateaus_that_hit_the_cap_are_reported_not_settled():
+    """A cap of one window (40 steps here) leaves no room to settle where I(x; z) is still rising: those
+    plateaus are recorded as not settled, with their rise above the tolerance and steps = cap."""
+    torch.manual_seed(1)
+    result = AN.annealing_test(linear_vae(), line_data(20.0), 800, lr=0.1, schedule=AN.SETTLE, mi_every=10,
+                               settle_window=40, settle_tol=1e-4)
+    capped = [p for p in result.plateaus if not p["settled"]]
+    assert capped and all(p["steps"] == 40 and p["rise"] > 1e-4 for p in capped)
+    assert len(result.betas) == sum(p["steps"] for p in result.plateaus)
+    with pytest.raises(ValueError, match="settle_window=50 exceeds the plateau cap"):
+        AN.annealing_test(linear_vae(), line_data(20.0), 800, schedule=AN.SETTLE, mi_every=10, settle_window=50)
+    with pytest.raises(ValueError, match="level_beta: need beta_high >= beta_low > 0"):
+        AN.annealing_test(linear_vae(), line_data(20.0), 800, schedule=AN.SETTLE, mi_every=10, settle_window=40,
+                          beta_low=0.0)
+    with pytest.raises(ValueError, match="multiple of mi_every"):
+        AN.annealing_test(linear_vae(), line_data(20.0), 800, schedule=AN.SETTLE, mi_every=10, settle_window=35)
+
+
+def test_stop_after_freeze_ends_the_settle_run_on_the_crossing_plateau():
+    torch.manual_seed(1)
+    full = AN.annealing_test(linear_vae(), line_data(20.0), 2000, lr=0.1, schedule=AN.SETTLE, mi_every=10,
+                             settle_window=20)
+    torch.manual_seed(1)
+    cut = AN.annealing_test(linear_vae(), line_data(20.0), 2000, lr=0.1, schedule=AN.SETTLE, mi_every=10,
+                            settle_window=20, stop_after_freeze=True)
+    assert cut.ifp == full.ifp and cut.ifp_step == full.ifp_step == cut.mi_steps[-1]
+    assert cut.plateaus == full.plateaus[:len(cut.plateaus)] and len(cut.plateaus) < 20
 
 
 class TwoLines:

@@ -22,12 +22,33 @@ def test_ifp_cli_per_factor_and_unsupervised(tmp_path, tc_op):
     assert (out / "annealing.png").exists() and len(json.loads((out / "ifp.json").read_text())["run"]["mi"]) == 2
 
 
+def test_ifp_cli_settle_records_plateaus(tmp_path, tc_op, capsys):
+    """--schedule settle at a cap of 4 steps per plateau (--steps 8, --levels 2) and a 2-step window:
+    every plateau's steps and settled flag are in ifp.json, they add up to the steps run, and the
+    console names the plateaus that hit the cap."""
+    from eoflow_fast.deft import annealing as AN
+
+    out = tmp_path / "s"
+    assert main(["ifp", "--data", "dsprites", "--unsupervised", "--num-points", "16", "--steps", "8", "--levels", "2",
+                 "--schedule", "settle", "--settle-window", "2", "--mi-every", "1", "--encoder", "lite",
+                 "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    run = json.loads((out / "ifp.json").read_text())["run"]
+    plateaus = run["plateaus"]
+    assert [round(p["beta"], 9) for p in plateaus] == [200.0, 1.0] and sum(p["steps"] for p in plateaus) == len(run["betas"])
+    assert all(2 <= p["steps"] <= 4 and p["settled"] == (p["rise"] <= AN.SETTLE_TOL) for p in plateaus)
+    capped = sum(not p["settled"] for p in plateaus)
+    assert f"2 run, {len(run['betas'])} steps, {capped} hit the cap of 4 steps" in capsys.readouterr().out
+
+
 def test_ifp_cli_rejects_bad_flags(tmp_path, capsys):
     assert main(["ifp", "--factors", "7", "--out", str(tmp_path)]) == 2
     assert "argument --factors: expected indices in [0, 5)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:  # a flag's range is checked at parse time
         main(["ifp", "--steps", "1", "--out", str(tmp_path)])
     assert info.value.code == 2 and "argument --steps: expected an integer >= 2" in capsys.readouterr().err
+    assert main(["ifp", "--unsupervised", "--schedule", "settle", "--steps", "400", "--settle-window", "25",
+                 "--out", str(tmp_path)]) == 2
+    assert "argument --settle-window: expected a multiple of --mi-every=10 from 20 to the plateau cap" in capsys.readouterr().err
 
 
 IFP_SMALL = ["ifp", "--data", "dsprites", "--factors", "0", "2", "--steps", "4", "--mi-every", "2", "--encoder", "lite",
@@ -70,3 +91,14 @@ def test_ifp_interrupted_run_continues_with_the_uninterrupted_results(tmp_path, 
 
     assert main([*IFP_SMALL, "--repeats", "2", "--lr", "1e-3", "--out", str(cut)]) == 2
     assert "holds the tests of another setting (lr)" in capsys.readouterr().err
+
+    partial = cut / "ifp_tests.jsonl"  # a file written before the settle flags existed is still reused
+    head, *tests = partial.read_text().splitlines()
+    settings = json.loads(head)["settings"]
+    for flag in ("settle_window", "settle_tol", "stop_after_freeze"):
+        del settings[flag]
+    partial.write_text("\n".join([json.dumps({"settings": settings}), *tests]) + "\n")
+    calls.clear()
+    assert main([*IFP_SMALL, "--repeats", "3", "--out", str(cut)]) == 0 and calls == []
+    assert main([*IFP_SMALL, "--repeats", "3", "--settle-tol", "0.5", "--out", str(cut)]) == 2
+    assert "another setting (settle_tol)" in capsys.readouterr().err
