@@ -87,3 +87,16 @@ def test_ifp_speed_verdict_is_dsprites_once_it_ran():
     assert ifp_speed.dsprites_speed_verdict(r * 0.99, None) == "reproduced"
     assert ifp_speed.dsprites_speed_verdict(None, 1.1) == "partly"
     assert ifp_speed.dsprites_speed_verdict(None, 2.0) == "not reproduced"
+
+
+def test_ifp_speed_settle_label_names_capped_plateaus_and_missing_runs(tmp_path):
+    from reproduce import ifp_speed
+
+    run = {"ifp": 142.2, "steps_used": 600, "cap": 400,
+           "plateaus": [{"beta": 200.0, "steps": 100, "settled": True}, {"beta": 151.3, "steps": 100, "settled": True},
+                        {"beta": 114.5, "steps": 400, "settled": False}]}
+    assert ifp_speed.settle_label(run) == "142.2 (600 steps, 1 of 3 plateaus capped: beta 114.5)"
+    assert ifp_speed.settle_label({**run, "ifp": None, "plateaus": run["plateaus"][:2]}) == \
+        "none (600 steps, 0 of 2 plateaus capped)"
+    assert ifp_speed.settle_label(ifp_speed.NOT_RUN) == ifp_speed.NOT_RUN
+    assert ifp_speed.dsprites_settle(100, 8000, 10, tmp_path / "missing", train=False) == ifp_speed.NOT_RUN
