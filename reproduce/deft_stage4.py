@@ -25,9 +25,13 @@ state and ``default`` branch, a run resumed at 3S (the checkpoint carries the RN
 the toy budget its weights at 4S were bit-identical to an uninterrupted run's).
 
 What K did at the CPU budget (1,500 steps per stage, batch 64, seeds 0 and 1; observations, not
-rates): see the second row of bench/results/repro_deft_stage4_cpu.md; the per-K stage-3 and stage-4
-MIG, the change and the stage-4 group's largest NMI with shape (next to the earlier groups') are
-in its ``details.group_size``.
+rates): MIG fell at stage 4 in 2/2 runs at K = 1 (-0.041, -0.014), 1/2 at K = 2 (-0.016, +0.003)
+and 1/2 at K = 3 (+0.007, -0.048), so no K tried removes the fall, and a single new latent (K = 1)
+is enough for it. The factor is not always shape: in each of the 4 falls, the factor the stage-4
+group took up most (posY, posX, posX at K = 1, 1, 2; shape at K = 3; NMI 0.06-0.16 next to an earlier
+latent's 0.19-0.32) is the factor whose MIG fell most. Shape and scale share one latent and
+orientation is encoded nowhere (NMI <= 0.012) at every K. Numbers: the second row of
+bench/results/repro_deft_stage4_cpu.md, per K and seed in its ``details.group_size``.
 
 The steps-per-stage question is answered from the existing full stage runs at 1,500 / 3,000 /
 6,000 steps per stage (reproduce/deft_stages.py); the paper's sample budget needs a GPU (``GPU``).
@@ -151,14 +155,19 @@ def run_group_size(b: dict, k: int, seed: int, root: Path) -> dict:
 
 def group_size_summary(runs: dict, k: int) -> dict:
     """Per seed of one K (``runs``: seed -> {"stage3", "stage4"} evaluations): stage-3 and stage-4 MIG,
-    the stage-4 change (all and shape's MIG), and the stage-4 group's uptake of shape at the end of
-    stage 4 (``group_uptake`` with this k)."""
+    the stage-4 change (all and shape's MIG), the stage-4 group's uptake of shape at the end of stage 4
+    (``group_uptake`` with this k), the factor it took up most (its NMI there, the earlier groups',
+    and that factor's MIG change) and the factor whose MIG fell most."""
     out = {}
     for seed, r in runs.items():
         a, z = r["stage3"], r["stage4"]
+        up = group_uptake(z["nmi_matrix"], k)
+        delta = [y - x for x, y in zip(a["mig_per_factor"], z["mig_per_factor"])]
+        top = max(FACTORS, key=lambda f: up[f]["new"])
         out[seed] = {"stage3_mig": a["mig"], "stage4_mig": z["mig"], "change": z["mig"] - a["mig"],
-                     "shape_change": z["mig_per_factor"][0] - a["mig_per_factor"][0],
-                     "shape_uptake": group_uptake(z["nmi_matrix"], k)["shape"]}
+                     "shape_change": delta[0], "shape_uptake": up["shape"],
+                     "top_uptake": {"factor": top, **up[top], "mig_change": delta[FACTORS.index(top)]},
+                     "largest_fall": {"factor": FACTORS[int(np.argmin(delta))], "mig_change": min(delta)}}
     return out
 
 
@@ -207,17 +216,23 @@ def group_size_row(sizes: dict, seeds: dict, b: dict, command: str) -> tuple[dic
 
     def per_k(k):
         new = f"latent {3 * k}" if k == 1 else f"latents {3 * k}-{4 * k - 1}"
-        return f"K={k}: " + "; ".join(
-            f"seed {s} MIG {r['stage3_mig']:.3f}->{r['stage4_mig']:.3f} ({r['change']:+.3f}, shape {r['shape_change']:+.3f}), "
-            f"NMI with shape {r['shape_uptake']['new']:.2f} in the new group ({new}) vs {r['shape_uptake']['earlier']:.2f}"
-            for s, r in summary[k].items())
+        return f"K={k} (new group: {new}): " + "; ".join(
+            f"seed {s} MIG {r['stage3_mig']:.3f}->{r['stage4_mig']:.3f} ({r['change']:+.3f}), NMI with shape "
+            f"{r['shape_uptake']['new']:.2f} new vs {r['shape_uptake']['earlier']:.2f} earlier, shape MIG "
+            f"{r['shape_change']:+.3f}; most taken up {r['top_uptake']['factor']} {r['top_uptake']['new']:.2f} vs "
+            f"{r['top_uptake']['earlier']:.2f}, its MIG {r['top_uptake']['mig_change']:+.3f} (largest fall: "
+            f"{r['largest_fall']['factor']})" for s, r in summary[k].items())
 
     fell = {k: sum(r["change"] < 0 for r in summary[k].values()) for k in summary}
+    falls = [r for k in summary for r in summary[k].values() if r["change"] < 0]
+    tracked = sum(r["top_uptake"]["factor"] == r["largest_fall"]["factor"] for r in falls)
     ours = (f"stage 3 -> 4 per K (G = 4, betas 70,30,12,4; K = "
             f"{', '.join(str(k) for k in sorted(runs) if k != K)} full runs, K = {K} the branch study's default): "
             + ". ".join(per_k(k) for k in summary)
             + ". MIG fell in " + ", ".join(f"{fell[k]}/{len(summary[k])} at K={k}" for k in summary)
-            + f" ({b['stage_steps']} steps per stage, batch {b['batch_size']}; {len(seeds)} seed(s): observations, not rates)")
+            + f"; in {tracked}/{len(falls)} of the falls the factor the new group took up most is the one whose "
+            f"MIG fell most ({b['stage_steps']} steps per stage, batch {b['batch_size']}; {len(seeds)} seed(s): "
+            "observations, not rates)")
     verdict = "partly" if any(fell.values()) else "reproduced"
     return (row("DEFT dSprites stage 4: does the group size K change the MIG fall",
                 "MIG improves in every stage with G 4 x K 3; K is 'not less than the size of the newly learned "

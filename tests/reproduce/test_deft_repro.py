@@ -117,12 +117,15 @@ def test_deft_stage4_group_size_toy_budget_reuses_runs_and_json(tmp_path, monkey
     sizes, runs = payload["details"]["group_size"], payload["details"]["group_size_runs"]["1"]["0"]
     assert set(sizes) == {"1", "3"}
     assert sizes["3"]["0"] == {"stage3_mig": 0.25, "stage4_mig": 0.125, "change": -0.125, "shape_change": -0.0875,
-                               "shape_uptake": {"new": 0.15, "earlier": 0.2}}
+                               "shape_uptake": {"new": 0.15, "earlier": 0.2},
+                               "top_uptake": {"factor": "shape", "new": 0.15, "earlier": 0.2, "mig_change": -0.0875},
+                               "largest_fall": {"factor": "shape", "mig_change": -0.0875}}
     assert np.asarray(runs["stage4"]["nmi_matrix"]).shape == (4, 5)
     assert np.allclose(runs["stage3"]["nmi_matrix"][3], 0.0, atol=1e-12)  # stage 3: the fourth encoder is still off
     assert sizes["1"]["0"]["change"] == runs["stage4"]["mig"] - runs["stage3"]["mig"]
     assert sizes["1"]["0"]["shape_uptake"]["new"] == runs["stage4"]["nmi_matrix"][3][0]
-    assert payload["rows"][1]["verdict"] == "partly" and "K=1: seed 0 MIG" in payload["rows"][1]["ours"]
+    assert payload["rows"][1]["verdict"] == "partly"
+    assert "K=1 (new group: latent 3): seed 0 MIG" in payload["rows"][1]["ours"]
 
     def no_cli(args):
         raise AssertionError(f"ran eoflow-fast {args}")
