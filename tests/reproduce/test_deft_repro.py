@@ -100,3 +100,60 @@ def test_ifp_speed_settle_label_names_capped_plateaus_and_missing_runs(tmp_path)
         "none (600 steps, 0 of 2 plateaus capped)"
     assert ifp_speed.settle_label(ifp_speed.NOT_RUN) == ifp_speed.NOT_RUN
     assert ifp_speed.dsprites_settle(100, 8000, 10, tmp_path / "missing", train=False) == ifp_speed.NOT_RUN
+
+
+def test_deft_stage4_group_size_toy_budget_reuses_runs_and_json(tmp_path, monkeypatch):
+    """The K study at the toy budget next to a planted branch study (its JSON entry is reused, so
+    only the K = 1 run trains), then again from the JSON, from the run folder and with --no-train."""
+    import pytest
+
+    from reproduce import deft_stage4
+
+    toy, b = tmp_path / "toy", deft_stage4.BUDGETS["toy"]
+    toy.mkdir()
+    nmi3 = np.zeros((12, 5))
+    nmi3[5, 0] = 0.2
+    nmi4 = nmi3.copy()
+    nmi4[10, 0] = 0.15  # the stage-4 group takes up shape next to latent 5
+
+    def ev(mig, shape_mig, nmi):
+        return {"mig": mig, "mig_per_factor": [shape_mig, 0.0, 0.0, 0.0, 0.0], "nmi_matrix": nmi.tolist()}
+
+    branch = {"stage3": ev(0.25, 0.15, nmi3), **{v: ev(0.125, 0.0625, nmi4) for v in deft_stage4.VARIANTS}}
+    path = toy / "repro_deft_stage4_toy.json"
+    path.write_text(json.dumps({"details": {"budget": b, "seeds": {"0": branch}}}))
+    assert deft_stage4.previous(toy, "toy", dict(b, stage_steps=5)) == {}  # other steps per stage: not reused
+
+    deft_stage4.main(["--budget", "toy", "--run-root", str(tmp_path)])
+    assert not (toy / "base_s0").exists() and (toy / "k1_s0" / "ckpt-00000016.pt").exists()
+    payload = json.loads(path.read_text())
+    sizes, runs = payload["details"]["group_size"], payload["details"]["group_size_runs"]["1"]["0"]
+    assert set(sizes) == {"1", "3"}
+    assert sizes["3"]["0"] == {"stage3_mig": 0.25, "stage4_mig": 0.125, "change": -0.125, "shape_change": -0.0875,
+                               "shape_uptake": {"new": 0.15, "earlier": 0.2},
+                               "top_uptake": {"factor": "shape", "new": 0.15, "earlier": 0.2, "mig_change": -0.0875},
+                               "largest_fall": {"factor": "shape", "mig_change": -0.0875}}
+    assert np.asarray(runs["stage4"]["nmi_matrix"]).shape == (4, 5)
+    assert np.allclose(runs["stage3"]["nmi_matrix"][3], 0.0, atol=1e-12)  # stage 3: the fourth encoder is still off
+    assert sizes["1"]["0"]["change"] == runs["stage4"]["mig"] - runs["stage3"]["mig"]
+    assert sizes["1"]["0"]["shape_uptake"]["new"] == runs["stage4"]["nmi_matrix"][3][0]
+    assert payload["rows"][1]["verdict"] == "partly"
+    assert "K=1 (new group: latent 3): seed 0 MIG" in payload["rows"][1]["ours"]
+
+    def no_cli(args):
+        raise AssertionError(f"ran eoflow-fast {args}")
+
+    monkeypatch.setattr(deft_stage4, "run_cli", no_cli)
+    deft_stage4.main(["--budget", "toy", "--run-root", str(tmp_path)])  # everything from the JSON
+    assert json.loads(path.read_text())["rows"] == payload["rows"]
+    again = json.loads(path.read_text())
+    del again["details"]["group_size_runs"]
+    path.write_text(json.dumps(again))
+    with pytest.raises(SystemExit, match="K=1 seed 0"):
+        deft_stage4.main(["--budget", "toy", "--run-root", str(tmp_path), "--no-train"])
+    deft_stage4.main(["--budget", "toy", "--run-root", str(tmp_path)])  # the K run from its folder's cached evaluations
+    assert json.loads(path.read_text())["details"]["group_size"] == payload["details"]["group_size"]
+    deft_stage4.main(["--budget", "toy", "--run-root", str(tmp_path), "--no-train"])
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["ours"] for r in rows] == [r["ours"] for r in payload["rows"]]
+    assert rows[1]["command"] == "python -m reproduce.deft_stage4 --budget toy --no-train"
