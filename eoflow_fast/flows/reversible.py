@@ -37,10 +37,11 @@ for lam > 0 this is 2x the stored work; for lam = 0 (no P2, no sweep A) it is (F
   is harmless except where a ReLU input is that close to 0: the mask flips and that position's
   gradient jumps, which is the float32 gradient drift of inversion (measured: one flipped ReLU gave
   5e-2 relative error in one weight's gradient at 24 couplings). P1 records, per ReLU module, the
-  inputs with |pre| <= tol * max|pre| (index and value); every later evaluation of that module in the
-  unit (P2, sweep B) gets them restored (``_RestoreValues``: values replaced, gradient passed), so
-  every mask equals the forward's. The records are sparse (float32: ~1e-3 of the hidden units);
-  ``stats["kink_margin"]`` is the largest |restored - recomputed| / (tol * max|pre|) seen in sweep B.
+  inputs with |pre| <= tol * max|pre| (index and value; ``ops.kink_select``, fused on CPU and CUDA);
+  every later evaluation of that module in the unit (P2, sweep B) gets them restored
+  (``_RestoreValues``: values replaced, gradient passed), so every mask equals the forward's. The
+  records are sparse (float32: ~1e-3 of the hidden units); ``stats["kink_margin"]`` is the largest
+  |restored - recomputed| / (tol * max|pre|) seen in sweep B.
   Drift checks (``_anchors``), on the first call and every ``state.check_every``-th: P1 holds every
   unit's input, then walks down from z by the inverses as the backward does and compares each rebuilt
   input with the forward's, e_i = max|rebuilt - h_{i-1}| / max|h_{i-1}|; where e_i > tol the unit
@@ -71,6 +72,7 @@ import contextlib
 import torch
 from torch import nn
 
+from .. import ops
 from . import layer_tangents
 from .architectures import MultiscaleFlow
 from .base import InvertibleModule, LinearInvertible, SequenceFlow, tile_rows
@@ -273,11 +275,8 @@ class _Kinks:
             return None
         pre = args[0]
         if self.mode == "record":
-            flat = pre.detach().reshape(-1)
-            magnitude = flat.abs()
-            threshold = (self.rel * magnitude.max()).clamp_min(torch.finfo(flat.dtype).tiny)
-            idx = (magnitude <= threshold).nonzero().squeeze(1)
-            self.records.setdefault(self.unit, {})[module] = (idx, flat[idx], flat.numel(), threshold)
+            idx, values, threshold = ops.kink_select(pre, self.rel)
+            self.records.setdefault(self.unit, {})[module] = (idx, values, pre.numel(), threshold)
             return None
         record = self.records.get(self.unit, {}).get(module)
         if record is None or not record[0].numel() or pre.numel() % record[2]:

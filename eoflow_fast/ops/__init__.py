@@ -16,6 +16,7 @@ _EXPORTS = {
     "gaussian_pair_logsumexp": "gaussian_pair_logsumexp",
     "tc_decomposition": "tc_decomposition",
     "marginal_entropy": "marginal_entropy",
+    "kink_select": "kink_select",
 }
 
 __all__ = ["BACKENDS", "BackendUnavailable", *_EXPORTS]
