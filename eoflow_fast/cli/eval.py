@@ -1,7 +1,7 @@
 """``eoflow-fast eval RUN_DIR [--checkpoint FILE] [--device DEV] [family eval flags]``.
 
 Reads ``RUN_DIR/config.json``, rebuilds the model through the registry, loads the latest checkpoint
-(or ``--checkpoint``) and runs the family's ``evaluate(run_dir, model, config, args)``; a family
+(or ``--checkpoint``) and runs the family's ``evaluate(run_dir, model, config, args, source)``; a family
 without one gets the mean loss terms over its evaluation split (its training split when it has
 none). ``eoflow-fast eval RUN_DIR --help`` lists the family's evaluation flags. The result is
 appended, with the checkpoint's step, to ``RUN_DIR/eval.jsonl``; the console gets a summary (the
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from eoflow_fast.train import engine, registry
+from eoflow_fast.train import checkpoint, engine, registry
 from eoflow_fast.train.argtypes import device
 from eoflow_fast.train.checkpoint import CheckpointError
 from eoflow_fast.train.logging import append_record, jsonable
@@ -62,7 +62,8 @@ def run(args) -> int:
             return 1
         if spec.evaluate is not None:
             try:
-                result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+                result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args,
+                                       source=checkpoint.source(loaded.model, loaded.step, loaded.checkpoint))
             except UsageError:  # a flag the family refuses: exit 2 (main)
                 raise
             except ValueError as exc:  # e.g. a metric refusing the points drawn (a constant factor in a small draw)

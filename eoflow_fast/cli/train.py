@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from eoflow_fast import progress
-from eoflow_fast.train import engine, registry
+from eoflow_fast.train import checkpoint, engine, registry
 from eoflow_fast.train.argtypes import check_config_value, device, float_in, int_at_least, load_mapping
 from eoflow_fast.train.checkpoint import CheckpointError
 
@@ -227,7 +227,7 @@ def run(args) -> int:
             eval_args = eval_parser.parse_args([])
 
             def evaluate(model, step):
-                return spec.evaluate(run_dir, model, config, eval_args)
+                return spec.evaluate(run_dir, model, config, eval_args, source=checkpoint.source(model, step))
         if spec.plot is not None:
             def plot(model, step):
                 spec.plot(run_dir, model, config, step)

@@ -29,7 +29,6 @@ streaming one-hot tangents in chunks of dims and keeping only column norms. Core
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from eoflow_fast import progress
+from eoflow_fast.digest import state_digest
 
 from .base import InvertibleModule
 from .conditioning import cond_channels, conditioned
@@ -335,12 +335,7 @@ class EOFlow(nn.Module):
     def weights_digest(self) -> str:
         """SHA-256 of the flow's parameters and buffers (names, dtypes, shapes, bytes): names the weights
         that a derived file (``entropy.json``) was computed with, whatever checkpoint file held them."""
-        digest = hashlib.sha256()
-        for name, value in self.flow.state_dict().items():
-            value = value.detach().cpu().contiguous()
-            digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}\n".encode())
-            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        return state_digest(self.flow.state_dict())
 
     def running_entropy(self) -> torch.Tensor:
         """The training-time estimate of H (D,), float64 on the CPU, with -inf for the dims training

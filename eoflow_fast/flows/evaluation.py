@@ -92,14 +92,17 @@ def _batched(fn, x: torch.Tensor, batch_size: int = 256, model: EOFlow | None = 
 @torch.no_grad()
 def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=None, eval_samples: int = 512,
                    entropy_samples: int = 256, entropy_batch: int = 256, entropy_chunk: int = 64,
-                   pca_samples: int | None = None, plots: bool = True, seed: int = 0) -> dict:
+                   pca_samples: int | None = None, plots: bool = True, seed: int = 0,
+                   source: dict | None = None) -> dict:
     """Compute the table above, set ``model.latent_order`` from the exact entropy (one JVP pass
     handles ``entropy_batch`` points x ``entropy_chunk`` dims), write
     ``RUN_DIR/eval.json``, the table as text to ``RUN_DIR/eval.txt`` and ``RUN_DIR/entropy.json``
     (and the plots), return the report. Nothing is printed: the command that asked prints its summary.
     PCA is fitted on ``pca_samples`` training items (default: 4096, or one more than the largest
     C < D); a C above the rank of the items it got reports PSNR PCA None ("n/a"), never a PCA of
-    fewer components under C's name."""
+    fewer components under C's name. ``source`` (``train.checkpoint.source``: step, checkpoint file,
+    weights digest) is the report's ``checkpoint`` and the first line of ``eval.txt``: the files
+    say which weights their numbers are of."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
@@ -133,6 +136,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
         "weights": model.weights_digest()}))
 
     report: dict = {
+        "checkpoint": source,
         "dim": D,
         "bits_per_dim": model.bits_per_dim(x_test, c=c_test),
         "bits_per_dim_noisy": model.bits_per_dim(x_test, sigma=model.sigma, c=c_test),
@@ -187,7 +191,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
 
 
 def format_table(report: dict) -> str:
-    lines = [f"EOFlow evaluation (D = {report['dim']})",
+    lines = [f"EOFlow evaluation (D = {report['dim']}){checkpoint_note(report.get('checkpoint'))}",
              f"  bits/dim: {report['bits_per_dim']:.3f} (dequantised), {report['bits_per_dim_noisy']:.3f} (with training noise)",
              f"  total entropy {report['total_entropy']:.2f} nats, MTC {report['mtc']:.2f} nats",
              "  compression:   C   D/C   PSNR EOFlow   PSNR PCA   top-C entropy share"]
@@ -208,6 +212,14 @@ def format_table(report: dict) -> str:
                      f"{r['C_best_eoflow']:6d} ({r['psnr_best_eoflow']:6.2f})   {r['C_auto_pca']:6d} "
                      f"({r['psnr_auto_pca']:6.2f})  {r['C_best_pca']:6d} ({r['psnr_best_pca']:6.2f})")
     return "\n".join(lines)
+
+
+def checkpoint_note(source: dict | None) -> str:
+    """", step S (FILE, weights HHHHHHHHHHHH)" for a report's ``checkpoint``, "" when unknown."""
+    if source is None:
+        return ""
+    file = f"{source['checkpoint']}, " if source.get("checkpoint") else ""
+    return f", step {source['step']} ({file}weights {str(source['weights'])[:12]})"
 
 
 def format_db(value: float, width: int = 7) -> str:

@@ -214,6 +214,17 @@ def load(path: str | os.PathLike, map_location="cpu") -> dict:
     return data
 
 
+def source(model: torch.nn.Module, step: int, path: str | os.PathLike | None = None) -> dict:
+    """What an evaluation of ``model`` came from: ``{"step", "checkpoint" (file name, None during
+    training before it is written), "weights" (``digest.weights_digest``)}``. Files derived from an
+    evaluation (``metrics.json``, ``eval.json``) record it, so numbers of other weights are never
+    read as this checkpoint's."""
+    from eoflow_fast.digest import weights_digest
+
+    return {"step": int(step), "checkpoint": None if path is None else Path(path).name,
+            "weights": weights_digest(model)}
+
+
 def latest_path(run_dir: str | os.PathLike) -> Path:
     """The newest checkpoint file of ``run_dir``; :class:`CheckpointError` when there is none."""
     found = list_checkpoints(run_dir)
