@@ -3,7 +3,9 @@
 Encodes ``--n`` test items, keeps z_core = z[:, latent_order[:C]] (saved to ``--out``, default
 ``RUN_DIR/compressed_C<C>.pt``: a dict with ``z_core`` (n, C) and ``core_dims`` (C,)), decodes
 g([z_core, 0]) and prints the PSNR and the compression ratio D/C; ``--grid`` saves originals over
-reconstructions as a PNG. Exit status: 0 done, 1 unusable run folder, 2 usage error.
+reconstructions as a PNG. A reconstruction with NaN/inf values (a diverged model) is an error naming
+the count of such items; nothing is saved. Exit status: 0 done, 1 unusable run folder or non-finite
+reconstruction, 2 usage error.
 """
 from __future__ import annotations
 
@@ -90,18 +92,28 @@ def save_grid(path: Path, rows: list[torch.Tensor], title: str, row_labels: list
     plt.close(fig)
 
 
+def non_finite_exit(prog: str, exc: Exception):
+    """A model output with NaN/inf (``NonFiniteOutputError``): one line naming the count, exit 1."""
+    print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    sys.exit(1)
+
+
 def run(args) -> int:
-    from eoflow_fast.flows.eoflow import psnr
+    from eoflow_fast.flows.eoflow import NonFiniteOutputError, mean_psnr
 
     parser = args.parser
     model, x = load(parser, args)
     with torch.no_grad():
         z_core = model.encode_core(x, args.core)
         rec = model.decode(z_core)
+    try:
+        score = mean_psnr(rec, x, f"compress: PSNR at C = {args.core}")
+    except NonFiniteOutputError as exc:  # before: "psnr (dB)  nan" in the table, and a file of NaN codes saved
+        non_finite_exit(parser.prog, exc)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"compressed_C{args.core}.pt"
     torch.save({"z_core": z_core.cpu(), "core_dims": model.latent_order[:args.core].cpu()}, out)
     result = {"C": args.core, "D": model.dim, "ratio": model.dim / args.core, "n": x.shape[0],
-              "psnr": float(psnr(rec, x).mean()), "saved": str(out)}
+              "psnr": score, "saved": str(out)}
     if args.grid and len(model.input_shape) == 3:
         grid = out.with_suffix(".png")
         save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}",

@@ -6,12 +6,15 @@ without one gets the mean loss terms over its evaluation split (its training spl
 none). ``eoflow-fast eval RUN_DIR --help`` lists the family's evaluation flags. The result is
 appended, with the checkpoint's step, to ``RUN_DIR/eval.jsonl``; the console gets a summary (the
 headline scores and the files written), or the full result as JSON with ``--json``.
-Exit status: 0 done, 1 unusable run folder or checkpoint, 2 usage error (a missing run folder too).
+A result with NaN scores (a model whose outputs are not finite) is an error naming them; nothing is
+recorded. Exit status: 0 done, 1 unusable run folder or checkpoint or NaN scores, 2 usage error (a
+missing run folder too).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -24,7 +27,7 @@ from eoflow_fast.train.checkpoint import CheckpointError
 from eoflow_fast.train.logging import append_record, jsonable
 
 from .common import Parser, UsageError, add_cpu_threads, add_json, add_no_progress, apply_cpu_threads, eval_headline
-from .common import print_summary, progress_from, results_stdout
+from .common import headline, print_summary, progress_from, results_stdout
 from .common import suggest, written_since
 
 
@@ -75,6 +78,12 @@ def run(args) -> int:
             with torch.no_grad():
                 result = engine.evaluate_loss(loaded.model, data, loaded.config["batch_size"], device,
                                               amp=False, step=loaded.step)
+        undefined = [k for k, v in headline(result).items() if isinstance(v, float) and math.isnan(v)]
+        if undefined:  # before: "loss  nan" in the summary and in eval.jsonl, read as a number
+            print(f"eoflow-fast eval: error: the evaluation of {loaded.checkpoint.name} (step {loaded.step}) gave NaN "
+                  f"for {len(undefined)} score(s) ({', '.join(undefined[:6])}): the model's outputs are not finite "
+                  f"(diverged weights?); nothing was recorded", file=sys.stderr)
+            return 1
         record = {"step": loaded.step, "checkpoint": loaded.checkpoint.name, **result}
         append_record(run_dir / "eval.jsonl", jsonable(record))
         title = f"eval {run_dir}: {config['model']} run at step {loaded.step} ({loaded.checkpoint.name})"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .eoflow import EOFlow, core_above_floor, psnr
+from .eoflow import EOFlow, core_above_floor, mean_psnr, psnr
 
 DENOISE_SIGMAS = (0.05, 0.1, 0.2)
 
@@ -122,7 +122,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
 
     def pca_psnr(x, C):
         """PSNR of the top-C PCA reconstruction of x against x_test; None above the PCA's rank."""
-        return None if pca.rank < C < D else float(psnr(pca.truncate(x, C).to(device), x_test).mean())
+        return None if pca.rank < C < D else mean_psnr(pca.truncate(x, C).to(device), x_test, "PCA PSNR")
 
     ent = model.explained_entropy(x_test[:entropy_samples], batch_size=entropy_batch, chunk=entropy_chunk,
                                   c=None if c_test is None else c_test[:entropy_samples])
@@ -155,14 +155,14 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
                                                   float(excess[:C].sum() / excess.sum().clamp_min(1e-12)))
         rec = _batched(lambda xb: model.compress(xb, C), x_test, model=model, c=c_test)
         report["compression"].append({
-            "C": C, "ratio": D / C, "psnr_eoflow": float(psnr(rec, x_test).mean()),
+            "C": C, "ratio": D / C, "psnr_eoflow": mean_psnr(rec, x_test, f"PSNR at C = {C}"),
             "psnr_pca": pca_psnr(x_test, C)})
     report["core_rule"] = []
     for sigma in DENOISE_SIGMAS:
         noisy = x_test + sigma * torch.randn_like(x_test)
-        base = float(psnr(noisy, x_test).mean())
-        psnr_at = {"eoflow": lambda C: float(psnr(_batched(lambda xb: model.denoise(xb, C), noisy, model=model,
-                                                           c=c_test), x_test).mean()),
+        base = mean_psnr(noisy, x_test, "noisy PSNR")
+        psnr_at = {"eoflow": lambda C: mean_psnr(_batched(lambda xb: model.denoise(xb, C), noisy, model=model,
+                                                          c=c_test), x_test, f"denoised PSNR at C = {C}"),
                    "pca": lambda C: pca_psnr(noisy, C)}
         searched = {"eoflow": {}, "pca": {}}
         for C in core_sizes:
