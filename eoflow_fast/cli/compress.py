@@ -18,7 +18,10 @@ import torch
 
 from eoflow_fast.train.argtypes import device, int_at_least, out_file
 
-from .common import UsageError, add_cpu_threads, add_json, apply_cpu_threads, print_summary
+from eoflow_fast.train.checkpoint import CheckpointError
+
+from .common import UsageError, add_cpu_threads, add_json, apply_cpu_threads, check_run_folder, print_summary
+from .common import run_folder_error
 
 
 def _core_size(text: str):
@@ -51,19 +54,25 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def open_run(args):
-    """``(model, config, test set)`` of ``args.run_dir`` after ``--cpu-threads`` is applied; a missing
-    run folder or a non-eoflow run is a :class:`UsageError`, an unusable checkpoint exits 1."""
+    """``(model, config, test set)`` of ``args.run_dir`` after ``--cpu-threads`` is applied. A path
+    that is no run folder, or a run of another family, is a :class:`UsageError` (exit 2); a run
+    folder that cannot be opened (damaged config.json, no or a corrupt checkpoint, settings or data
+    the model cannot be rebuilt from) exits 1 with one line saying which."""
     from eoflow_fast.flows.family import open_eoflow_run
-    from eoflow_fast.train.checkpoint import CheckpointError
+    from eoflow_fast.train import engine
 
+    run_dir = check_run_folder(args.run_dir)
     apply_cpu_threads(args.cpu_threads)
     try:
-        return open_eoflow_run(args.run_dir, args.checkpoint, args.device)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UsageError(f"argument RUN_DIR: {exc}") from exc
-    except (CheckpointError, json.JSONDecodeError) as exc:
-        print(f"{args.parser.prog}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        family = engine.read_config(run_dir).get("model")
+    except Exception as exc:  # a damaged config.json (CheckpointError)
+        run_folder_error(args.parser.prog, run_dir, exc)
+    if family != "eoflow":
+        raise UsageError(f"argument RUN_DIR: {run_dir} is a {family!r} run, not an 'eoflow' run")
+    try:
+        return open_eoflow_run(run_dir, args.checkpoint, args.device)
+    except (CheckpointError, ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+        run_folder_error(args.parser.prog, run_dir, exc)
 
 
 def load(parser: argparse.ArgumentParser, args):

@@ -27,6 +27,7 @@ from eoflow_fast.train.checkpoint import CheckpointError
 from eoflow_fast.train.logging import append_record, jsonable
 
 from .common import Parser, UsageError, add_cpu_threads, add_json, add_no_progress, apply_cpu_threads, eval_headline
+from .common import check_run_folder, run_folder_error
 from .common import headline, print_summary, progress_from, results_stdout
 from .common import suggest, written_since
 
@@ -42,15 +43,12 @@ def check_metric_names(text: str) -> None:
 
 
 def run(args) -> int:
-    run_dir = Path(args.run_dir)
-    if not (run_dir / engine.CONFIG_FILE).is_file():
-        raise UsageError(f"argument RUN_DIR: {run_dir} is not a run folder ({engine.CONFIG_FILE} is missing)")
+    run_dir = check_run_folder(args.run_dir)
     try:
         config = engine.read_config(run_dir)
         spec = registry.get(config.get("model", ""))
     except (KeyError, ImportError, json.JSONDecodeError, CheckpointError) as exc:
-        print(f"eoflow-fast eval: error: {run_dir}: {exc}", file=sys.stderr)
-        return 1
+        run_folder_error("eoflow-fast eval", run_dir, exc)
     parser = eval_parser(args.run_dir, config, spec)
     eval_args = parser.parse_args(args.family_args)
     if getattr(eval_args, "metrics", None) is not None:  # None: the family's "no metrics" default (flow runs)
@@ -60,9 +58,8 @@ def run(args) -> int:
         started = time.time()
         try:
             loaded = engine.open_run(run_dir, eval_args.checkpoint, eval_args.device)
-        except (CheckpointError, ValueError) as exc:
-            print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
-            return 1
+        except (CheckpointError, ValueError, KeyError, OSError) as exc:
+            run_folder_error("eoflow-fast eval", run_dir, exc)
         if spec.evaluate is not None:
             try:
                 result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args,

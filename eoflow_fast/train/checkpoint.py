@@ -175,6 +175,8 @@ def check_payload(path: Path, data: dict) -> None:
 def load(path: str | os.PathLike, map_location="cpu") -> dict:
     """Read and verify one checkpoint file; raise :class:`CheckpointError` naming the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     raw = path.read_bytes()
