@@ -62,6 +62,7 @@ def open_run(args):
     from eoflow_fast.train import engine
 
     run_dir = check_run_folder(args.run_dir)
+    check_out_not_run_file(getattr(args, "out", None), run_dir, args.checkpoint)
     apply_cpu_threads(args.cpu_threads)
     try:
         family = engine.read_config(run_dir).get("model")
@@ -73,6 +74,23 @@ def open_run(args):
         return open_eoflow_run(run_dir, args.checkpoint, args.device)
     except (CheckpointError, ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
         run_folder_error(args.parser.prog, run_dir, exc)
+
+
+RUN_FILES = ("config.json", "metrics.jsonl", "metrics.json", "eval.json", "eval.jsonl", "eval.txt", "entropy.json")
+
+
+def check_out_not_run_file(out, run_dir, checkpoint=None) -> None:
+    """:class:`UsageError` when ``--out`` names a file the run itself holds (``RUN_FILES``, a
+    ``ckpt-*.pt``, or the ``--checkpoint`` being read): writing there would destroy the run."""
+    if out is None:
+        return
+    target = Path(out).resolve()
+    own = target.parent == run_dir.resolve() and (target.name in RUN_FILES or
+                                                   (target.name.startswith("ckpt-") and target.suffix == ".pt"))
+    if own or (checkpoint is not None and target == Path(checkpoint).resolve()):
+        raise UsageError(f"argument --out: {out} is a file of the run {run_dir} (its "
+                         f"{'checkpoint' if target.suffix == '.pt' else target.name}); writing there would "
+                         f"overwrite it. Choose another path")
 
 
 def load(parser: argparse.ArgumentParser, args):
