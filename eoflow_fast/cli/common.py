@@ -108,6 +108,42 @@ def fail(prog: str, message: str, status: int = 2):
     sys.exit(status)
 
 
+# ------------------------------------------------------------------ run folders
+def check_run_folder(run_dir, argument: str = "RUN_DIR") -> Path:
+    """``Path(run_dir)`` when it is a folder holding ``config.json``; else a :class:`UsageError`
+    saying which: the path does not exist, is a file, is an empty folder, or is a folder without
+    ``config.json`` (its first entries named). What is wrong INSIDE a run folder (a damaged
+    config.json, no or a corrupt checkpoint, settings the family refuses) is not an argument
+    error: :func:`run_folder_error` reports it."""
+    from eoflow_fast.train.run_folder import CONFIG_FILE
+
+    path = Path(run_dir)
+    if not path.exists():
+        raise UsageError(f"argument {argument}: {path} does not exist")
+    if not path.is_dir():
+        raise UsageError(f"argument {argument}: {path} is a file, not a run folder")
+    if not (path / CONFIG_FILE).is_file():
+        entries = sorted(p.name for p in path.iterdir())
+        held = "it is empty" if not entries else "it holds " + ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise UsageError(f"argument {argument}: {path} is not a run folder: it has no {CONFIG_FILE} ({held})")
+    return path
+
+
+def run_folder_error(prog: str, run_dir, exc: Exception, status: int = 1):
+    """One line for a run folder that exists but cannot be opened, then exit ``status``: a
+    ``CheckpointError`` (damaged config.json, no checkpoint, a corrupt or foreign one, changed data)
+    names its file already; anything else came from rebuilding the model from config.json."""
+    from eoflow_fast.train.checkpoint import CheckpointError
+    from eoflow_fast.train.run_folder import CONFIG_FILE
+
+    if isinstance(exc, CheckpointError):
+        message = str(exc)
+    else:
+        message = (f"run {run_dir}: the model cannot be rebuilt from {Path(run_dir) / CONFIG_FILE} "
+                   f"({type(exc).__name__}: {exc})")
+    fail(prog, message, status)
+
+
 # ------------------------------------------------------------------ shared flags
 def add_cpu_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -3,7 +3,9 @@
 Encodes ``--n`` test items, keeps z_core = z[:, latent_order[:C]] (saved to ``--out``, default
 ``RUN_DIR/compressed_C<C>.pt``: a dict with ``z_core`` (n, C) and ``core_dims`` (C,)), decodes
 g([z_core, 0]) and prints the PSNR and the compression ratio D/C; ``--grid`` saves originals over
-reconstructions as a PNG. Exit status: 0 done, 1 unusable run folder, 2 usage error.
+reconstructions as a PNG. A reconstruction with NaN/inf values (a diverged model) is an error naming
+the count of such items; nothing is saved. Exit status: 0 done, 1 unusable run folder or non-finite
+reconstruction, 2 usage error.
 """
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ import torch
 
 from eoflow_fast.train.argtypes import device, int_at_least, out_file
 
-from .common import UsageError, add_cpu_threads, add_json, apply_cpu_threads, print_summary
+from eoflow_fast.train.checkpoint import CheckpointError
+
+from .common import UsageError, add_cpu_threads, add_json, apply_cpu_threads, check_run_folder, print_summary
+from .common import run_folder_error
 
 
 def _core_size(text: str):
@@ -49,19 +54,43 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def open_run(args):
-    """``(model, config, test set)`` of ``args.run_dir`` after ``--cpu-threads`` is applied; a missing
-    run folder or a non-eoflow run is a :class:`UsageError`, an unusable checkpoint exits 1."""
+    """``(model, config, test set)`` of ``args.run_dir`` after ``--cpu-threads`` is applied. A path
+    that is no run folder, or a run of another family, is a :class:`UsageError` (exit 2); a run
+    folder that cannot be opened (damaged config.json, no or a corrupt checkpoint, settings or data
+    the model cannot be rebuilt from) exits 1 with one line saying which."""
     from eoflow_fast.flows.family import open_eoflow_run
-    from eoflow_fast.train.checkpoint import CheckpointError
+    from eoflow_fast.train import engine
 
+    run_dir = check_run_folder(args.run_dir)
+    check_out_not_run_file(getattr(args, "out", None), run_dir, args.checkpoint)
     apply_cpu_threads(args.cpu_threads)
     try:
-        return open_eoflow_run(args.run_dir, args.checkpoint, args.device)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UsageError(f"argument RUN_DIR: {exc}") from exc
-    except (CheckpointError, json.JSONDecodeError) as exc:
-        print(f"{args.parser.prog}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        family = engine.read_config(run_dir).get("model")
+    except Exception as exc:  # a damaged config.json (CheckpointError)
+        run_folder_error(args.parser.prog, run_dir, exc)
+    if family != "eoflow":
+        raise UsageError(f"argument RUN_DIR: {run_dir} is a {family!r} run, not an 'eoflow' run")
+    try:
+        return open_eoflow_run(run_dir, args.checkpoint, args.device)
+    except (CheckpointError, ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+        run_folder_error(args.parser.prog, run_dir, exc)
+
+
+RUN_FILES = ("config.json", "metrics.jsonl", "metrics.json", "eval.json", "eval.jsonl", "eval.txt", "entropy.json")
+
+
+def check_out_not_run_file(out, run_dir, checkpoint=None) -> None:
+    """:class:`UsageError` when ``--out`` names a file the run itself holds (``RUN_FILES``, a
+    ``ckpt-*.pt``, or the ``--checkpoint`` being read): writing there would destroy the run."""
+    if out is None:
+        return
+    target = Path(out).resolve()
+    own = target.parent == run_dir.resolve() and (target.name in RUN_FILES or
+                                                   (target.name.startswith("ckpt-") and target.suffix == ".pt"))
+    if own or (checkpoint is not None and target == Path(checkpoint).resolve()):
+        raise UsageError(f"argument --out: {out} is a file of the run {run_dir} (its "
+                         f"{'checkpoint' if target.suffix == '.pt' else target.name}); writing there would "
+                         f"overwrite it. Choose another path")
 
 
 def load(parser: argparse.ArgumentParser, args):
@@ -90,18 +119,28 @@ def save_grid(path: Path, rows: list[torch.Tensor], title: str, row_labels: list
     plt.close(fig)
 
 
+def non_finite_exit(prog: str, exc: Exception):
+    """A model output with NaN/inf (``NonFiniteOutputError``): one line naming the count, exit 1."""
+    print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    sys.exit(1)
+
+
 def run(args) -> int:
-    from eoflow_fast.flows.eoflow import psnr
+    from eoflow_fast.flows.eoflow import NonFiniteOutputError, mean_psnr
 
     parser = args.parser
     model, x = load(parser, args)
     with torch.no_grad():
         z_core = model.encode_core(x, args.core)
         rec = model.decode(z_core)
+    try:
+        score = mean_psnr(rec, x, f"compress: PSNR at C = {args.core}")
+    except NonFiniteOutputError as exc:  # before: "psnr (dB)  nan" in the table, and a file of NaN codes saved
+        non_finite_exit(parser.prog, exc)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"compressed_C{args.core}.pt"
     torch.save({"z_core": z_core.cpu(), "core_dims": model.latent_order[:args.core].cpu()}, out)
     result = {"C": args.core, "D": model.dim, "ratio": model.dim / args.core, "n": x.shape[0],
-              "psnr": float(psnr(rec, x).mean()), "saved": str(out)}
+              "psnr": score, "saved": str(out)}
     if args.grid and len(model.input_shape) == 3:
         grid = out.with_suffix(".png")
         save_grid(grid, [x[:16], rec[:16]], f"originals / reconstructions from C = {args.core}",

@@ -6,7 +6,8 @@ clean / noisy / denoised rows as ``RUN_DIR/denoised_C<C>_s<S>.png``. ``--core au
 whose explained entropy H_i lies above the floor 0.5 log(2 pi e S^2) that the noise sets
 (``EOFlow.core_above_noise``) and reports it next to the best C of a search over the default core
 sizes (``C_best``, ``psnr_best``) on the same items.
-Exit status: 0 done, 1 unusable run folder, 2 usage error.
+A denoised item with NaN/inf values (a diverged model) is an error naming the count of such items.
+Exit status: 0 done, 1 unusable run folder or non-finite output, 2 usage error.
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import torch
 from eoflow_fast.train.argtypes import float_in, int_at_least
 
 from .common import print_summary
-from .compress import add_common_args, load, save_grid
+from .compress import add_common_args, load, non_finite_exit, save_grid
 
 
 def run(args) -> int:
-    from eoflow_fast.flows.eoflow import noise_entropy_floor, psnr
+    from eoflow_fast.flows.eoflow import NonFiniteOutputError, mean_psnr, noise_entropy_floor
     from eoflow_fast.flows.evaluation import default_core_sizes
 
     parser = args.parser
@@ -30,17 +31,21 @@ def run(args) -> int:
     noisy = x + args.sigma * torch.randn(x.shape, generator=gen).to(x)
     auto = args.core == "auto"
     core = model.core_above_noise(args.sigma) if auto else args.core
-    with torch.no_grad():
-        den = model.denoise(noisy, core)
-        base, out = float(psnr(noisy, x).mean()), float(psnr(den, x).mean())
-        result = {"C": core, "sigma": args.sigma, "n": x.shape[0], "psnr_noisy": base, "psnr_denoised": out,
-                  "gain_db": out - base}
-        if auto:
-            searched = {C: float(psnr(model.denoise(noisy, C), x).mean()) for C in default_core_sizes(model.dim)}
-            best = max(searched, key=searched.get)
-            result.update({"C_rule": "dims with explained entropy > 0.5 log(2 pi e sigma^2)",
-                           "entropy_floor": noise_entropy_floor(args.sigma), "C_best": best,
-                           "psnr_best": searched[best]})
+    try:
+        with torch.no_grad():
+            den = model.denoise(noisy, core)
+            base, out = mean_psnr(noisy, x, "denoise: noisy PSNR"), mean_psnr(den, x, f"denoise: PSNR at C = {core}")
+            result = {"C": core, "sigma": args.sigma, "n": x.shape[0], "psnr_noisy": base, "psnr_denoised": out,
+                      "gain_db": out - base}
+            if auto:
+                searched = {C: mean_psnr(model.denoise(noisy, C), x, f"denoise: PSNR at C = {C}")
+                            for C in default_core_sizes(model.dim)}
+                best = max(searched, key=searched.get)
+                result.update({"C_rule": "dims with explained entropy > 0.5 log(2 pi e sigma^2)",
+                               "entropy_floor": noise_entropy_floor(args.sigma), "C_best": best,
+                               "psnr_best": searched[best]})
+    except NonFiniteOutputError as exc:  # before: "psnr denoised (dB)  nan" in the table
+        non_finite_exit(parser.prog, exc)
     if args.grid and len(model.input_shape) == 3:
         path = Path(args.run_dir) / f"denoised_C{core}_s{args.sigma:g}.png"
         save_grid(path, [x[:16], noisy[:16], den[:16]], f"clean / noisy (sigma {args.sigma:g}) / denoised (C = {core})",

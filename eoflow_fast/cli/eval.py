@@ -1,30 +1,34 @@
 """``eoflow-fast eval RUN_DIR [--checkpoint FILE] [--device DEV] [family eval flags]``.
 
 Reads ``RUN_DIR/config.json``, rebuilds the model through the registry, loads the latest checkpoint
-(or ``--checkpoint``) and runs the family's ``evaluate(run_dir, model, config, args)``; a family
+(or ``--checkpoint``) and runs the family's ``evaluate(run_dir, model, config, args, source)``; a family
 without one gets the mean loss terms over its evaluation split (its training split when it has
 none). ``eoflow-fast eval RUN_DIR --help`` lists the family's evaluation flags. The result is
 appended, with the checkpoint's step, to ``RUN_DIR/eval.jsonl``; the console gets a summary (the
 headline scores and the files written), or the full result as JSON with ``--json``.
-Exit status: 0 done, 1 unusable run folder or checkpoint, 2 usage error (a missing run folder too).
+A result with NaN scores (a model whose outputs are not finite) is an error naming them; nothing is
+recorded. Exit status: 0 done, 1 unusable run folder or checkpoint or NaN scores, 2 usage error (a
+missing run folder too).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from eoflow_fast.train import engine, registry
+from eoflow_fast.train import checkpoint, engine, registry
 from eoflow_fast.train.argtypes import device
 from eoflow_fast.train.checkpoint import CheckpointError
 from eoflow_fast.train.logging import append_record, jsonable
 
 from .common import Parser, UsageError, add_cpu_threads, add_json, add_no_progress, apply_cpu_threads, eval_headline
-from .common import print_summary, progress_from, results_stdout
+from .common import check_run_folder, run_folder_error
+from .common import headline, print_summary, progress_from, results_stdout
 from .common import suggest, written_since
 
 
@@ -39,15 +43,12 @@ def check_metric_names(text: str) -> None:
 
 
 def run(args) -> int:
-    run_dir = Path(args.run_dir)
-    if not (run_dir / engine.CONFIG_FILE).is_file():
-        raise UsageError(f"argument RUN_DIR: {run_dir} is not a run folder ({engine.CONFIG_FILE} is missing)")
+    run_dir = check_run_folder(args.run_dir)
     try:
         config = engine.read_config(run_dir)
         spec = registry.get(config.get("model", ""))
     except (KeyError, ImportError, json.JSONDecodeError, CheckpointError) as exc:
-        print(f"eoflow-fast eval: error: {run_dir}: {exc}", file=sys.stderr)
-        return 1
+        run_folder_error("eoflow-fast eval", run_dir, exc)
     parser = eval_parser(args.run_dir, config, spec)
     eval_args = parser.parse_args(args.family_args)
     if getattr(eval_args, "metrics", None) is not None:  # None: the family's "no metrics" default (flow runs)
@@ -57,12 +58,12 @@ def run(args) -> int:
         started = time.time()
         try:
             loaded = engine.open_run(run_dir, eval_args.checkpoint, eval_args.device)
-        except (CheckpointError, ValueError) as exc:
-            print(f"eoflow-fast eval: error: {exc}", file=sys.stderr)
-            return 1
+        except (CheckpointError, ValueError, KeyError, OSError) as exc:
+            run_folder_error("eoflow-fast eval", run_dir, exc)
         if spec.evaluate is not None:
             try:
-                result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args)
+                result = spec.evaluate(run_dir, loaded.model, loaded.config, eval_args,
+                                       source=checkpoint.source(loaded.model, loaded.step, loaded.checkpoint))
             except UsageError:  # a flag the family refuses: exit 2 (main)
                 raise
             except ValueError as exc:  # e.g. a metric refusing the points drawn (a constant factor in a small draw)
@@ -74,6 +75,12 @@ def run(args) -> int:
             with torch.no_grad():
                 result = engine.evaluate_loss(loaded.model, data, loaded.config["batch_size"], device,
                                               amp=False, step=loaded.step)
+        undefined = [k for k, v in headline(result).items() if isinstance(v, float) and math.isnan(v)]
+        if undefined:  # before: "loss  nan" in the summary and in eval.jsonl, read as a number
+            print(f"eoflow-fast eval: error: the evaluation of {loaded.checkpoint.name} (step {loaded.step}) gave NaN "
+                  f"for {len(undefined)} score(s) ({', '.join(undefined[:6])}): the model's outputs are not finite "
+                  f"(diverged weights?); nothing was recorded", file=sys.stderr)
+            return 1
         record = {"step": loaded.step, "checkpoint": loaded.checkpoint.name, **result}
         append_record(run_dir / "eval.jsonl", jsonable(record))
         title = f"eval {run_dir}: {config['model']} run at step {loaded.step} ({loaded.checkpoint.name})"

@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 from eoflow_fast import progress
-from eoflow_fast.train import engine, registry
+from eoflow_fast.train import checkpoint, engine, registry
 from eoflow_fast.train.argtypes import check_config_value, device, float_in, int_at_least, load_mapping
 from eoflow_fast.train.checkpoint import CheckpointError
 
 from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_threads, eval_headline, print_summary
-from .common import results_stdout, suggest, written_since
+from .common import check_run_folder, results_stdout, run_folder_error, suggest, written_since
 
 _META = ("help", "config", "resume", "run_dir", "overwrite", "from_checkpoint", "branch", "json")  # not config keys
 RESUME_MUTABLE = engine.RESUME_MUTABLE | {"cpu_threads"}  # cpu_threads changes speed, not results
@@ -192,11 +192,14 @@ def run(args) -> int:
         parser.error("arguments --from-checkpoint/--branch: they continue a run; add --resume RUN_DIR")
     branch = _parse_branch(parser, meta.branch or [], spec.branch_keys)
     if meta.resume:
-        run_dir = Path(meta.resume)
+        try:
+            run_dir = check_run_folder(meta.resume, "--resume")
+        except UsageError as exc:
+            parser.error(str(exc))
         try:
             config = engine.read_config(run_dir)
-        except (FileNotFoundError, CheckpointError) as exc:  # missing, or not JSON / damaged
-            parser.error(f"argument --resume: {exc}")
+        except CheckpointError as exc:  # not JSON, or damaged
+            run_folder_error("eoflow-fast train", run_dir, exc)
         if config.get("model") != name:
             parser.error(f"argument --resume: {run_dir} is a {config.get('model')!r} run, not {name!r}")
         if meta.run_dir and Path(meta.run_dir).resolve() != run_dir.resolve():
@@ -218,7 +221,13 @@ def run(args) -> int:
         apply_cpu_threads(config.get("cpu_threads", values["cpu_threads"]))
         engine.seed_everything(config["seed"])
         started = time.time()
-        model, train_dataset, eval_dataset = build_model(spec, config)
+        try:
+            model, train_dataset, eval_dataset = build_model(spec, config)
+        except UsageError as exc:
+            if not meta.resume or branch:  # the settings came from this command line
+                raise
+            # the settings came from the run's config.json: not an argument error (exit 1, naming the file)
+            run_folder_error("eoflow-fast train", run_dir, exc.__cause__ or exc)
         evaluate = plot = None
         if spec.evaluate is not None:
             eval_parser = Parser()
@@ -227,7 +236,7 @@ def run(args) -> int:
             eval_args = eval_parser.parse_args([])
 
             def evaluate(model, step):
-                return spec.evaluate(run_dir, model, config, eval_args)
+                return spec.evaluate(run_dir, model, config, eval_args, source=checkpoint.source(model, step))
         if spec.plot is not None:
             def plot(model, step):
                 spec.plot(run_dir, model, config, step)

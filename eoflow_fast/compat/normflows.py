@@ -14,9 +14,16 @@ with param = param_map(z1), shift = param[:, 0::2], a = param[:, 1::2] (interlea
 ``inverse`` (x -> z, what training runs) is the op's reverse direction. ``eo_linearize(x)`` runs
 ``inverse`` and returns the JVP of ``forward`` at its output, reusing ``param_map``'s activations
 (``ForeignFlow`` / ``EOFlow.from_module`` use it).
+
+Shapes are checked where normflows would fail deep inside or broadcast silently: z1 must have the
+channels ``param_map`` declares (its first ``in_features`` / ``in_channels``), param_map(z1) must
+have z2's shape with 2 C2 channels (C2 without scale; before, a (B, 1) param was added to a (B, C2)
+z2 by broadcasting), and a ``GlowBlock`` takes (B, channels, H, W); each mismatch is a ValueError
+naming the block, what it expected and what it got.
 """
 from __future__ import annotations
 
+import torch
 
 from .. import ops
 from ..flows.base import tile_rows
@@ -32,6 +39,27 @@ __all__ = ["AffineCoupling", "AffineCouplingBlock", "GlowBlock"]
 SCALE_MAPS = {"exp": ("none", 1.0), "sigmoid": ("neg_logsigmoid", 2.0), "sigmoid_inv": ("logsigmoid", 2.0)}
 
 
+def _shape(x) -> str:
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def declared_input(param_map) -> str | None:
+    """The z1 shape ``param_map`` declares, from its first module that declares one: ``"(B, n)"``
+    for a Linear (``in_features`` n; it reads the last dim of a 2-D input), ``"(B, n, ...)"`` for a
+    Conv (``in_channels`` n); None when no module declares one."""
+    for module in param_map.modules():
+        if isinstance(getattr(module, "in_features", None), int):
+            return f"(B, {module.in_features})"
+        if isinstance(getattr(module, "in_channels", None), int):
+            return f"(B, {module.in_channels}, ...)"
+    return None
+
+
+def _matches(shape: tuple, declared: str) -> bool:
+    width = int(declared[4:].split(",")[0].rstrip(")"))
+    return len(shape) >= 2 and shape[1] == width and (declared.endswith("...)") or len(shape) == 2)
+
+
 class AffineCoupling(_nf.flows.AffineCoupling):
     """normflows' ``AffineCoupling`` ([z1, z2] -> [z1, z2']) on the fused op."""
 
@@ -44,6 +72,27 @@ class AffineCoupling(_nf.flows.AffineCoupling):
         clamp_fn, clamp = SCALE_MAPS[self.scale_map]
         return dict(clamp=clamp, clamp_fn=clamp_fn, reverse=reverse)
 
+    def _param(self, z1, z2, subnet=None):
+        """``subnet(z1)`` (default ``param_map``; ``linearize_subnet`` returns (param, tangent)) after
+        checking z1 against param_map's declared input, and its param against z2."""
+        name = type(self).__name__
+        if not (isinstance(z1, torch.Tensor) and isinstance(z2, torch.Tensor)) or z1.dim() < 2 \
+                or z1.dim() != z2.dim() or z1.shape[0] != z2.shape[0] or z1.shape[2:] != z2.shape[2:]:
+            raise ValueError(f"{name}: z1 and z2 must be tensors (B, C1, ...) and (B, C2, ...) with the same batch "
+                             f"and spatial sizes, got {_shape(z1)} and {_shape(z2)}")
+        declared = declared_input(self.param_map)
+        if declared is not None and not _matches(tuple(z1.shape), declared):
+            raise ValueError(f"{name}: param_map takes z1 of shape {declared}, got z1 {_shape(z1)} (z2 {_shape(z2)}): "
+                             f"the input of the block has other dims than its param_map was built for")
+        out = (subnet or self.param_map)(z1)
+        param = out[0] if isinstance(out, tuple) else out
+        expected = (z2.shape[0], (2 if self.scale else 1) * z2.shape[1], *z2.shape[2:])
+        if tuple(param.shape) != expected:
+            raise ValueError(f"{name}: param_map(z1) must have shape {expected} ({'2 x ' if self.scale else ''}z2's "
+                             f"{z2.shape[1]} channels{', shift and scale interleaved' if self.scale else ''}), "
+                             f"got {_shape(param)}")
+        return out
+
     def _couple(self, z2, param, reverse: bool):
         if not self.scale:
             return (z2 - param if reverse else z2 + param), z2.new_zeros(z2.shape[0])
@@ -51,17 +100,17 @@ class AffineCoupling(_nf.flows.AffineCoupling):
 
     def forward(self, z):
         z1, z2 = z
-        z2, log_det = self._couple(z2, self.param_map(z1), False)
+        z2, log_det = self._couple(z2, self._param(z1, z2), False)
         return [z1, z2], log_det
 
     def inverse(self, z):
         z1, z2 = z
-        z2, log_det = self._couple(z2, self.param_map(z1), True)
+        z2, log_det = self._couple(z2, self._param(z1, z2), True)
         return [z1, z2], log_det
 
     def eo_linearize_parts(self, z1, z2):
         """Inverse z2 -> x2 at param_map(z1), and the forward JVP (dz1, dx2) -> dz2 at the result."""
-        param, tangent = linearize_subnet(self.param_map, z1)
+        param, tangent = self._param(z1, z2, lambda z: linearize_subnet(self.param_map, z))
         x2, log_det = self._couple(z2, param, True)
 
         def forward_jvp(dz1, dx2):
@@ -102,7 +151,22 @@ class GlowBlock(_nf.flows.GlowBlock):
         super().__init__(channels, hidden_channels, scale, scale_map, split_mode, leaky, init_zeros, use_lu,
                          net_actnorm)
         self.flows[0] = AffineCouplingBlock(self.flows[0].flows[1].param_map, scale, scale_map, split_mode)
+        self.channels = channels
+
+    def _check(self, x) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"GlowBlock: x must have shape (B, {self.channels}, H, W) (channels={self.channels}), "
+                             f"got {_shape(x)}")
+
+    def forward(self, z):
+        self._check(z)
+        return super().forward(z)
+
+    def inverse(self, z):
+        self._check(z)
+        return super().inverse(z)
 
     def eo_linearize(self, x):
         from .foreign import ForeignFlow
+        self._check(x)
         return ForeignFlow(list(self.flows))._linearize(x)

@@ -82,6 +82,17 @@ def list_sources(src: str) -> tuple[str, list[str], np.ndarray | None]:
     return src, list_image_folder(src), None
 
 
+def check_outside(src: str, dst: str) -> None:
+    """ValueError, before anything is written, when DST is SRC or lies inside it (links resolved):
+    the pack's ``pack.json`` and ``shard_*`` files would be written among the images it reads
+    (over a source file of the same name, and into the folder a later pack of SRC lists)."""
+    source, target = os.path.realpath(src), os.path.realpath(dst)
+    if target == source or target.startswith(source.rstrip(os.sep) + os.sep):
+        where = "is SRC itself" if target == source else f"lies inside SRC ({src!r})"
+        raise ValueError(f"data pack: DST {dst!r} {where}; the pack would be written among the images it reads. "
+                         f"Choose a DST outside SRC")
+
+
 def _decode(job):
     path, size, crop, max_pixels = job
     try:
@@ -140,6 +151,7 @@ def pack_images(src: str, dst: str, size: int = 64, crop: int | None = None, sha
         raise ValueError(f"data pack: shard_size={shard_size} and size={size} must be positive")
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"data pack: max_pixels={max_pixels}, expected a positive integer or None")
+    check_outside(src, dst)
     root, names, partition = list_sources(src)
     if crop is None and partition is not None:
         crop = 148

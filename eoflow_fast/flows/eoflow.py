@@ -29,7 +29,6 @@ streaming one-hot tangents in chunks of dims and keeping only column norms. Core
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from eoflow_fast import progress
+from eoflow_fast.digest import state_digest
 
 from .base import InvertibleModule
 from .conditioning import cond_channels, conditioned
@@ -335,12 +335,7 @@ class EOFlow(nn.Module):
     def weights_digest(self) -> str:
         """SHA-256 of the flow's parameters and buffers (names, dtypes, shapes, bytes): names the weights
         that a derived file (``entropy.json``) was computed with, whatever checkpoint file held them."""
-        digest = hashlib.sha256()
-        for name, value in self.flow.state_dict().items():
-            value = value.detach().cpu().contiguous()
-            digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}\n".encode())
-            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        return state_digest(self.flow.state_dict())
 
     def running_entropy(self) -> torch.Tensor:
         """The training-time estimate of H (D,), float64 on the CPU, with -inf for the dims training
@@ -392,25 +387,43 @@ class EOFlow(nn.Module):
     def bits_per_dim(self, x: torch.Tensor, sigma: float = 0.0, batch_size: int = 512,
                      c: torch.Tensor | None = None) -> float:
         """(NLL/D + log quant_bins) / ln 2 with NLL = -log p(x + (u - 1/2)/quant_bins + sigma eps)
-        including the (D/2) log(2 pi) constant (spec §5.3); ``c`` as in ``explained_entropy``."""
+        including the (D/2) log(2 pi) constant (spec §5.3); ``c`` as in ``explained_entropy``. A
+        non-finite NLL of any item is a :class:`NonFiniteOutputError` naming the count."""
         _check_items("EOFlow.bits_per_dim", x)
-        total = 0.0
+        nll = []
         for start in range(0, x.shape[0], batch_size):
             with self._rows_conditioned(c, start, batch_size):
                 z, log_det = self.encode(self.augment(x[start:start + batch_size], sigma))
-            nll = 0.5 * (z.double() ** 2).sum(1) - log_det.double() + 0.5 * self.dim * math.log(2 * math.pi)
-            total += float(nll.sum())
-        return (total / (x.shape[0] * self.dim) + math.log(self.quant_bins)) / math.log(2)
+            nll.append(0.5 * (z.double() ** 2).sum(1) - log_det.double() + 0.5 * self.dim * math.log(2 * math.pi))
+        nll = torch.cat(nll)
+        _check_items("EOFlow.bits_per_dim", nll, "the NLL", NonFiniteOutputError)
+        return (float(nll.sum()) / (x.shape[0] * self.dim) + math.log(self.quant_bins)) / math.log(2)
 
 
-def _check_items(what: str, x: torch.Tensor) -> None:
-    """x holds at least one item and only finite values (a mean over items is reported)."""
+class NonFiniteOutputError(ValueError):
+    """A model output that a reported mean is taken over holds NaN or infinite values (a diverged
+    model, or damaged weights): the mean would be a bare NaN read as a number, so none is reported."""
+
+
+def _check_items(what: str, x: torch.Tensor, name: str = "x", error: type = ValueError) -> None:
+    """``x`` (items first) holds at least one item and only finite values (a mean over items is
+    reported); else ``error`` naming ``name``, the count of bad items and the first."""
     if x.shape[0] == 0:
-        raise ValueError(f"{what}: x has no items; the result is a mean over items")
+        raise ValueError(f"{what}: {name} has no items; the result is a mean over items")
     bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     if bool(bad.any()):
-        raise ValueError(f"{what}: x holds NaN or infinite values in {int(bad.sum())} item(s), the first at index "
-                         f"{int(torch.nonzero(bad)[0])}; the result would be NaN")
+        cause = ("; the model's output is not finite (diverged weights, or a damaged checkpoint), so no mean "
+                 "is reported" if error is NonFiniteOutputError else "; the result would be NaN")
+        raise error(f"{what}: {name} holds NaN or infinite values in {int(bad.sum())} of {x.shape[0]} item(s), the "
+                    f"first at index {int(torch.nonzero(bad)[0])}{cause}")
+
+
+def mean_psnr(x_hat: torch.Tensor, x: torch.Tensor, what: str = "PSNR") -> float:
+    """Mean over items of :func:`psnr` (dB, +inf when every item is exact); a reconstruction
+    ``x_hat`` with NaN/inf in any item is a :class:`NonFiniteOutputError` naming the count, never
+    a NaN (or -inf) mean."""
+    _check_items(what, x_hat, "the reconstruction", NonFiniteOutputError)
+    return float(psnr(x_hat, x).mean())
 
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor, peak: float = 1.0) -> torch.Tensor:

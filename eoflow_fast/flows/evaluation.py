@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .eoflow import EOFlow, core_above_floor, psnr
+from .eoflow import EOFlow, core_above_floor, mean_psnr, psnr
 
 DENOISE_SIGMAS = (0.05, 0.1, 0.2)
 
@@ -92,14 +92,17 @@ def _batched(fn, x: torch.Tensor, batch_size: int = 256, model: EOFlow | None = 
 @torch.no_grad()
 def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=None, eval_samples: int = 512,
                    entropy_samples: int = 256, entropy_batch: int = 256, entropy_chunk: int = 64,
-                   pca_samples: int | None = None, plots: bool = True, seed: int = 0) -> dict:
+                   pca_samples: int | None = None, plots: bool = True, seed: int = 0,
+                   source: dict | None = None) -> dict:
     """Compute the table above, set ``model.latent_order`` from the exact entropy (one JVP pass
     handles ``entropy_batch`` points x ``entropy_chunk`` dims), write
     ``RUN_DIR/eval.json``, the table as text to ``RUN_DIR/eval.txt`` and ``RUN_DIR/entropy.json``
     (and the plots), return the report. Nothing is printed: the command that asked prints its summary.
     PCA is fitted on ``pca_samples`` training items (default: 4096, or one more than the largest
     C < D); a C above the rank of the items it got reports PSNR PCA None ("n/a"), never a PCA of
-    fewer components under C's name."""
+    fewer components under C's name. ``source`` (``train.checkpoint.source``: step, checkpoint file,
+    weights digest) is the report's ``checkpoint`` and the first line of ``eval.txt``: the files
+    say which weights their numbers are of."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
@@ -119,7 +122,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
 
     def pca_psnr(x, C):
         """PSNR of the top-C PCA reconstruction of x against x_test; None above the PCA's rank."""
-        return None if pca.rank < C < D else float(psnr(pca.truncate(x, C).to(device), x_test).mean())
+        return None if pca.rank < C < D else mean_psnr(pca.truncate(x, C).to(device), x_test, "PCA PSNR")
 
     ent = model.explained_entropy(x_test[:entropy_samples], batch_size=entropy_batch, chunk=entropy_chunk,
                                   c=None if c_test is None else c_test[:entropy_samples])
@@ -133,6 +136,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
         "weights": model.weights_digest()}))
 
     report: dict = {
+        "checkpoint": source,
         "dim": D,
         "bits_per_dim": model.bits_per_dim(x_test, c=c_test),
         "bits_per_dim_noisy": model.bits_per_dim(x_test, sigma=model.sigma, c=c_test),
@@ -151,14 +155,14 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
                                                   float(excess[:C].sum() / excess.sum().clamp_min(1e-12)))
         rec = _batched(lambda xb: model.compress(xb, C), x_test, model=model, c=c_test)
         report["compression"].append({
-            "C": C, "ratio": D / C, "psnr_eoflow": float(psnr(rec, x_test).mean()),
+            "C": C, "ratio": D / C, "psnr_eoflow": mean_psnr(rec, x_test, f"PSNR at C = {C}"),
             "psnr_pca": pca_psnr(x_test, C)})
     report["core_rule"] = []
     for sigma in DENOISE_SIGMAS:
         noisy = x_test + sigma * torch.randn_like(x_test)
-        base = float(psnr(noisy, x_test).mean())
-        psnr_at = {"eoflow": lambda C: float(psnr(_batched(lambda xb: model.denoise(xb, C), noisy, model=model,
-                                                           c=c_test), x_test).mean()),
+        base = mean_psnr(noisy, x_test, "noisy PSNR")
+        psnr_at = {"eoflow": lambda C: mean_psnr(_batched(lambda xb: model.denoise(xb, C), noisy, model=model,
+                                                          c=c_test), x_test, f"denoised PSNR at C = {C}"),
                    "pca": lambda C: pca_psnr(noisy, C)}
         searched = {"eoflow": {}, "pca": {}}
         for C in core_sizes:
@@ -187,7 +191,7 @@ def evaluate_model(model: EOFlow, train_set, test_set, run_dir, *, core_sizes=No
 
 
 def format_table(report: dict) -> str:
-    lines = [f"EOFlow evaluation (D = {report['dim']})",
+    lines = [f"EOFlow evaluation (D = {report['dim']}){checkpoint_note(report.get('checkpoint'))}",
              f"  bits/dim: {report['bits_per_dim']:.3f} (dequantised), {report['bits_per_dim_noisy']:.3f} (with training noise)",
              f"  total entropy {report['total_entropy']:.2f} nats, MTC {report['mtc']:.2f} nats",
              "  compression:   C   D/C   PSNR EOFlow   PSNR PCA   top-C entropy share"]
@@ -208,6 +212,14 @@ def format_table(report: dict) -> str:
                      f"{r['C_best_eoflow']:6d} ({r['psnr_best_eoflow']:6.2f})   {r['C_auto_pca']:6d} "
                      f"({r['psnr_auto_pca']:6.2f})  {r['C_best_pca']:6d} ({r['psnr_best_pca']:6.2f})")
     return "\n".join(lines)
+
+
+def checkpoint_note(source: dict | None) -> str:
+    """", step S (FILE, weights HHHHHHHHHHHH)" for a report's ``checkpoint``, "" when unknown."""
+    if source is None:
+        return ""
+    file = f"{source['checkpoint']}, " if source.get("checkpoint") else ""
+    return f", step {source['step']} ({file}weights {str(source['weights'])[:12]})"
 
 
 def format_db(value: float, width: int = 7) -> str:

@@ -166,8 +166,10 @@ def add_eval_args(parser) -> None:
                 f"explained-entropy order, 'flow' uses the decoder Jacobian (default: none, the flow report only)")
 
 
-def evaluate(run_dir, model, config: dict, args=None) -> dict:
-    """The report of ``eoflow_fast.flows.evaluation.evaluate_model``; returns flat numbers for logging."""
+def evaluate(run_dir, model, config: dict, args=None, source=None) -> dict:
+    """The report of ``eoflow_fast.flows.evaluation.evaluate_model``; returns flat numbers for logging.
+    ``source`` (the checkpoint: step, file, weights digest) is recorded in ``eval.json``, ``eval.txt``
+    and ``metrics.json``."""
     from .evaluation import evaluate_model
 
     if getattr(args, "metrics", None):
@@ -183,12 +185,12 @@ def evaluate(run_dir, model, config: dict, args=None) -> dict:
         model, _dataset(config["data"], "train", labelled), _dataset(config["data"], "test", labelled), run_dir,
         core_sizes=pick("core_sizes"), eval_samples=pick("eval_samples") or 512,
         entropy_samples=config.get("entropy_samples", 256), entropy_batch=config.get("entropy_batch", 256),
-        entropy_chunk=config.get("entropy_chunk", 64), plots=not getattr(args, "no_plots", False))
+        entropy_chunk=config.get("entropy_chunk", 64), plots=not getattr(args, "no_plots", False), source=source)
     flat = {"bits_per_dim": report["bits_per_dim"], "bits_per_dim_noisy": report["bits_per_dim_noisy"],
             "mtc": report["mtc"]}
     flat.update({f"psnr_C{row['C']}": row["psnr_eoflow"] for row in report["compression"]})
     if getattr(args, "metrics", None):
-        flat["metrics"] = ground_truth_metrics(run_dir, model, config, args)
+        flat["metrics"] = ground_truth_metrics(run_dir, model, config, args, source)
     return flat
 
 
@@ -201,7 +203,7 @@ def _check_ground_truth(config: dict) -> None:
                                   f"(metrics need one of {', '.join((*GROUND_TRUTH_SPECS, *FA_CONFIGS))})")
 
 
-def ground_truth_metrics(run_dir, model: EOFlow, config: dict, args) -> dict:
+def ground_truth_metrics(run_dir, model: EOFlow, config: dict, args, source=None) -> dict:
     """``metrics.evaluate(--metrics)`` on the ground truth of ``config["data"]`` with the codes
     z[:, latent_order] (highest explained entropy first) and, for "flow", the decoder Jacobian
     dx/dz in the same order. Raises ``registry.UsageError`` for data without ground truth."""
@@ -234,7 +236,7 @@ def ground_truth_metrics(run_dir, model: EOFlow, config: dict, args) -> dict:
 
     kw = metrics.eval_kwargs(args)
     return metrics.evaluate(kw.pop("names"), get_ground_truth(config["data"]), representation_fn, kw.pop("rng"),
-                            out_dir=run_dir, jacobian_fn=jacobian_fn, **kw)
+                            out_dir=run_dir, source=source, jacobian_fn=jacobian_fn, **kw)
 
 
 SPEC = registry.register(registry.ModelSpec(

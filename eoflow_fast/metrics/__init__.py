@@ -32,8 +32,9 @@ ignored by metrics that do not use them. "separation" is computed from "dbsr_ls"
 when ``decode_fn`` is given, "informative" when ``encoder_fn`` is given), which are added to the run.
 ``progress``: per-metric progress lines (and per factor / batch inside the slow metrics) through
 ``eoflow_fast.progress``; False silences them, None keeps the current default (on).
-With ``out_dir`` JSON + heat maps are written (``report.write_report``); nothing is printed (the
-table of the scalars: ``format_table(results)``).
+With ``out_dir`` JSON + heat maps are written (``report.write_report``), labelled with ``source``
+(the checkpoint the codes came from: step, file, weights digest; results of other weights are kept
+apart, never merged); nothing is printed (the table of the scalars: ``format_table(results)``).
 
 A model family's ``evaluate`` hook (``eoflow-fast eval RUN_DIR --metrics mig,dci``) is::
 
@@ -43,13 +44,13 @@ A model family's ``evaluate`` hook (``eoflow-fast eval RUN_DIR --metrics mig,dci
     def add_eval_args(parser):
         metrics.add_eval_args(parser)          # --metrics, --metric-seed, --num-train, --num-test
 
-    def evaluate(run_dir, model, config, args):
+    def evaluate(run_dir, model, config, args, source=None):
         gtd = get_ground_truth(config["dataset"])
         def representation_fn(obs):            # encoder mean, float32 (n, d)
             with torch.no_grad():
                 return model.encode(torch.from_numpy(obs).to(device))[0].cpu().numpy()
         return metrics.evaluate(**metrics.eval_kwargs(args), ground_truth_data=gtd,
-                                representation_fn=representation_fn, out_dir=Path(run_dir) / "eval",
+                                representation_fn=representation_fn, out_dir=Path(run_dir) / "eval", source=source,
                                 encoder_fn=..., decode_fn=..., jacobian_fn=...)  # optional callables
 """
 from __future__ import annotations
@@ -216,13 +217,14 @@ def _separation(results: dict) -> dict:
 
 
 def evaluate(names, ground_truth_data, representation_fn, rng=0, out_dir=None, progress: bool | None = None,
-             **kw) -> dict:
-    """Run the named metrics on ``ground_truth_data`` and return {name: scores} (see the module docstring)."""
+             source: dict | None = None, **kw) -> dict:
+    """Run the named metrics on ``ground_truth_data`` and return {name: scores} (see the module
+    docstring); ``source`` (``train.checkpoint.source``) names the weights in ``out_dir/metrics.json``."""
     with _progress.enabled(_progress.is_enabled() if progress is None else progress):
-        return _evaluate(names, ground_truth_data, representation_fn, rng, out_dir, kw)
+        return _evaluate(names, ground_truth_data, representation_fn, rng, out_dir, source, kw)
 
 
-def _evaluate(names, ground_truth_data, representation_fn, rng, out_dir, kw: dict) -> dict:
+def _evaluate(names, ground_truth_data, representation_fn, rng, out_dir, source, kw: dict) -> dict:
     names = _with_dependencies(parse_metric_names(names), kw)
     model_callables = {k: kw.pop(k) for k in MODEL_CALLABLES if k in kw}
     plans = _split_kwargs(names, {**kw, **{k: v for k, v in model_callables.items()
@@ -247,7 +249,7 @@ def _evaluate(names, ground_truth_data, representation_fn, rng, out_dir, kw: dic
             results[name] = metric.compute(ground_truth_data, representation_fn,
                                            np.random.RandomState(int(rng)) if seeded else rng, **params)
     if out_dir is not None:
-        write_report(results, out_dir, factor_names=getattr(ground_truth_data, "factor_names", None))
+        write_report(results, out_dir, factor_names=getattr(ground_truth_data, "factor_names", None), source=source)
     return results
 
 

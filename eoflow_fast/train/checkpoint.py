@@ -175,6 +175,8 @@ def check_payload(path: Path, data: dict) -> None:
 def load(path: str | os.PathLike, map_location="cpu") -> dict:
     """Read and verify one checkpoint file; raise :class:`CheckpointError` naming the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     raw = path.read_bytes()
@@ -212,6 +214,17 @@ def load(path: str | os.PathLike, map_location="cpu") -> dict:
         warnings.warn(f"checkpoint {path} was written before checksums (version 1): its integrity cannot "
                       "be verified", RuntimeWarning, stacklevel=2)
     return data
+
+
+def source(model: torch.nn.Module, step: int, path: str | os.PathLike | None = None) -> dict:
+    """What an evaluation of ``model`` came from: ``{"step", "checkpoint" (file name, None during
+    training before it is written), "weights" (``digest.weights_digest``)}``. Files derived from an
+    evaluation (``metrics.json``, ``eval.json``) record it, so numbers of other weights are never
+    read as this checkpoint's."""
+    from eoflow_fast.digest import weights_digest
+
+    return {"step": int(step), "checkpoint": None if path is None else Path(path).name,
+            "weights": weights_digest(model)}
 
 
 def latest_path(run_dir: str | os.PathLike) -> Path:

@@ -5,7 +5,10 @@ A family (``eoflow``, ``vae``, ``deft``, ...) registers a ``ModelSpec``:
 ``add_args(parser)``                 adds its flags to ``eoflow-fast train NAME``.
 ``build(config) -> (model, train_dataset, eval_dataset | None)``
                                      ``config`` is the resolved dict saved in the run folder.
-``evaluate(run_dir, model, config, args) -> dict``   (optional) what ``eoflow-fast eval`` runs.
+``evaluate(run_dir, model, config, args, source) -> dict``   (optional) what ``eoflow-fast eval`` runs
+                                     (and training, every ``--eval-every``); ``source``
+                                     (``checkpoint.source``: step, checkpoint file, weights digest)
+                                     is recorded in every file the evaluation writes.
 ``plot(run_dir, model, config, step)``               (optional) plots written during/after training.
 ``add_eval_args(parser)``            (optional) flags for ``eoflow-fast eval``.
 

@@ -111,8 +111,8 @@ def add_eval_args(parser) -> None:
 
 
 @torch.no_grad()
-def evaluate(run_dir, model: ToyAutoencoder, config: dict, args) -> dict:
-    """Reconstruction MSE and the R^2 of a least-squares map from codes to the true factors z:
+def evaluate(run_dir, model: ToyAutoencoder, config: dict, args, source=None) -> dict:
+    """(Writes no file, so ``source`` is not recorded.) Reconstruction MSE and the R^2 of a least-squares map from codes to the true factors z:
     ``r2 = 1 - |z - [c, 1] beta|^2 / |z - mean z|^2`` (beta fitted on the evaluated split)."""
     _, train_data, eval_data = build(config)
     data = train_data if getattr(args, "split", "test") == "train" else eval_data

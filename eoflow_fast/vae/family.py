@@ -210,12 +210,13 @@ def add_eval_args(parser) -> None:
     parser.add_argument("--kl-threshold", type=_nonneg_float, default=0.1, help="informative if KL_k > this (nats)")
 
 
-def evaluate(run_dir, model, config, args) -> dict:
+def evaluate(run_dir, model, config, args, source=None) -> dict:
     """Ground-truth image data (dsprites*, triangle): ``metrics.evaluate`` (default mig, nmi,
     informative) with the mean codes, the encoder (for "informative") and the decoder (for
     "fvh_lt"). Other data: {"informative": per-dimension KL over ``--num-points`` observations,
     the dimensions above ``--kl-threshold`` and, for FA tables, the count-rule false discovery rate
-    against the planted number of factors}."""
+    against the planted number of factors}. ``RUN_DIR/metrics.json`` records ``source`` (the
+    checkpoint) with the results (``metrics.report.write_report``)."""
     from eoflow_fast import metrics
     from eoflow_fast.data import get_dataset, get_ground_truth
     from eoflow_fast.data.registry import FA_CONFIGS, GROUND_TRUTH_SPECS
@@ -225,7 +226,7 @@ def evaluate(run_dir, model, config, args) -> dict:
     if spec in GROUND_TRUTH_SPECS:
         kw = metrics.eval_kwargs(args)
         return metrics.evaluate(kw.pop("names"), get_ground_truth(spec), representation_fn(model), kw.pop("rng"),
-                                out_dir=run_dir, encoder_fn=_encode_fn(model), decode_fn=decode_fn(model), **kw)
+                                out_dir=run_dir, source=source, encoder_fn=_encode_fn(model), decode_fn=decode_fn(model), **kw)
     dataset = get_dataset(spec, split="train")
     n = min(args.num_points, len(dataset))
     observations = torch.stack([batch_x(dataset[i]) for i in range(n)]).numpy()

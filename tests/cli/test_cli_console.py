@@ -18,7 +18,7 @@ def _probe_toy(monkeypatch, seen: list):
     """The toy family with an evaluate that walks a progress bar and records whether it was enabled."""
     spec = registry.get("toy")
 
-    def evaluate(run_dir, model, config, args):
+    def evaluate(run_dir, model, config, args, source=None):
         seen.append(progress.is_enabled())
         for _ in progress.bar(range(2), "probe", unit="item"):
             pass

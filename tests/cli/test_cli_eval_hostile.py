@@ -29,3 +29,32 @@ def test_eval_metric_flags_fail_in_one_line(fa_run, capsys, flags, code, message
         status = exc.code
     err = capsys.readouterr().err
     assert status == code and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_metrics_json_keeps_each_checkpoints_results_apart(tmp_path, capsys):
+    """Before: eval --metrics mig at step 1, training on to step 2, eval --metrics nmi left step 1's
+    mig beside step 2's nmi in one flat metrics.json, read as one model's row."""
+    import json
+
+    run = tmp_path / "run"
+    flags = ["--data", "fa15", *FLOW_FLAGS, "--ckpt-every", "1", "--keep", "5"]
+    assert main(["train", "eoflow", *flags, "--run-dir", str(run)]) == 0
+    eval_flags = ["--no-plots", "--no-progress", "--num-train", "200"]
+    assert main(["eval", str(run), "--metrics", "mig", *eval_flags]) == 0
+    assert main(["train", "eoflow", *[f if f != "1" else "2" for f in flags[:4]], *flags[4:], "--resume", str(run)]) == 0
+    assert main(["eval", str(run), "--metrics", "nmi", *eval_flags]) == 0
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["checkpoint"]["step"] == 2 and saved["checkpoint"]["checkpoint"] == "ckpt-00000002.pt"
+    assert set(saved["metrics"]) == {"nmi"}
+    (earlier,) = saved["earlier"].values()
+    assert earlier["checkpoint"]["step"] == 1 and set(earlier["metrics"]) == {"mig"}
+    report = json.loads((run / "eval.json").read_text())
+    assert report["checkpoint"] == saved["checkpoint"]
+    assert (run / "eval.txt").read_text().startswith(f"EOFlow evaluation (D = 15), step 2 (ckpt-00000002.pt, weights "
+                                                     f"{saved['checkpoint']['weights'][:12]})")
+    # the older checkpoint again: its block is current, and it takes the new metric beside its mig
+    assert main(["eval", str(run), "--checkpoint", str(run / "ckpt-00000001.pt"), "--metrics", "nmi", *eval_flags]) == 0
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["checkpoint"]["step"] == 1 and set(saved["metrics"]) == {"mig", "nmi"}
+    (earlier,) = saved["earlier"].values()
+    assert earlier["checkpoint"]["step"] == 2 and set(earlier["metrics"]) == {"nmi"}

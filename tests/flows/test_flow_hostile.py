@@ -115,7 +115,7 @@ def test_evaluation_of_non_finite_items_is_refused(bad):
     x = torch.rand(5, D)
     x[3, 1] = bad
     for fn in (model.bits_per_dim, model.explained_entropy):
-        with pytest.raises(ValueError, match="x holds NaN or infinite values in 1 item.*index 3"):
+        with pytest.raises(ValueError, match="x holds NaN or infinite values in 1 of 5 item.*index 3"):
             fn(x)
     for fn in (model.bits_per_dim, model.explained_entropy):
         with pytest.raises(ValueError, match="x has no items"):

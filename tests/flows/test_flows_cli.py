@@ -46,7 +46,7 @@ def test_denoise_and_traverse(run_dir, capsys):
     (["denoise", "RUN", "--core", "x"], 2, "--core: expected 'auto' or an integer >= 1, got 'x'"),
     (["denoise", "RUN", "--core", "4", "--sigma", "-1"], 2, "--sigma: expected a finite number in (0, inf), got -1"),
     (["traverse", "RUN", "--dims", "100"], 2, "--dims: expected at most D = 64"),
-    (["compress", "MISSING", "--core", "4"], 2, "config.json is missing"),
+    (["compress", "MISSING", "--core", "4"], 2, "argument RUN_DIR:"),
 ])
 def test_errors_are_clear(run_dir, tmp_path, capsys, argv, code, message):
     argv = [a.replace("RUN", str(run_dir)).replace("MISSING", str(tmp_path / "nope")) for a in argv]

@@ -65,7 +65,7 @@ def test_label_free_metrics_and_report(tmp_path):
     assert out["informative"]["num_informative"] == 3
     assert 0.0 <= out["separation"]["separation_index"] <= 1.0
     np.testing.assert_allclose(out["flow"]["mpmi"], metrics.mpmi(jacobian_fn(np.zeros((1, 3)))).numpy(), atol=1e-12)
-    saved = json.loads((tmp_path / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     assert saved["nmi"]["nmi1_sum"] == pytest.approx(out["nmi"]["nmi1_sum"])
     for name in ("nmi_nmi_matrix", "fvh_lt_variance", "dbsr_ls_theta", "flow_mpmi"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
@@ -81,10 +81,16 @@ def test_eval_cli_helpers():
     assert metrics.eval_kwargs(args) == {"names": ["mig", "dci"], "rng": 0, "num_train": 100}
 
 
-def test_write_report_keeps_earlier_metrics(tmp_path):
+def test_write_report_keeps_earlier_metrics_of_the_same_weights(tmp_path):
     from eoflow_fast.metrics.report import write_report
 
-    write_report({"informative": {"fdr": 0.0}, "mig": {"mig": 0.1}}, tmp_path, print_table=False)
-    write_report({"mig": {"mig": 0.3}, "dci": {"disentanglement": 0.5}}, tmp_path, print_table=False)
+    source = {"step": 4, "checkpoint": None, "weights": "ab" * 32}
+    write_report({"informative": {"fdr": 0.0}, "mig": {"mig": 0.1}}, tmp_path, source=source)
+    write_report({"mig": {"mig": 0.3}, "dci": {"disentanglement": 0.5}}, tmp_path,
+                 source={**source, "checkpoint": "ckpt-00000004.pt"})
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved == {"informative": {"fdr": 0.0}, "mig": {"mig": 0.3}, "dci": {"disentanglement": 0.5}}
+    assert saved["metrics"] == {"informative": {"fdr": 0.0}, "mig": {"mig": 0.3}, "dci": {"disentanglement": 0.5}}
+    assert saved["checkpoint"] == {**source, "checkpoint": "ckpt-00000004.pt"}  # the file name learnt later
+    assert saved["label"] == "step 4, weights " + "ab" * 6 and saved["earlier"] == {}
+
+

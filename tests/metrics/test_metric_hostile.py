@@ -218,5 +218,6 @@ def test_a_metrics_json_that_is_not_a_mapping_is_kept_aside(tmp_path, content):
     that was not UTF-8 raised a UnicodeDecodeError."""
     (tmp_path / "metrics.json").write_bytes(content)
     metrics.write_report({"mig": {"mig": 0.5}}, tmp_path)
-    assert json.loads((tmp_path / "metrics.json").read_text()) == {"mig": {"mig": 0.5}}
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["metrics"] == {"mig": {"mig": 0.5}} and saved["earlier"] == {}
     assert (tmp_path / "metrics.unreadable.json").read_bytes() == content
