@@ -43,7 +43,7 @@ from triton.runtime.driver import driver  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from kernels import affine_coupling, gaussian_pair_logsumexp  # noqa: E402
+from kernels import affine_coupling, gaussian_pair_logsumexp, kink_select  # noqa: E402
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16, "f64": torch.float64}
 
@@ -124,6 +124,21 @@ def pair_cases(quick=False, dtypes=tuple(DTYPES), dims=(1, 10, 64, 256, 1024)):
         yield f"pair_logsumexp {dtype} D={d} weights={has_w} exclude_self={exclude}", fwd_bwd
 
 
+def kink_cases(quick=False, dtypes=tuple(DTYPES)):
+    """(name, thunk) for the three kink-selection kernels per dtype, launched directly: compile-only
+    launches write nothing, so the host wrapper's count could not be read."""
+    n, block = 3000, kink_select.BLOCK
+    blocks = triton.cdiv(n, block)
+    for dtype in (d for d in (("f32", "f64") if quick else DTYPES) if d in dtypes):
+        def launch(dtype=DTYPES[dtype]):
+            x, thr, peaks = torch.zeros(n, dtype=dtype), torch.zeros((), dtype=dtype), torch.zeros(blocks, dtype=dtype)
+            counts, idx = torch.zeros(blocks, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+            kink_select._block_max_kernel[(blocks,)](x, peaks, n, BLOCK=block)
+            kink_select._block_count_kernel[(blocks,)](x, thr, counts, n, BLOCK=block)
+            kink_select._block_write_kernel[(blocks,)](x, thr, counts, idx, x.clone(), n, BLOCK=block)
+        yield f"kink_select {dtype}", launch
+
+
 _PTXAS_INFO = re.compile(r"Used (\d+) registers")
 _SPILL = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 _SMEM = re.compile(r"(\d+) bytes smem")
@@ -173,7 +188,7 @@ def check(arch: int, cases) -> list[dict]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", default="80,90", help="comma-separated SM versions (80 = A100, 90 = H100/H200)")
-    parser.add_argument("--only", choices=("coupling", "pair"), help="one kernel family")
+    parser.add_argument("--only", choices=("coupling", "pair", "kink"), help="one kernel family")
     parser.add_argument("--quick", action="store_true", help="a few variants of each kernel (what CI runs)")
     parser.add_argument("--dtypes", default=",".join(DTYPES), help=f"comma-separated subset of {list(DTYPES)}")
     parser.add_argument("--max-spill", type=int, default=None, help="fail when a kernel spills more bytes")
@@ -184,10 +199,9 @@ def main(argv=None):
         parser.error(f"--dtypes: choose from {list(DTYPES)}, got {args.dtypes}")
     rows = []
     for arch in (int(a) for a in args.targets.split(",")):
-        if args.only != "pair":
-            rows += check(arch, coupling_cases(args.quick, dtypes))
-        if args.only != "coupling":
-            rows += check(arch, pair_cases(args.quick, dtypes))
+        for family, cases in (("coupling", coupling_cases), ("pair", pair_cases), ("kink", kink_cases)):
+            if args.only in (None, family):
+                rows += check(arch, cases(args.quick, dtypes))
     failed = [r for r in rows if r["error"]]
     spilling = [r for r in rows if not r["error"] and args.max_spill is not None
                 and (r["spill_bytes"] or 0) > args.max_spill]
