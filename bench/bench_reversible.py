@@ -5,7 +5,8 @@ alone), backward, Adam. Flow: multiscale Glow on 64x64x3 (4 levels; per level Sq
 [ActNorm, 1x1 conv (LU), affine coupling with conv subnet 3x3-1x1-3x3]), so depth = coupling steps.
 Reported per depth and lam:
 - step time: the median over ``--reps`` steps, the modes interleaved step by step (so a change in
-  machine load hits all of them); wall time, and on the CPU also this thread's CPU time;
+  machine load hits all of them); wall time, and on the CPU also the process's CPU time (all of
+  torch's intra-op threads, so the ratio holds at any ``torch.get_num_threads()``);
 - peak memory (CPU: profiler allocation records; CUDA: max_memory_allocated), each the peak extra
   memory over the state before the call: ``act_peak_mib``, the activations alone (forward, then the
   gradient with respect to the input only, parameters frozen: what each mode keeps or rebuilds for
@@ -89,7 +90,7 @@ def make_step(memory: str, depth: int, lam: float, batch: int, hidden: int, devi
 
 
 def interleaved_times(steps: dict, device: str, reps: int) -> dict:
-    """{mode: (median wall ms, median thread-CPU ms or None)}: one warm-up each, then ``reps`` rounds
+    """{mode: (median wall ms, median process-CPU ms or None)}: one warm-up each, then ``reps`` rounds
     of one step per mode."""
     for step in steps.values():
         step()
@@ -97,11 +98,11 @@ def interleaved_times(steps: dict, device: str, reps: int) -> dict:
     for _ in range(reps):
         for mode, step in steps.items():
             sync(device)
-            t0, c0 = time.perf_counter(), time.thread_time()
+            t0, c0 = time.perf_counter(), time.process_time()
             step()
             sync(device)
             wall[mode].append((time.perf_counter() - t0) * 1e3)
-            cpu[mode].append((time.thread_time() - c0) * 1e3)
+            cpu[mode].append((time.process_time() - c0) * 1e3)
     return {m: (statistics.median(wall[m]), statistics.median(cpu[m]) if device == "cpu" else None) for m in steps}
 
 
