@@ -306,23 +306,34 @@ def factor_annealing_runs(ground_truth, make_model: Callable[[], VAE], steps: in
 
 
 def plot_annealing(result: AnnealingResult, path: str, threshold: float = 0.1) -> None:
-    """beta (log axis, decreasing left to right) against I(x; z) and the KL proxy, IFP marked."""
+    """Against the training step: I(x; z), the KL proxy and the threshold (left axis, nats) and
+    beta_t (right axis, log), the IFP marked at its step. Steps, not beta, on the x axis: plateau
+    schedules (staircase, settle) hold beta for many steps, which a beta axis stacks into one line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(result.betas, result.kl, lw=0.8, alpha=0.6, label="KL proxy (minibatch)")
-    ax.plot([result.betas[s] for s in result.mi_steps], result.mi, lw=1.2, label="I(x; z) (MWS, dataset)")
-    ax.axhline(threshold, color="grey", ls=":", lw=0.8)
-    if result.ifp is not None:
-        ax.axvline(result.ifp, color="red", ls="--", lw=0.8, label=f"IFP = {result.ifp:.3g}")
-    ax.set_xscale("log")
-    ax.invert_xaxis()
-    ax.set_xlabel("beta")
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    steps = np.arange(len(result.betas))
+    ax.plot(steps, result.kl, lw=0.8, alpha=0.5, color="C0", label="KL proxy (minibatch)")
+    ax.plot(result.mi_steps, result.mi, lw=1.2, color="C1", label="I(x; z) (MWS, dataset)")
+    if result.ifp_points:
+        ax.plot([result.mi_steps[i] for i in result.ifp_points], [result.mi[i] for i in result.ifp_points], "o",
+                ms=3, color="C1", label="I(x; z) read at plateau ends")
+    ax.axhline(threshold, color="grey", ls=":", lw=0.8, label=f"threshold {threshold:g} nats")
+    if result.ifp_step is not None:
+        ax.axvline(result.ifp_step, color="red", ls="--", lw=0.8, label=f"IFP: beta = {result.ifp:.3g}")
+    ax.set_xlabel("step")
     ax.set_ylabel("nats")
-    ax.legend()
+    beta_ax = ax.twinx()
+    beta_ax.plot(steps, result.betas, lw=1.0, color="k", alpha=0.7, label="beta")
+    beta_ax.set_yscale("log")
+    beta_ax.set_ylabel("beta (log)")
+    handles = ax.get_legend_handles_labels()[0] + beta_ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+    if result.ifp is None:
+        ax.set_title("I(x; z) never crossed the threshold: no IFP", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -223,5 +223,9 @@ def test_plots_are_written(tmp_path):
     result = AN.AnnealingResult(betas=[100.0, 10.0, 1.0], kl=[0.0, 0.5, 2.0], mi_steps=[0, 1, 2],
                                 mi=[0.0, 0.4, 1.5], ifp=20.0, ifp_step=1)
     AN.plot_annealing(result, tmp_path / "a.png")
+    plateau = AN.AnnealingResult(betas=[100.0] * 4 + [10.0] * 4, kl=[0.0] * 8, mi_steps=[3, 7], mi=[0.0, 0.0],
+                                 ifp_points=[0, 1])  # plateaus, nothing crossed: no IFP line
+    AN.plot_annealing(plateau, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
     AN.plot_ifp_histograms({"big": [40.0, 50.0, None], "small": [10.0]}, tmp_path / "h.png")
     assert (tmp_path / "a.png").stat().st_size > 1000 and (tmp_path / "h.png").stat().st_size > 1000
