@@ -31,8 +31,9 @@ def _block_count_kernel(x_ptr, thr_ptr, count_ptr, n, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     t = tl.load(thr_ptr)
-    a = tl.abs(tl.load(x_ptr + offs, mask=offs < n, other=float("inf")))
-    tl.store(count_ptr + pid, tl.sum((a <= t).to(tl.int64), axis=0))
+    a = tl.abs(tl.load(x_ptr + offs, mask=offs < n, other=0.0))
+    hit = (a <= t) & (offs < n)  # masked lanes never hit, even at an infinite threshold
+    tl.store(count_ptr + pid, tl.sum(hit.to(tl.int64), axis=0))
 
 
 @triton.jit
@@ -40,8 +41,8 @@ def _block_write_kernel(x_ptr, thr_ptr, start_ptr, idx_ptr, val_ptr, n, BLOCK: t
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     t = tl.load(thr_ptr)
-    x = tl.load(x_ptr + offs, mask=offs < n, other=float("inf"))
-    hit = tl.abs(x) <= t
+    x = tl.load(x_ptr + offs, mask=offs < n, other=0.0)
+    hit = (tl.abs(x) <= t) & (offs < n)
     pos = tl.load(start_ptr + pid) + tl.cumsum(hit.to(tl.int64), axis=0) - 1
     tl.store(idx_ptr + pos, offs.to(tl.int64), mask=hit)
     tl.store(val_ptr + pos, x, mask=hit)

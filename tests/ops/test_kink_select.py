@@ -68,6 +68,10 @@ def test_nan_selects_nothing_and_empty_input(gen, backend, device, dtype, _):
     assert idx.numel() == 0 and threshold.item() == torch.finfo(dtype).tiny
     zeros = torch.zeros(5, dtype=dtype, device=device)  # max 0: the tiny floor selects the zeros
     assert ops.kink_select(zeros, 0.1, backend=backend)[0].tolist() == [0, 1, 2, 3, 4]
+    x = torch.randn(1500, generator=gen).to(dtype=dtype, device=device)  # not a multiple of any block
+    x[3] = math.inf  # infinite threshold: every entry, the infinite one too, and nothing past the end
+    idx, values, threshold = ops.kink_select(x, 0.1, backend=backend)
+    assert idx.tolist() == list(range(1500)) and torch.equal(values, x) and threshold.item() == math.inf
 
 
 @pytest.mark.parametrize("rel", [0.0, -1.0, math.inf, math.nan])
