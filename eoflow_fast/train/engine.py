@@ -114,10 +114,12 @@ CHOICES = {
     "lr_schedule": ("constant", "cosine"),
     "amp": ("auto", "bf16", "off"),
 }
-# Keys a resumed run may change: they do not alter the computed losses.
+# Keys a resumed run may change: they do not alter the computed losses (``steps`` moves the end of a
+# cosine schedule, which the resume reports); ``cpu_threads`` is the CLI's (speed only). A resume
+# records the new values in config.json and its ``resume`` event.
 RESUME_MUTABLE = frozenset(
     {"steps", "ckpt_every", "keep", "eval_every", "plot_every", "log_every", "num_workers", "progress",
-     "device", "run_dir"}
+     "device", "run_dir", "cpu_threads"}
 )
 CONFIG_FILE = run_folder.CONFIG_FILE
 # Keys a branch (resume from a chosen checkpoint with --branch KEY=VALUE) may change on purpose.
@@ -337,6 +339,16 @@ class _StepRecord:
     aux: dict | None
 
 
+def _resume_note(changes: dict, cfg: dict, step: int) -> str:
+    """The console line of a resume that changed ``changes`` ({key: [old, new]}): which, and under a
+    cosine schedule what a new ``steps`` does to the learning rate."""
+    text = f"resume at step {step}: " + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+    if "steps" in changes and cfg["lr_schedule"] == "cosine":
+        text += (f" (the cosine schedule now decays to 0 at step {changes['steps'][1]} instead of "
+                 f"{changes['steps'][0]}: the learning rate from here on follows the new length)")
+    return text + f"; recorded in {CONFIG_FILE}"
+
+
 def _check_resume_config(saved: dict, cfg: dict, path, allowed=RESUME_MUTABLE) -> None:
     changed = {k: (saved.get(k), cfg.get(k)) for k in set(saved) | set(cfg)
                if k not in allowed and saved.get(k) != cfg.get(k)}
@@ -411,6 +423,7 @@ class _Trainer:
         self.branch_keys = BRANCH_MUTABLE | frozenset(branch_keys)
         # set while preparing, reported once the log is open
         self.restart_note: str | None = None
+        self.resume_changes: dict = {}
         self.branch_record: dict | None = None
         self.superseded: Path | None = None
         self.device = env.device
@@ -476,6 +489,8 @@ class _Trainer:
                                    **({"data_fingerprint": recorded} if recorded is not None else {})})
         _check_resume_config(saved, {k: v for k, v in self.cfg.items() if k != "branches"}, path,
                              allowed=RESUME_MUTABLE | set(self.branch))
+        self.resume_changes = {k: [saved.get(k), self.cfg.get(k)] for k in sorted(RESUME_MUTABLE - {"run_dir"})
+                               if k not in self.branch and saved.get(k) != self.cfg.get(k)}
         data = ckpt["data"]
         if data["batches_per_epoch"] != self.sampler.batches_per_epoch:
             raise ValueError(
@@ -508,7 +523,7 @@ class _Trainer:
             truncate_after(self.run_dir, step)
             moved = run_folder.supersede_after(self.run_dir, step)
             self.superseded = moved
-            if self.branch or moved is not None:
+            if self.branch or moved is not None or self.resume_changes:  # config.json: the values in use
                 run_folder.write_config(self.run_dir, self.cfg)
         return step
 
@@ -637,7 +652,10 @@ class _Trainer:
         self.log = RunLog(self.run_dir, env.is_main, steps, start, cfg["progress"])
         self.t0 = time.perf_counter()
         self.log.write({"kind": "event", "step": start, "event": "resume" if resume and start else "start",
-                        "world_size": env.world_size, "device": str(self.device)})
+                        "world_size": env.world_size, "device": str(self.device),
+                        **({"changes": self.resume_changes} if self.resume_changes else {})})
+        if self.resume_changes:
+            self.log.message(_resume_note(self.resume_changes, self.cfg, start))
         if self.restart_note:
             self.log.message(self.restart_note)
         if self.branch_record:
