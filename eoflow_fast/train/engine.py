@@ -480,6 +480,8 @@ class _Trainer:
             path = checkpoint.latest_path(self.run_dir)
             ckpt = checkpoint.load(path)
         checkpoint.check_payload(path, ckpt)
+        if (self.run_dir / CONFIG_FILE).is_file():  # another run's checkpoint copied in: say so, not "the config differs"
+            _check_checkpoint_belongs(read_config(self.run_dir), ckpt["config"], path, self.run_dir)
         unknown = sorted(set(self.branch) - self.branch_keys)
         if unknown:
             raise ValueError(f"branch: {', '.join(unknown)} cannot change in a branch; only {sorted(self.branch_keys)} can")
@@ -764,12 +766,16 @@ def _check_checkpoint_belongs(config: dict, saved: dict, path: Path, run_dir) ->
     branched = {k for b in saved.get("branches", []) + config.get("branches", []) for k in b.get("changes", {})}
     ignored = RESUME_MUTABLE | BRANCH_MUTABLE | branched | {"branches"}
     changed = sorted(k for k in set(config) | set(saved) if k not in ignored and config.get(k) != saved.get(k))
+    if "model" in changed:  # another family: its keys differ wholesale, the family is what to say
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} holds a {saved.get('model')!r} model, {Path(run_dir) / CONFIG_FILE} is a "
+            f"{config.get('model')!r} run: it is another run's checkpoint and cannot be loaded into this one")
     if changed:
         desc = ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} in config.json" for k in changed[:6])
         more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise checkpoint.CheckpointError(
             f"checkpoint {path} was not trained with {Path(run_dir) / CONFIG_FILE} ({desc}{more}); it belongs to "
-            f"another run, so its weights would be evaluated under the wrong settings")
+            f"another run, so its weights would be used under the wrong settings")
 
 
 def check_data(recorded: str | None, dataset, what: str) -> str | None:
