@@ -79,6 +79,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -779,14 +780,24 @@ def _check_checkpoint_belongs(config: dict, saved: dict, path: Path, run_dir) ->
 
 
 def check_data(recorded: str | None, dataset, what: str) -> str | None:
-    """``recorded`` (a run's ``data_fingerprint``) after checking that ``dataset`` still has it; a
-    CheckpointError when the files behind the data changed since training (the run would go on, or
-    be evaluated, on other data than its weights were trained on). Runs without one pass."""
+    """``recorded`` (a run's ``data_fingerprint``) after checking that ``dataset`` still has it
+    (``data.registry.fingerprint_matches``); a CheckpointError when the files behind the data changed
+    since training (the run would go on, or be evaluated, on other data than its weights were trained
+    on). A run without one (trained before fingerprints) passes with a RuntimeWarning when its data
+    are files that could have changed."""
+    from eoflow_fast.data.registry import fingerprint_matches
+
     current = getattr(dataset, "fingerprint", None)
-    if recorded is not None and current != recorded:
+    if recorded is None:
+        if current is not None:
+            warnings.warn(f"{what}: the run records no fingerprint of its data files (it was trained before "
+                          f"they were recorded), so a change of the files since training cannot be detected",
+                          RuntimeWarning, stacklevel=2)
+        return None
+    if not fingerprint_matches(dataset, recorded):
         raise checkpoint.CheckpointError(
             f"{what}: the training data changed on disk since the run was trained (data fingerprint "
-            f"{recorded[:12]}... in its config, {current[:12] + '...' if current else 'none'} now); its weights "
+            f"{recorded[:16]}... in its config, {current[:16] + '...' if current else 'none'} now); its weights "
             f"would be trained on or evaluated against other data. Restore the data, or start a new run")
     return recorded
 
