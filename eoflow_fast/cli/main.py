@@ -6,7 +6,9 @@ Each subcommand lives in ``eoflow_fast/cli/<cmd>.py`` (for ``cmd`` in :data:`COM
 appears in ``--help``; running it prints why it is unavailable and exits with status 2.
 User errors (a bad flag or value, an unknown dataset, model or metric, a missing run folder) print one
 line naming what was wrong, with the nearest valid name, and exit with status 2
-(:mod:`eoflow_fast.cli.common`); ``--debug`` shows the traceback of a :class:`UsageError` too.
+(:mod:`eoflow_fast.cli.common`); ``--debug`` shows the traceback of a :class:`UsageError` too. An
+image that cannot be decoded when a command reads it (``data.images.UnreadableImage``: its header
+read, its body did not) is one line naming the file, exit status 1.
 """
 from __future__ import annotations
 
@@ -67,7 +69,24 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"eoflow-fast {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from eoflow_fast.data.images import UnreadableImage
+
+        if args.debug or not isinstance(exc, UnreadableImage):
+            raise
+        print(f"eoflow-fast {args.command}: error: {unreadable_message(exc)}", file=sys.stderr)
+        return 1
     return 0 if status is None else int(status)
+
+
+def unreadable_message(exc: OSError) -> str:
+    """One line for an image that cannot be decoded when it is read (its header read when the dataset
+    was built): the file and what to do. A DataLoader worker's copy of the error carries the worker's
+    traceback in its message; its last line is the error."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    text = lines[-1].split("UnreadableImage: ", 1)[-1] if lines else repr(exc)
+    return (f"{' '.join(text.split())}; remove or replace the file (or pack the folder: 'eoflow-fast data pack' "
+            f"decodes every image and skips the unreadable ones by name)")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from .common import Parser, UsageError, add_cpu_threads, add_json, apply_cpu_thr
 from .common import check_run_folder, results_stdout, run_folder_error, suggest, written_since
 
 _META = ("help", "config", "resume", "run_dir", "overwrite", "from_checkpoint", "branch", "json")  # not config keys
-RESUME_MUTABLE = engine.RESUME_MUTABLE | {"cpu_threads"}  # cpu_threads changes speed, not results
 _nonneg_float = float_in(0.0)
 
 
@@ -190,6 +189,9 @@ def run(args) -> int:
     parser, values, explicit, meta, spec = parse_family_args(name, args.family_args)
     if (meta.from_checkpoint or meta.branch) and not meta.resume:
         parser.error("arguments --from-checkpoint/--branch: they continue a run; add --resume RUN_DIR")
+    if meta.overwrite and meta.resume:  # before: ignored, the run went on as a resume
+        parser.error("argument --overwrite: it lets a fresh run write into a non-empty folder; --resume continues "
+                     "RUN_DIR and overwrites nothing. Drop one of them")
     branch = _parse_branch(parser, meta.branch or [], spec.branch_keys)
     if meta.resume:
         try:
@@ -204,14 +206,14 @@ def run(args) -> int:
             parser.error(f"argument --resume: {run_dir} is a {config.get('model')!r} run, not {name!r}")
         if meta.run_dir and Path(meta.run_dir).resolve() != run_dir.resolve():
             parser.error("argument --run-dir: with --resume the run folder is RUN_DIR; omit --run-dir")
-        frozen = sorted(k for k in explicit if k not in RESUME_MUTABLE and k not in branch
+        frozen = sorted(k for k in explicit if k not in engine.RESUME_MUTABLE and k not in branch
                         and values[k] != config.get(k))
         if frozen:
             parser.error(
                 "argument --resume: " + ", ".join(f"--{k.replace('_', '-')} ({config.get(k)!r} -> {values[k]!r})"
                                                   for k in frozen)
-                + f" cannot change on resume; only {sorted(RESUME_MUTABLE - {'run_dir'})} can")
-        config.update({k: values[k] for k in explicit if k in RESUME_MUTABLE})
+                + f" cannot change on resume; only {sorted(engine.RESUME_MUTABLE - {'run_dir'})} can")
+        config.update({k: values[k] for k in explicit if k in engine.RESUME_MUTABLE})
         config.update({k: v for k, v in branch.items() if k in spec.branch_keys})  # the model is built with them
     else:
         run_dir = Path(meta.run_dir or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -22,14 +22,16 @@ CelebA and CelebA packs "train" | "valid" | "test" | "all" (the published partit
 (disentanglement_lib evaluates on freshly sampled factors): "train", "test" and "all" all give the
 full factor product.
 
-Datasets of path specs carry ``.fingerprint`` (:func:`data_fingerprint`): the training engine
-records it in a run's config and refuses to resume or evaluate the run when the files changed.
+Datasets of path specs carry ``.fingerprint`` (:func:`data_fingerprint`) and ``.data_spec``: the
+training engine records the fingerprint in a run's config and refuses to resume or evaluate the run
+when the files changed (:func:`fingerprint_matches`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import warnings
 
 from ._splits import canonical_split
 from .dsprites import VARIANTS, DSprites, DSpritesNpz, DSpritesVariant
@@ -106,15 +108,25 @@ def get_dataset(spec: str, split: str = "train", **kw):
         raise _unknown(spec)
     build = {"csv": csv_table, "celeba": celeba, "folder": image_folder, "packed": PackedImages}[kind]
     dataset = build(path, split, **kw)
-    dataset.fingerprint = data_fingerprint(spec)
+    dataset.fingerprint, dataset.data_spec = data_fingerprint(spec), spec
     return dataset
 
 
-def data_fingerprint(spec: str) -> str | None:
+IMAGE_FILES_FORMAT = "files/2:"
+"""Prefix of an image-folder fingerprint that covers the files' contents (older ones, without it,
+covered names and sizes only)."""
+_CONTENT_CACHE: dict[str, tuple[str, str]] = {}  # "kind:ABS_PATH" -> (names, sizes, mtimes; fingerprint)
+
+
+def data_fingerprint(spec: str, contents: bool = True) -> str | None:
     """SHA-256 naming the files behind a path spec, so that a run can tell its data changed on disk:
     ``packed:DIR`` its index (every shard's BLAKE2b, the names, the partition), ``csv:PATH`` the
-    file's bytes, ``folder:ROOT`` / ``celeba:ROOT`` the image names and sizes (and CelebA's partition
-    file). None for the procedural and built-in datasets, which the code defines."""
+    file's bytes, ``folder:ROOT`` / ``celeba:ROOT`` every image's name, size and BLAKE2b-128 of its
+    bytes (and CelebA's partition file), prefixed :data:`IMAGE_FILES_FORMAT`; ``contents=False``
+    gives the older names-and-sizes form (no prefix) that runs recorded before. None for the
+    procedural and built-in datasets, which the code defines. An image folder is hashed once per
+    process while no file's name, size or modification time changes (the train and test splits
+    share the pass)."""
     kind, sep, path = spec.partition(":")
     if not sep or kind not in PATH_SPECS:
         return None
@@ -122,15 +134,49 @@ def data_fingerprint(spec: str) -> str | None:
     if kind == "packed":
         index = read_index(path)
         digest.update(json.dumps([index["shards"], index["names"], index["partition"]], sort_keys=True).encode())
-    elif kind == "csv":
+        return digest.hexdigest()
+    if kind == "csv":
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
-    else:
-        root = os.path.join(path, "img_align_celeba") if kind == "celeba" else path
-        for name in list_image_folder(root):
-            digest.update(f"{name}\0{os.path.getsize(os.path.join(root, name))}\n".encode())
+        return digest.hexdigest()
+    root = os.path.join(path, "img_align_celeba") if kind == "celeba" else path
+    files = [(name, os.path.join(root, name)) for name in list_image_folder(root)]
+    if kind == "celeba":
+        files.append(("list_eval_partition.txt", os.path.join(path, "list_eval_partition.txt")))
+    if not contents:  # the older form: image names and sizes, then the partition file's bytes
+        for name, file in files[:-1] if kind == "celeba" else files:
+            digest.update(f"{name}\0{os.path.getsize(file)}\n".encode())
         if kind == "celeba":
-            with open(os.path.join(path, "list_eval_partition.txt"), "rb") as fh:
+            with open(files[-1][1], "rb") as fh:
                 digest.update(fh.read())
-    return digest.hexdigest()
+        return digest.hexdigest()
+    stats = [os.stat(file) for _, file in files]
+    signature = repr([(name, st.st_size, st.st_mtime_ns) for (name, _), st in zip(files, stats)])
+    key = f"{kind}:{os.path.abspath(path)}"
+    if key in _CONTENT_CACHE and _CONTENT_CACHE[key][0] == signature:
+        return _CONTENT_CACHE[key][1]
+    for (name, file), st in zip(files, stats):
+        with open(file, "rb") as fh:
+            digest.update(f"{name}\0{st.st_size}\0{hashlib.blake2b(fh.read(), digest_size=16).hexdigest()}\n".encode())
+    fingerprint = IMAGE_FILES_FORMAT + digest.hexdigest()
+    _CONTENT_CACHE[key] = (signature, fingerprint)
+    return fingerprint
+
+
+def fingerprint_matches(dataset, recorded: str) -> bool:
+    """Whether ``dataset``'s files are those a run recorded as ``recorded`` (its ``data_fingerprint``).
+    A names-and-sizes fingerprint of an image folder, recorded before contents were hashed, is
+    compared in its own form, with a RuntimeWarning that the contents cannot be checked."""
+    current = getattr(dataset, "fingerprint", None)
+    if current == recorded:
+        return True
+    spec = getattr(dataset, "data_spec", None)
+    if current is None or spec is None or not current.startswith(IMAGE_FILES_FORMAT) or ":" in recorded:
+        return False
+    if data_fingerprint(spec, contents=False) != recorded:
+        return False
+    warnings.warn(f"{spec}: the run recorded the image names and sizes only (before file contents were "
+                  f"fingerprinted); they match, but a change of an image's content at the same size cannot be "
+                  f"detected for this run", RuntimeWarning, stacklevel=3)
+    return True

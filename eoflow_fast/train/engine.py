@@ -79,6 +79,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,10 +115,12 @@ CHOICES = {
     "lr_schedule": ("constant", "cosine"),
     "amp": ("auto", "bf16", "off"),
 }
-# Keys a resumed run may change: they do not alter the computed losses.
+# Keys a resumed run may change: they do not alter the computed losses (``steps`` moves the end of a
+# cosine schedule, which the resume reports); ``cpu_threads`` is the CLI's (speed only). A resume
+# records the new values in config.json and its ``resume`` event.
 RESUME_MUTABLE = frozenset(
     {"steps", "ckpt_every", "keep", "eval_every", "plot_every", "log_every", "num_workers", "progress",
-     "device", "run_dir"}
+     "device", "run_dir", "cpu_threads"}
 )
 CONFIG_FILE = run_folder.CONFIG_FILE
 # Keys a branch (resume from a chosen checkpoint with --branch KEY=VALUE) may change on purpose.
@@ -337,6 +340,16 @@ class _StepRecord:
     aux: dict | None
 
 
+def _resume_note(changes: dict, cfg: dict, step: int) -> str:
+    """The console line of a resume that changed ``changes`` ({key: [old, new]}): which, and under a
+    cosine schedule what a new ``steps`` does to the learning rate."""
+    text = f"resume at step {step}: " + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+    if "steps" in changes and cfg["lr_schedule"] == "cosine":
+        text += (f" (the cosine schedule now decays to 0 at step {changes['steps'][1]} instead of "
+                 f"{changes['steps'][0]}: the learning rate from here on follows the new length)")
+    return text + f"; recorded in {CONFIG_FILE}"
+
+
 def _check_resume_config(saved: dict, cfg: dict, path, allowed=RESUME_MUTABLE) -> None:
     changed = {k: (saved.get(k), cfg.get(k)) for k in set(saved) | set(cfg)
                if k not in allowed and saved.get(k) != cfg.get(k)}
@@ -411,6 +424,7 @@ class _Trainer:
         self.branch_keys = BRANCH_MUTABLE | frozenset(branch_keys)
         # set while preparing, reported once the log is open
         self.restart_note: str | None = None
+        self.resume_changes: dict = {}
         self.branch_record: dict | None = None
         self.superseded: Path | None = None
         self.device = env.device
@@ -467,6 +481,8 @@ class _Trainer:
             path = checkpoint.latest_path(self.run_dir)
             ckpt = checkpoint.load(path)
         checkpoint.check_payload(path, ckpt)
+        if (self.run_dir / CONFIG_FILE).is_file():  # another run's checkpoint copied in: say so, not "the config differs"
+            _check_checkpoint_belongs(read_config(self.run_dir), ckpt["config"], path, self.run_dir)
         unknown = sorted(set(self.branch) - self.branch_keys)
         if unknown:
             raise ValueError(f"branch: {', '.join(unknown)} cannot change in a branch; only {sorted(self.branch_keys)} can")
@@ -476,6 +492,8 @@ class _Trainer:
                                    **({"data_fingerprint": recorded} if recorded is not None else {})})
         _check_resume_config(saved, {k: v for k, v in self.cfg.items() if k != "branches"}, path,
                              allowed=RESUME_MUTABLE | set(self.branch))
+        self.resume_changes = {k: [saved.get(k), self.cfg.get(k)] for k in sorted(RESUME_MUTABLE - {"run_dir"})
+                               if k not in self.branch and saved.get(k) != self.cfg.get(k)}
         data = ckpt["data"]
         if data["batches_per_epoch"] != self.sampler.batches_per_epoch:
             raise ValueError(
@@ -508,7 +526,7 @@ class _Trainer:
             truncate_after(self.run_dir, step)
             moved = run_folder.supersede_after(self.run_dir, step)
             self.superseded = moved
-            if self.branch or moved is not None:
+            if self.branch or moved is not None or self.resume_changes:  # config.json: the values in use
                 run_folder.write_config(self.run_dir, self.cfg)
         return step
 
@@ -637,7 +655,10 @@ class _Trainer:
         self.log = RunLog(self.run_dir, env.is_main, steps, start, cfg["progress"])
         self.t0 = time.perf_counter()
         self.log.write({"kind": "event", "step": start, "event": "resume" if resume and start else "start",
-                        "world_size": env.world_size, "device": str(self.device)})
+                        "world_size": env.world_size, "device": str(self.device),
+                        **({"changes": self.resume_changes} if self.resume_changes else {})})
+        if self.resume_changes:
+            self.log.message(_resume_note(self.resume_changes, self.cfg, start))
         if self.restart_note:
             self.log.message(self.restart_note)
         if self.branch_record:
@@ -746,23 +767,37 @@ def _check_checkpoint_belongs(config: dict, saved: dict, path: Path, run_dir) ->
     branched = {k for b in saved.get("branches", []) + config.get("branches", []) for k in b.get("changes", {})}
     ignored = RESUME_MUTABLE | BRANCH_MUTABLE | branched | {"branches"}
     changed = sorted(k for k in set(config) | set(saved) if k not in ignored and config.get(k) != saved.get(k))
+    if "model" in changed:  # another family: its keys differ wholesale, the family is what to say
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} holds a {saved.get('model')!r} model, {Path(run_dir) / CONFIG_FILE} is a "
+            f"{config.get('model')!r} run: it is another run's checkpoint and cannot be loaded into this one")
     if changed:
         desc = ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} in config.json" for k in changed[:6])
         more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise checkpoint.CheckpointError(
             f"checkpoint {path} was not trained with {Path(run_dir) / CONFIG_FILE} ({desc}{more}); it belongs to "
-            f"another run, so its weights would be evaluated under the wrong settings")
+            f"another run, so its weights would be used under the wrong settings")
 
 
 def check_data(recorded: str | None, dataset, what: str) -> str | None:
-    """``recorded`` (a run's ``data_fingerprint``) after checking that ``dataset`` still has it; a
-    CheckpointError when the files behind the data changed since training (the run would go on, or
-    be evaluated, on other data than its weights were trained on). Runs without one pass."""
+    """``recorded`` (a run's ``data_fingerprint``) after checking that ``dataset`` still has it
+    (``data.registry.fingerprint_matches``); a CheckpointError when the files behind the data changed
+    since training (the run would go on, or be evaluated, on other data than its weights were trained
+    on). A run without one (trained before fingerprints) passes with a RuntimeWarning when its data
+    are files that could have changed."""
+    from eoflow_fast.data.registry import fingerprint_matches
+
     current = getattr(dataset, "fingerprint", None)
-    if recorded is not None and current != recorded:
+    if recorded is None:
+        if current is not None:
+            warnings.warn(f"{what}: the run records no fingerprint of its data files (it was trained before "
+                          f"they were recorded), so a change of the files since training cannot be detected",
+                          RuntimeWarning, stacklevel=2)
+        return None
+    if not fingerprint_matches(dataset, recorded):
         raise checkpoint.CheckpointError(
             f"{what}: the training data changed on disk since the run was trained (data fingerprint "
-            f"{recorded[:12]}... in its config, {current[:12] + '...' if current else 'none'} now); its weights "
+            f"{recorded[:16]}... in its config, {current[:16] + '...' if current else 'none'} now); its weights "
             f"would be trained on or evaluated against other data. Restore the data, or start a new run")
     return recorded
 
