@@ -78,6 +78,23 @@ def test_build_rejects_multiscale_on_tabular_data():
         family.build({"data": "wine", "arch": "glow"})
 
 
+def test_mlp_arch_refuses_large_flat_dims_and_warns_in_between():
+    """64x64x3 flattened (12,288 dims) would build two 12,288^2 rotations: refused before any
+    allocation; 2,048 dims warns with the cost; the digits' 64 dims pass silently."""
+    import warnings
+
+    from eoflow_fast.flows import family
+
+    config = {"data": "folder:imgs", "arch": "mlp", "blocks": 1, "hidden": 8, "clamp": 2.0, "clamp_fn": "atan"}
+    with pytest.raises(ValueError, match=r"flattens folder:imgs to 12288 dimensions.*use --arch glow"):
+        family._build_flow(config, (3, 64, 64))
+    with pytest.warns(RuntimeWarning, match="--arch mlp on 2048 dimensions"):
+        family._check_mlp_dim(config, (2048,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        family._check_mlp_dim(config, (1, 8, 8))
+
+
 def test_denoise_core_auto_uses_the_noise_floor(run_dir, capsys):
     from eoflow_fast.flows.eoflow import noise_entropy_floor
     from eoflow_fast.flows.family import open_eoflow_run
