@@ -88,3 +88,16 @@ def random_pngs():
         return folder
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_eoflow_run(tmp_path_factory):
+    """A 1-step digits EOFlow run folder (mlp, 1 block, hidden 8, core size 2), shared by the tests
+    that only read it: a test using it must leave the folder as it found it."""
+    from eoflow_fast.cli.main import main
+
+    folder = tmp_path_factory.mktemp("tiny_eoflow") / "run"
+    assert main(["train", "eoflow", "--steps", "1", "--batch-size", "32", "--blocks", "1", "--hidden", "8",
+                 "--eval-samples", "16", "--entropy-samples", "8", "--core-sizes", "2", "--no-progress",
+                 "--run-dir", str(folder)]) == 0
+    return folder

@@ -48,13 +48,9 @@ def test_pack_beside_the_source_still_works(tmp_path, capsys):
     assert (tmp_path / "packed" / "pack.json").is_file()
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ow") / "run"
-    assert main(["train", "eoflow", "--steps", "1", "--batch-size", "32", "--blocks", "1", "--hidden", "8",
-                 "--eval-samples", "16", "--entropy-samples", "8", "--core-sizes", "2", "--no-progress",
-                 "--run-dir", str(folder)]) == 0
-    return folder
+@pytest.fixture
+def run(tiny_eoflow_run):
+    return tiny_eoflow_run
 
 
 @pytest.mark.parametrize("argv, target", [

@@ -32,13 +32,9 @@ def test_mean_psnr_counts_the_non_finite_items():
     assert mean_psnr(x, x) == math.inf  # exact is +inf, not an error
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("nonfinite") / "run"
-    assert main(["train", "eoflow", "--steps", "1", "--batch-size", "32", "--blocks", "1", "--hidden", "8",
-                 "--eval-samples", "16", "--entropy-samples", "8", "--core-sizes", "2", "--no-progress",
-                 "--run-dir", str(folder)]) == 0
-    return folder
+@pytest.fixture
+def run_dir(tiny_eoflow_run):
+    return tiny_eoflow_run
 
 
 @pytest.mark.parametrize("argv, method, message", [
