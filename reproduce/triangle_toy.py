@@ -96,7 +96,7 @@ from .rows import parse_budget, row, run_cli, write
 
 BUDGETS = {"toy": {"steps": 20, "stage_steps": 6, "batch": 64, "seeds": [0], "device": "cpu",
                    "eval": ["--num-train", "1000"]},
-           "cpu": {"steps": 10_000, "stage_steps": 3000, "batch": 64, "seeds": [0], "device": "cpu", "eval": []},
+           "cpu": {"steps": 10_000, "stage_steps": 3000, "batch": 64, "seeds": [0, 1], "device": "cpu", "eval": []},
            "paper": {"steps": 10_000, "stage_steps": 3000, "batch": 256, "seeds": list(range(10)), "device": "cuda",
                      "eval": []}}
 FACTORS = ("posX", "posY", "orientation")
@@ -105,6 +105,9 @@ HIGH = 0.5    # NMI: a latent carries a factor (at least half its entropy)
 LOW = 0.4     # NMI: the orientation latent's "low" posX / posY
 ESCAPE_KL = 1.0  # nats in all latents together: the run has left the collapsed start
 METHODS = ("betatcvae", "deft")
+FAMILY = {"betatcvae": "vae", "deft": "deft"}  # the ``eoflow-fast train`` family of each method
+SAME_RUNS = ("steps", "stage_steps", "batch", "eval")  # budget keys that must match for a JSON entry to be reused
+RESULT_KEYS = ("nmi_matrix", "kl_per_dim", "escape_step")  # what a run contributes to the rows and the plot
 GPU = ("python -m reproduce.triangle_toy --budget paper  (beta-TCVAE beta 6 and DEFT K 2 G 2 betas 20, 2, 10 seeds x "
        "10,000 steps at batch 256; runs on cuda)")
 
@@ -145,15 +148,35 @@ def evaluate(run_dir: Path, b: dict) -> dict:
 
 
 def run(method: str, b: dict, seed: int, run_dir: Path, train: bool = True) -> dict | None:
+    """The evaluation of the finished run in ``run_dir``: trained first when the folder is absent,
+    resumed to ``b["steps"]`` when it holds an unfinished run (the engine's resume is bitwise, so
+    the result is the one-leg run's); None without ``train`` when the run is not finished."""
     final = run_dir / f"ckpt-{b['steps']:08d}.pt"
     if not final.exists():
         if not train:
             return None
-        if run_dir.exists():
-            raise SystemExit(f"{run_dir} exists without {final.name} (an unfinished run); resume it with "
-                             f"eoflow-fast train --resume {run_dir} or give a fresh --run-root")
-        run_cli(train_args(method, b, seed, run_dir))
+        if not run_dir.exists():
+            run_cli(train_args(method, b, seed, run_dir))
+        elif (run_dir / "config.json").is_file():
+            run_cli(["train", FAMILY[method], "--resume", str(run_dir), "--steps", str(b["steps"])])
+        else:
+            raise SystemExit(f"{run_dir} exists without {final.name} or config.json (not a run of this script); "
+                             f"remove it or give a fresh --run-root")
     return evaluate(run_dir, b)
+
+
+def previous(results_dir: Path, budget: str, b: dict) -> dict:
+    """{method: {seed: {nmi_matrix, kl_per_dim, escape_step}}} of the runs in an earlier results
+    JSON of this script at this budget, or {} when there is none or it was run with other steps,
+    steps per stage, batch or evaluation sizes. Lets the committed runs stand without their folders."""
+    path = results_dir / f"repro_triangle_{budget}.json"
+    if not path.exists():
+        return {}
+    details = json.loads(path.read_text())["details"]
+    if any(details["budget"].get(key) != b[key] for key in SAME_RUNS):
+        return {}
+    return {m: {s: {k: res[k] for k in RESULT_KEYS} for s, res in runs.items() if res is not None}
+            for m, runs in details["runs"].items()}
 
 
 def judge(m, kl) -> dict:
@@ -248,7 +271,7 @@ def summary_rows(results: dict, b: dict, cmd: str) -> list[dict]:
                          + (str(esc) if esc is not None else "never"))
         return "; ".join(parts)
 
-    budget = f"{len(b['seeds'])} seed(s) x {b['steps']} steps, batch {b['batch']}"
+    budget = f"{b['steps']} steps per run, batch {b['batch']}"
     device = "cpu" if b["device"] == "cpu" else "gpu"
     if not all(ran.values()):
         return [row("DEFT triangle toy (Fig. 14)", "see the GPU command", "not run", cmd, device, "not run", GPU)]
@@ -277,7 +300,9 @@ def summary_rows(results: dict, b: dict, cmd: str) -> list[dict]:
 
 def main(argv=None) -> None:
     budget, b, root, results_dir, args = parse_budget(__doc__, BUDGETS, "runs/repro_triangle", argv, no_train=True)
-    results = {m: [(s, run(m, b, s, root / f"{m}_s{s}", not args.no_train)) for s in b["seeds"]] for m in METHODS}
+    prev = previous(results_dir, budget, b)
+    results = {m: [(s, prev.get(m, {}).get(str(s)) or run(m, b, s, root / f"{m}_s{s}", not args.no_train))
+                   for s in b["seeds"]] for m in METHODS}
     cmd = f"python -m reproduce.triangle_toy --budget {budget}" + (" --no-train" if args.no_train else "")
     rows = summary_rows(results, b, cmd)
     if any(res is not None for runs in results.values() for _, res in runs):
