@@ -60,11 +60,12 @@ What the first CPU run (3 seeds x 3,000 steps, a rule without KL or "low") got w
 Hence the CPU budget is the paper's 10,000 steps (batch 64, seeds 0 and 1 per method). Measured on
 the shared 2-core CPU, one thread, at load average 4-7: DEFT seed 0 10,000 steps in 44 min,
 beta-TCVAE 0.3-0.5 s per step (~1 h); at the load of the first run (18,000 steps in ~40 min) both
-would take ~45 min. DEFT seed 1: 28.5 min (1,708 s, nice 10) at load average 0.4-4.8. The seed-0
-beta-TCVAE run was trained in three legs (3,000, then resumed to 8,000 and 10,000; the engine's
-resume is bitwise), the DEFT runs in one. Runs in the results JSON of the same steps,
-steps per stage, batch and evaluation sizes are reused without their folders (seed 0's were
-trained on another checkout); a run folder left unfinished is resumed by the script.
+would take ~45 min. Seed 1 (nice 10): DEFT 28.5 min (1,708 s) at load average 0.4-4.8, beta-TCVAE
+30.6 min (1,836 s) at 1.3-4.1. The seed-0 beta-TCVAE run was trained in three legs (3,000, then
+resumed to 8,000 and 10,000; the engine's resume is bitwise), the DEFT runs in one. Runs in the
+results JSON of the same steps, steps per stage, batch and evaluation sizes are reused without their
+folders (seed 0's were trained on another checkout); a run folder left unfinished is resumed by the
+script.
 
 Result at that budget (bench/results/repro_triangle_cpu.*; two seeds each: observations, not rates):
 - beta-TCVAE seed 0 holds the position in two latents (KL 3.4, 3.6 nats) turned ~45 deg from posX /
@@ -72,23 +73,28 @@ Result at that budget (bench/results/repro_triangle_cpu.*; two seeds each: obser
   row. It was so right after leaving the collapse (step 6,500) and stayed so to 10,000 (our
   reading: a Gaussianised 2-D position gives the TC term no preferred axes). Not disentangled, no
   orientation latent.
-- beta-TCVAE seed 1: not finished at this commit (its run folder resumes).
+- beta-TCVAE seed 1 left the collapse almost at once (KL 1.1 nats in all at step 200, 0.8 at 500,
+  6.7 at 600) and holds the position in three latents (KL 2.85, 2.19, 2.75 nats; z3 0.018), mixed:
+  z0 posX 0.29, posY 0.10, orientation 0.45; z1 posY 0.27, posX 0.12, orientation 0.13; z2 posX
+  0.18, posY 0.22, orientation 0.41. No latent reaches 0.5 for any factor: not disentangled, no
+  orientation latent; z0 (orientation 0.45, position <= 0.29) misses only "high", the nearest to
+  an orientation latent of the four runs. So the length of the collapse depends on the seed
+  (5,600 steps for seed 0).
 - DEFT seed 0's stage-1 latents took posX and posY in stage 1 (NMI 0.43 / 0.44 at step 3,000, 2.5
   nats in all; KL > 1 nat from step 2,200) and kept them axis-aligned (z0: posX 0.43, posY 0.04;
   z1: posY 0.45, posX 0.05; 4.2 nats each at 10,000), but the map is warped by orientation near
   the centre, so both stay under 0.5. Stage 2's latents stayed unused (KL 0.006, 0.005 nats); the
   stage-1 encoder, still training at gamma lr, took the rest (8.4 nats in all; our reading: with
   the position known the orientation is redundant). No orientation latent.
-- DEFT seed 1 stayed collapsed for almost all of stage 1 (< 0.01 nats in all to step 2,800, 0.04
-  at 2,900, 0.33 at 3,000) and left it at the stage boundary (5.9 nats at 3,100, so KL > 1 nat
-  from step 3,100).
-  Axis-aligned again with the roles swapped (z0: posY 0.50, posX 0.08; z1: posX 0.42, posY 0.08;
-  KL 4.17, 4.17 nats), orientation 0.42 and 0.41. Stage 2's z3 took 1.8 nats (z2 0.009) from step
-  3,500, but carries no factor (NMI 0.19, 0.19, 0.21 with posX, posY, orientation). posY reaches
-  0.5, posX does not: not disentangled by the rule; no orientation latent.
-- Verdicts: position "not reproduced" (DEFT 0/2, beta-TCVAE 0/1: no run has both coordinates at
-  0.5; DEFT is axis-aligned, beta-TCVAE seed 0 is not), orientation "not reproduced" (no run has
-  an orientation latent). More seeds and the paper's batch need the GPU command below.
+- DEFT seed 1 stayed collapsed for almost all of stage 1 (< 0.01 nats in all to step 2,800, 0.04 at
+  2,900, 0.33 at 3,000) and left it at the stage boundary (5.9 nats at 3,100, so KL > 1 nat from
+  step 3,100). Axis-aligned again with the roles swapped (z0: posY 0.50, posX 0.08; z1: posX 0.42,
+  posY 0.08; KL 4.17, 4.17 nats), orientation 0.42 and 0.41. Stage 2's z3 took 1.8 nats (z2 0.009)
+  from step 3,500, but carries no factor (NMI 0.19, 0.19, 0.21 with posX, posY, orientation). posY
+  reaches 0.5, posX does not: not disentangled by the rule; no orientation latent.
+- Verdicts: position "not reproduced" (0/2 runs each: no run has both coordinates at 0.5; DEFT is
+  axis-aligned in both seeds, beta-TCVAE in neither), orientation "not reproduced" (0/2 runs each:
+  no run has an orientation latent). More seeds and the paper's batch need the GPU command below.
 
     python -m reproduce.triangle_toy --budget cpu    # 2 seeds x 10,000 steps per method, one thread each
     GPU, paper budget: --budget paper (10 seeds x 10,000 steps at batch 256 [PAPER §5.1]; runs on cuda)
