@@ -57,30 +57,46 @@ What the first CPU run (3 seeds x 3,000 steps, a rule without KL or "low") got w
   value logged at the collapse, 20.8 = 3 log 1024, is the minibatch-weighted estimator's offset
   (d - 1) log N for identical posteriors; a constant, no gradient. lr is the paper's 5e-4; the
   DEFT preset sets nothing the flags do not override.
-Hence the CPU budget is the paper's 10,000 steps (batch 64, one seed per method). Measured on the
-shared 2-core CPU at load average 4-7: DEFT 10,000 steps in 44 min, beta-TCVAE 0.3-0.5 s per step
-(~1 h); at the load of the first run (18,000 steps in ~40 min) both would take ~45 min. The
-seed-0 beta-TCVAE run of the committed result was trained in three legs (3,000, then resumed to
-8,000 and 10,000; the engine's resume is bitwise), the DEFT run in one.
+Hence the CPU budget is the paper's 10,000 steps (batch 64, seeds 0 and 1 per method). Measured on
+the shared 2-core CPU, one thread, at load average 4-7: DEFT seed 0 10,000 steps in 44 min,
+beta-TCVAE 0.3-0.5 s per step (~1 h); at the load of the first run (18,000 steps in ~40 min) both
+would take ~45 min. Seed 1 (nice 10): DEFT 28.5 min (1,708 s) at load average 0.4-4.8, beta-TCVAE
+30.6 min (1,836 s) at 1.3-4.1. The seed-0 beta-TCVAE run was trained in three legs (3,000, then
+resumed to 8,000 and 10,000; the engine's resume is bitwise), the DEFT runs in one. Runs in the
+results JSON of the same steps, steps per stage, batch and evaluation sizes are reused without their
+folders (seed 0's were trained on another checkout); a run folder left unfinished is resumed by the
+script.
 
-Result at that budget (bench/results/repro_triangle_cpu.*; one seed each, so no rates):
-- beta-TCVAE holds the position in two latents (KL 3.4, 3.6 nats) turned ~45 deg from posX / posY:
-  NMI 0.11-0.16 with each coordinate and 0.37 with orientation, the "posX + posY" reference row.
-  It was so right after leaving the collapse (step 6,500) and stayed so to 10,000 (our reading: a
-  Gaussianised 2-D position gives the TC term no preferred axes). Not disentangled, no
+Result at that budget (bench/results/repro_triangle_cpu.*; two seeds each: observations, not rates):
+- beta-TCVAE seed 0 holds the position in two latents (KL 3.4, 3.6 nats) turned ~45 deg from posX /
+  posY: NMI 0.11-0.16 with each coordinate and 0.37 with orientation, the "posX + posY" reference
+  row. It was so right after leaving the collapse (step 6,500) and stayed so to 10,000 (our
+  reading: a Gaussianised 2-D position gives the TC term no preferred axes). Not disentangled, no
   orientation latent.
-- DEFT's stage-1 latents took posX and posY in stage 1 (NMI 0.43 / 0.44 at step 3,000, 2.5 nats
-  in all) and kept them axis-aligned (z0: posX 0.43, posY 0.04; z1: posY 0.45, posX 0.05; 4.2
-  nats each at 10,000), but the map is warped by orientation near the centre, so both stay under
-  0.5. Stage 2's latents stayed unused (KL 0.006, 0.005 nats); the stage-1 encoder, still training
-  at gamma lr, took the rest (8.4 nats in all; our reading: with the position known the
-  orientation is redundant).
-  No orientation latent.
-- Verdicts: position "not reproduced" (neither reaches 0.5; DEFT is axis-aligned, beta-TCVAE is
-  not), orientation "not reproduced" (neither method has an orientation latent). More seeds and
-  the paper's batch need the GPU command below.
+- beta-TCVAE seed 1 left the collapse almost at once (KL 1.1 nats in all at step 200, 0.8 at 500,
+  6.7 at 600) and holds the position in three latents (KL 2.85, 2.19, 2.75 nats; z3 0.018), mixed:
+  z0 posX 0.29, posY 0.10, orientation 0.45; z1 posY 0.27, posX 0.12, orientation 0.13; z2 posX
+  0.18, posY 0.22, orientation 0.41. No latent reaches 0.5 for any factor: not disentangled, no
+  orientation latent; z0 (orientation 0.45, position <= 0.29) misses only "high", the nearest to
+  an orientation latent of the four runs. So the length of the collapse depends on the seed
+  (5,600 steps for seed 0).
+- DEFT seed 0's stage-1 latents took posX and posY in stage 1 (NMI 0.43 / 0.44 at step 3,000, 2.5
+  nats in all; KL > 1 nat from step 2,200) and kept them axis-aligned (z0: posX 0.43, posY 0.04;
+  z1: posY 0.45, posX 0.05; 4.2 nats each at 10,000), but the map is warped by orientation near
+  the centre, so both stay under 0.5. Stage 2's latents stayed unused (KL 0.006, 0.005 nats); the
+  stage-1 encoder, still training at gamma lr, took the rest (8.4 nats in all; our reading: with
+  the position known the orientation is redundant). No orientation latent.
+- DEFT seed 1 stayed collapsed for almost all of stage 1 (< 0.01 nats in all to step 2,800, 0.04 at
+  2,900, 0.33 at 3,000) and left it at the stage boundary (5.9 nats at 3,100, so KL > 1 nat from
+  step 3,100). Axis-aligned again with the roles swapped (z0: posY 0.50, posX 0.08; z1: posX 0.42,
+  posY 0.08; KL 4.17, 4.17 nats), orientation 0.42 and 0.41. Stage 2's z3 took 1.8 nats (z2 0.009)
+  from step 3,500, but carries no factor (NMI 0.19, 0.19, 0.21 with posX, posY, orientation). posY
+  reaches 0.5, posX does not: not disentangled by the rule; no orientation latent.
+- Verdicts: position "not reproduced" (0/2 runs each: no run has both coordinates at 0.5; DEFT is
+  axis-aligned in both seeds, beta-TCVAE in neither), orientation "not reproduced" (0/2 runs each:
+  no run has an orientation latent). More seeds and the paper's batch need the GPU command below.
 
-    python -m reproduce.triangle_toy --budget cpu    # 1 seed x 10,000 steps per method, one thread each
+    python -m reproduce.triangle_toy --budget cpu    # 2 seeds x 10,000 steps per method, one thread each
     GPU, paper budget: --budget paper (10 seeds x 10,000 steps at batch 256 [PAPER §5.1]; runs on cuda)
 """
 from __future__ import annotations
@@ -96,7 +112,7 @@ from .rows import parse_budget, row, run_cli, write
 
 BUDGETS = {"toy": {"steps": 20, "stage_steps": 6, "batch": 64, "seeds": [0], "device": "cpu",
                    "eval": ["--num-train", "1000"]},
-           "cpu": {"steps": 10_000, "stage_steps": 3000, "batch": 64, "seeds": [0], "device": "cpu", "eval": []},
+           "cpu": {"steps": 10_000, "stage_steps": 3000, "batch": 64, "seeds": [0, 1], "device": "cpu", "eval": []},
            "paper": {"steps": 10_000, "stage_steps": 3000, "batch": 256, "seeds": list(range(10)), "device": "cuda",
                      "eval": []}}
 FACTORS = ("posX", "posY", "orientation")
@@ -105,6 +121,9 @@ HIGH = 0.5    # NMI: a latent carries a factor (at least half its entropy)
 LOW = 0.4     # NMI: the orientation latent's "low" posX / posY
 ESCAPE_KL = 1.0  # nats in all latents together: the run has left the collapsed start
 METHODS = ("betatcvae", "deft")
+FAMILY = {"betatcvae": "vae", "deft": "deft"}  # the ``eoflow-fast train`` family of each method
+SAME_RUNS = ("steps", "stage_steps", "batch", "eval")  # budget keys that must match for a JSON entry to be reused
+RESULT_KEYS = ("nmi_matrix", "kl_per_dim", "escape_step")  # what a run contributes to the rows and the plot
 GPU = ("python -m reproduce.triangle_toy --budget paper  (beta-TCVAE beta 6 and DEFT K 2 G 2 betas 20, 2, 10 seeds x "
        "10,000 steps at batch 256; runs on cuda)")
 
@@ -145,15 +164,35 @@ def evaluate(run_dir: Path, b: dict) -> dict:
 
 
 def run(method: str, b: dict, seed: int, run_dir: Path, train: bool = True) -> dict | None:
+    """The evaluation of the finished run in ``run_dir``: trained first when the folder is absent,
+    resumed to ``b["steps"]`` when it holds an unfinished run (the engine's resume is bitwise, so
+    the result is the one-leg run's); None without ``train`` when the run is not finished."""
     final = run_dir / f"ckpt-{b['steps']:08d}.pt"
     if not final.exists():
         if not train:
             return None
-        if run_dir.exists():
-            raise SystemExit(f"{run_dir} exists without {final.name} (an unfinished run); resume it with "
-                             f"eoflow-fast train --resume {run_dir} or give a fresh --run-root")
-        run_cli(train_args(method, b, seed, run_dir))
+        if not run_dir.exists():
+            run_cli(train_args(method, b, seed, run_dir))
+        elif (run_dir / "config.json").is_file():
+            run_cli(["train", FAMILY[method], "--resume", str(run_dir), "--steps", str(b["steps"])])
+        else:
+            raise SystemExit(f"{run_dir} exists without {final.name} or config.json (not a run of this script); "
+                             f"remove it or give a fresh --run-root")
     return evaluate(run_dir, b)
+
+
+def previous(results_dir: Path, budget: str, b: dict) -> dict:
+    """{method: {seed: {nmi_matrix, kl_per_dim, escape_step}}} of the runs in an earlier results
+    JSON of this script at this budget, or {} when there is none or it was run with other steps,
+    steps per stage, batch or evaluation sizes. Lets the committed runs stand without their folders."""
+    path = results_dir / f"repro_triangle_{budget}.json"
+    if not path.exists():
+        return {}
+    details = json.loads(path.read_text())["details"]
+    if any(details["budget"].get(key) != b[key] for key in SAME_RUNS):
+        return {}
+    return {m: {s: {k: res[k] for k in RESULT_KEYS} for s, res in runs.items() if res is not None}
+            for m, runs in details["runs"].items()}
 
 
 def judge(m, kl) -> dict:
@@ -248,7 +287,7 @@ def summary_rows(results: dict, b: dict, cmd: str) -> list[dict]:
                          + (str(esc) if esc is not None else "never"))
         return "; ".join(parts)
 
-    budget = f"{len(b['seeds'])} seed(s) x {b['steps']} steps, batch {b['batch']}"
+    budget = f"{b['steps']} steps per run, batch {b['batch']}"
     device = "cpu" if b["device"] == "cpu" else "gpu"
     if not all(ran.values()):
         return [row("DEFT triangle toy (Fig. 14)", "see the GPU command", "not run", cmd, device, "not run", GPU)]
@@ -277,7 +316,9 @@ def summary_rows(results: dict, b: dict, cmd: str) -> list[dict]:
 
 def main(argv=None) -> None:
     budget, b, root, results_dir, args = parse_budget(__doc__, BUDGETS, "runs/repro_triangle", argv, no_train=True)
-    results = {m: [(s, run(m, b, s, root / f"{m}_s{s}", not args.no_train)) for s in b["seeds"]] for m in METHODS}
+    prev = previous(results_dir, budget, b)
+    results = {m: [(s, prev.get(m, {}).get(str(s)) or run(m, b, s, root / f"{m}_s{s}", not args.no_train))
+                   for s in b["seeds"]] for m in METHODS}
     cmd = f"python -m reproduce.triangle_toy --budget {budget}" + (" --no-train" if args.no_train else "")
     rows = summary_rows(results, b, cmd)
     if any(res is not None for runs in results.values() for _, res in runs):

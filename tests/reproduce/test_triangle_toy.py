@@ -2,6 +2,7 @@
 matrices built from them (exact codes, a rotated position code, a collapsed encoder), the verdicts
 on planted runs, and the script end to end at its toy budget."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -91,3 +92,54 @@ def test_triangle_toy_budget_end_to_end(tmp_path):
     assert (tmp_path / "toy" / "repro_triangle_toy.png").stat().st_size > 1000
     # a second call reuses the cached evaluation instead of training again
     tt.main(["--budget", "toy", "--run-root", str(tmp_path), "--no-train"])
+
+
+def test_triangle_toy_reuses_the_json_and_resumes_an_unfinished_run(tmp_path, monkeypatch, ref):
+    """Seeds 0 and 1 at the toy budget with seed 0 of both methods planted in the results JSON and
+    no seed-0 folders (the committed CPU result on another machine): only seed 1 trains, DEFT's
+    from a run left at half its steps, which the script resumes to the one-leg run's result; then
+    everything again from the JSON alone."""
+    b = dict(tt.BUDGETS["toy"], seeds=[0, 1])
+    monkeypatch.setitem(tt.BUDGETS, "toy", b)
+    toy = tmp_path / "toy"
+    toy.mkdir()
+    pos_y = ref["posX"][[1, 0, 2]]
+    planted = {"betatcvae": {"nmi_matrix": np.stack([ref["posX+posY"], ref["posX+posY"], ref["item noise"],
+                                                     ref["item noise"]]).tolist(),
+                             "kl_per_dim": [3.3, 3.4, 0.05, 0.5], "escape_step": 5700},
+               "deft": {"nmi_matrix": np.stack([ref["posX"], pos_y, ref["angle"], ref["item noise"]]).tolist(),
+                        "kl_per_dim": [3.0, 3.0, 2.5, 0.001], "escape_step": 2200}}
+    path = toy / "repro_triangle_toy.json"
+    path.write_text(json.dumps({"details": {"budget": b, "runs": {m: {"0": r, "1": None} for m, r in planted.items()}}}))
+    assert tt.previous(toy, "toy", b) == {m: {"0": r} for m, r in planted.items()}
+    assert tt.previous(toy, "toy", dict(b, steps=40)) == {}  # other steps: not reused
+
+    half = dict(b, steps=b["steps"] // 2)
+    tt.run_cli(tt.train_args("deft", half, 1, toy / "deft_s1"))
+    assert not (toy / "deft_s1" / f"ckpt-{b['steps']:08d}.pt").exists()
+    tt.main(["--budget", "toy", "--run-root", str(tmp_path)])
+    assert not (toy / "betatcvae_s0").exists() and not (toy / "deft_s0").exists()
+    assert (toy / "betatcvae_s1" / f"ckpt-{b['steps']:08d}.pt").exists()
+    payload = json.loads(path.read_text())
+    runs = payload["details"]["runs"]
+    for m, r in planted.items():
+        assert {k: runs[m]["0"][k] for k in tt.RESULT_KEYS} == r
+        assert runs[m]["1"] is not None
+    assert runs["deft"]["0"]["orientation"] == 2 and runs["betatcvae"]["0"]["orientation"] is None
+    own = {m: sum(runs[m][s]["orientation"] is not None for s in ("0", "1")) for m in planted}
+    assert f"beta-TCVAE {own['betatcvae']}/2 runs; DEFT {own['deft']}/2 runs" in payload["rows"][1]["ours"]
+
+    fresh = tmp_path / "deft_s1_one_leg"
+    tt.run_cli(tt.train_args("deft", b, 1, fresh))
+    tt.evaluate(fresh, b)
+    cached = [json.loads((d / "triangle_eval.json").read_text()) for d in (fresh, toy / "deft_s1")]
+    assert cached[0] == cached[1]  # resume is bitwise: NMI, KL and KL history of the one-leg run
+
+    def no_cli(args):
+        raise AssertionError(f"ran eoflow-fast {args}")
+
+    monkeypatch.setattr(tt, "run_cli", no_cli)
+    for m in planted:
+        shutil.rmtree(toy / f"{m}_s1")
+    tt.main(["--budget", "toy", "--run-root", str(tmp_path)])  # all four runs from the JSON
+    assert json.loads(path.read_text())["rows"] == payload["rows"]
