@@ -132,12 +132,15 @@ def check_run_folder(run_dir, argument: str = "RUN_DIR") -> Path:
 def run_folder_error(prog: str, run_dir, exc: Exception, status: int = 1):
     """One line for a run folder that exists but cannot be opened, then exit ``status``: a
     ``CheckpointError`` (damaged config.json, no checkpoint, a corrupt or foreign one, changed data)
-    names its file already; anything else came from rebuilding the model from config.json."""
+    names its file already; an error of ``eoflow_fast.data`` (a shard, CSV file or image of the run's
+    data) is said to be the data's; anything else came from rebuilding the model from config.json."""
     from eoflow_fast.train.checkpoint import CheckpointError
     from eoflow_fast.train.run_folder import CONFIG_FILE
 
     if isinstance(exc, CheckpointError):
         message = str(exc)
+    elif type(exc).__module__.startswith("eoflow_fast.data"):  # the run's data: a shard, CSV or image
+        message = f"run {run_dir}: its data cannot be read ({type(exc).__name__}: {exc})"
     else:
         message = (f"run {run_dir}: the model cannot be rebuilt from {Path(run_dir) / CONFIG_FILE} "
                    f"({type(exc).__name__}: {exc})")

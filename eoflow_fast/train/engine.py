@@ -508,8 +508,7 @@ class _Trainer:
                 opt.load_state_dict(ckpt["aux_optimizers"][name])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise checkpoint.CheckpointError(f"checkpoint {path} does not match this model: {exc}") from exc
-        if hasattr(self.model, "load_extra_state"):
-            self.model.load_extra_state(ckpt["extra"])
+        _load_extra_state(self.model, ckpt, path)
         rng = ckpt["rng"]
         if len(rng) == self.env.world_size:
             _set_rng_state(rng[self.env.rank], self.device)
@@ -759,6 +758,22 @@ class Run:
 read_config = run_folder.read_config
 
 
+def _load_extra_state(model, ckpt: dict, path) -> None:
+    """``model.load_extra_state(ckpt["extra"])`` for models that keep state outside their parameters
+    (a VAE's per-latent KL history); a missing or unfitting entry is a CheckpointError naming the
+    file, not a KeyError from inside the model."""
+    if not hasattr(model, "load_extra_state"):
+        return
+    if "extra" not in ckpt:
+        raise checkpoint.CheckpointError(f"checkpoint {path} has no 'extra' entry (the model's state outside "
+                                         f"its parameters): it was not written by this engine or was altered")
+    try:
+        model.load_extra_state(ckpt["extra"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise checkpoint.CheckpointError(f"checkpoint {path}: its 'extra' state does not fit this model "
+                                         f"({type(exc).__name__}: {exc})") from exc
+
+
 def _check_checkpoint_belongs(config: dict, saved: dict, path: Path, run_dir) -> None:
     """A checkpoint must have been trained with the run's config.json, up to the keys a resume or a
     branch may change (:data:`RESUME_MUTABLE`, :data:`BRANCH_MUTABLE`, and the keys a recorded branch
@@ -821,8 +836,7 @@ def open_run(run_dir, checkpoint_file=None, device: str = "cpu") -> Run:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise checkpoint.CheckpointError(f"checkpoint {path} does not match the rebuilt model: {exc}") from exc
-    if hasattr(model, "load_extra_state"):
-        model.load_extra_state(ckpt["extra"])
+    _load_extra_state(model, ckpt, path)
     dev = distributed.resolve_device(device)
     model.to(dev).eval()
     return Run(model, config, train_dataset, eval_dataset, ckpt["step"], path)

@@ -10,18 +10,14 @@ import pytest
 from eoflow_fast.cli.main import main
 from eoflow_fast.train.run_folder import read_config, write_config
 
-FLAGS = ["--steps", "1", "--batch-size", "32", "--blocks", "1", "--hidden", "8", "--eval-samples", "16",
-         "--entropy-samples", "8", "--core-sizes", "2", "--no-progress"]
 COMMANDS = {"compress": ["compress", "RUN", "--core", "2"], "denoise": ["denoise", "RUN", "--core", "2"],
             "traverse": ["traverse", "RUN"], "eval": ["eval", "RUN", "--no-plots", "--no-progress"],
             "resume": ["train", "eoflow", "--resume", "RUN", "--steps", "2", "--no-progress"]}
 
 
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("good") / "run"
-    assert main(["train", "eoflow", *FLAGS, "--run-dir", str(run)]) == 0
-    return run
+@pytest.fixture
+def good_run(tiny_eoflow_run):
+    return tiny_eoflow_run  # the cases copy it before changing anything
 
 
 def _missing(run, target):
@@ -109,3 +105,34 @@ def test_checkpoint_flag_naming_a_folder_says_so(good_run, capsys):
         main(["compress", str(good_run), "--core", "2", "--checkpoint", str(good_run)])
     err = capsys.readouterr().err
     assert exc.value.code == 1 and f"checkpoint {good_run} is a folder, not a checkpoint file" in err, err
+
+
+def test_an_unreadable_data_file_is_named_as_the_data(capsys):
+    """Opening a run reads its data: a shard / CSV / image error is the data's, not config.json's."""
+    from eoflow_fast.cli.common import run_folder_error
+    from eoflow_fast.data._shards import ShardError
+
+    with pytest.raises(SystemExit) as exc:
+        run_folder_error("eoflow-fast eval", "RUN", ShardError("shard-00001.npy is truncated"))
+    err = capsys.readouterr().err
+    assert exc.value.code == 1
+    assert "run RUN: its data cannot be read (ShardError: shard-00001.npy is truncated)" in err and "config" not in err
+
+
+def test_a_checkpoint_without_the_models_extra_state_is_a_checkpoint_error(tmp_path, capsys):
+    """A VAE keeps its KL history outside its parameters; a checkpoint without it (hand-made or
+    altered) read as KeyError: 'extra' under "the model cannot be rebuilt from config.json"."""
+    from eoflow_fast.train import checkpoint
+
+    run = tmp_path / "vae"
+    assert main(["train", "vae", "--model", "vanilla", "--data", "fa15", "--steps", "1", "--batch-size", "16",
+                 "--no-progress", "--run-dir", str(run)]) == 0
+    (path,) = run.glob("ckpt-*.pt")
+    payload = checkpoint.load(path)
+    del payload["extra"]
+    checkpoint.write_atomic(path, checkpoint.encode(payload))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(run), "--no-progress"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and f"checkpoint {path} has no 'extra' entry" in err, err
