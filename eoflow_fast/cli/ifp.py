@@ -34,7 +34,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from eoflow_fast.deft.annealing import SETTLE_TOL, SETTLE_WINDOW
+from eoflow_fast.deft.annealing import COLLAPSE, SETTLE_TOL, SETTLE_WINDOW, THRESHOLD
 from eoflow_fast.train.argtypes import device, float_in, int_at_least
 from eoflow_fast.train.logging import append_record
 
@@ -72,7 +72,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int_at_least(1), default=64, help="batch size")
     p.add_argument("--mi-every", type=int_at_least(1), default=10, help="steps between exact I(x; z) estimates")
     p.add_argument("--mi-samples", type=int_at_least(1), default=8, help="z draws per observation in the I(x; z) estimate")
-    p.add_argument("--threshold", type=float_in(0.0), default=0.1, help="IFP: first beta with I(x; z) above this (nats)")
+    p.add_argument("--threshold", type=float_in(COLLAPSE, low_open=True), default=THRESHOLD,
+                   help=f"IFP: first beta with I(x; z) above this (nats), after it fell to {COLLAPSE:g} or below")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the base samples and the models")
     p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda | cuda:N")
     add_cpu_threads(p)
@@ -148,9 +149,15 @@ def _run(args) -> int:
         ground_truth = get_ground_truth(args.data)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"argument --data: {exc}") from exc
-    if args.factors and not all(0 <= f < ground_truth.num_factors for f in args.factors):
-        raise UsageError(f"argument --factors: expected indices in [0, {ground_truth.num_factors}) for "
+    if args.factors and (len(set(args.factors)) != len(args.factors)
+                         or not all(0 <= f < ground_truth.num_factors for f in args.factors)):
+        raise UsageError(f"argument --factors: expected distinct indices in [0, {ground_truth.num_factors}) for "
                          f"{args.data} ({', '.join(ground_truth.factor_names)}), got {args.factors}")
+    if args.beta_high < args.beta_low:
+        raise UsageError(f"argument --beta-high: expected >= --beta-low={args.beta_low:g} (beta anneals down), "
+                         f"got {args.beta_high:g}")
+    if args.schedule == "staircase" and args.levels > args.steps:
+        raise UsageError(f"argument --levels: expected at most --steps={args.steps} plateaus, got {args.levels}")
     torch.manual_seed(args.seed)
     rng = np.random.RandomState(args.seed)
 

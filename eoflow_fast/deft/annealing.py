@@ -56,6 +56,8 @@ SETTLE = "settle"  # plateaus of the staircase's betas, each as long as I(x; z) 
 LEVELS = 20
 SETTLE_WINDOW = 200  # steps; dSprites seeds 0 / 1: IFP 179 / 175 at 200, 162 / 142 at 100 (an escape at beta 151 missed)
 SETTLE_TOL = 0.005  # nats, 5% of the IFP threshold; at 0.02 the dSprites IFP moved 1.26x between windows 100 and 200, at 0.005 1.10x
+THRESHOLD = 0.1  # nats: the IFP is the first beta with I(x; z) above this ...
+COLLAPSE = 0.01  # nats: ... after I(x; z) has fallen to this or below
 
 
 def staircase_level(step: int, total_steps: int, levels: int = LEVELS) -> int:
@@ -68,6 +70,15 @@ def staircase_level(step: int, total_steps: int, levels: int = LEVELS) -> int:
 def _check_betas(caller: str, beta_high: float, beta_low: float) -> None:
     if not beta_high >= beta_low > 0:
         raise ValueError(f"{caller}: need beta_high >= beta_low > 0, got {beta_high}, {beta_low}")
+
+
+def _check_crossing(caller: str, threshold: float, collapse: float) -> None:
+    """The IFP rule needs 0 <= collapse < threshold: with threshold <= collapse a measurement can
+    count as collapsed and as crossed at once, and the crossing is then interpolated from a value
+    before the collapse (or, at index 0, from the last one)."""
+    if not (math.isfinite(threshold) and math.isfinite(collapse) and 0 <= collapse < threshold):
+        raise ValueError(f"{caller}: need finite 0 <= collapse < threshold, got collapse={collapse}, "
+                         f"threshold={threshold}")
 
 
 def level_beta(level: int, levels: int, beta_high: float, beta_low: float) -> float:
@@ -123,12 +134,16 @@ def dataset_mutual_information(model: VAE, data: torch.Tensor, samples: int = 8,
     return float(mi) - math.log(z.shape[0])
 
 
-def information_freezing_point(betas: list[float], mi: list[float], threshold: float = 0.1,
-                               collapse: float = 0.01):
+def information_freezing_point(betas: list[float], mi: list[float], threshold: float = THRESHOLD,
+                               collapse: float = COLLAPSE):
     """First upward crossing of ``threshold`` by ``mi`` along ``betas``, after ``mi`` has first
     fallen to ``collapse`` or below (a freshly initialised encoder carries information until the
     high beta collapses it). Returns (beta, index) with beta interpolated linearly in log beta between the
     bracketing measurements, or (None, None) if there is no such crossing."""
+    _check_crossing("information_freezing_point", threshold, collapse)
+    if len(betas) != len(mi):
+        raise ValueError(f"information_freezing_point: {len(betas)} betas for {len(mi)} I(x; z) values; "
+                         "expected one beta per value")
     collapsed = False
     for i, value in enumerate(mi):
         collapsed = collapsed or value <= collapse
@@ -166,7 +181,7 @@ def _train_step(model: VAE, opt, data: torch.Tensor, beta: float, batch_size: in
 def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: float = 200.0,
                    beta_low: float = 1.0, schedule: str = "loglinear", lr: float = 5e-4,
                    batch_size: int = 64, mi_every: int = 1, mi_samples: int = 8, mi_points: int = 512,
-                   threshold: float = 0.1, collapse: float = 0.01, stop_after_freeze: bool = False,
+                   threshold: float = THRESHOLD, collapse: float = COLLAPSE, stop_after_freeze: bool = False,
                    generator: torch.Generator | None = None, levels: int = LEVELS,
                    settle_window: int = SETTLE_WINDOW, settle_tol: float = SETTLE_TOL) -> AnnealingResult:
     """Run the annealing test on ``data`` (N, ...), a tensor on the model's device.
@@ -184,6 +199,21 @@ def annealing_test(model: VAE, data: torch.Tensor, steps: int, *, beta_high: flo
         raise ValueError(f"annealing_test: mi_every must be >= 1, got {mi_every}")
     if schedule not in (*SCHEDULES, SETTLE):
         raise ValueError(f"annealing_test: schedule={schedule!r}; expected one of {(*SCHEDULES, SETTLE)}")
+    # every setting is checked before the first step: a bad one fails at once, not after training
+    _check_betas("annealing_test", beta_high, beta_low)
+    _check_crossing("annealing_test", threshold, collapse)
+    if schedule in ("staircase", SETTLE) and not 1 <= levels <= steps:
+        raise ValueError(f"annealing_test: levels={levels}, expected 1 <= levels <= steps={steps}")
+    if schedule == SETTLE and not (math.isfinite(settle_tol) and settle_tol >= 0):
+        raise ValueError(f"annealing_test: settle_tol={settle_tol}, expected a finite number >= 0 (nats)")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"annealing_test: lr={lr}, expected a finite number > 0")
+    for name, value in (("batch_size", batch_size), ("mi_samples", mi_samples), ("mi_points", mi_points)):
+        if value < 1:
+            raise ValueError(f"annealing_test: {name} must be >= 1, got {value}")
+    if data.shape[0] < 2:
+        raise ValueError(f"annealing_test: data has {data.shape[0]} observation(s); expected >= 2 "
+                         "(I(x; z) of a single observation is 0 whatever the encoder)")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = data.shape[0]
     probe = data if n <= mi_points else data[torch.randperm(n, generator=generator)[:mi_points].to(data.device)]
@@ -288,6 +318,12 @@ def factor_annealing_runs(ground_truth, make_model: Callable[[], VAE], steps: in
     ``done`` = {(i, r): AnnealingResult} of tests finished earlier (an interrupted run) are reused,
     not rerun, and ``on_result(i, r, result)`` is called after each new test (to save it)."""
     chosen = list(factors if factors is not None else range(ground_truth.num_factors))
+    if repeats < 1:
+        raise ValueError(f"factor_annealing_runs: repeats must be >= 1, got {repeats}")
+    bad = [i for i in chosen if not 0 <= i < ground_truth.num_factors]
+    if bad or len(set(chosen)) != len(chosen):
+        raise ValueError(f"factor_annealing_runs: factors={chosen}, expected distinct indices in "
+                         f"[0, {ground_truth.num_factors}) ({', '.join(ground_truth.factor_names)})")
     base = int(rng.randint(0, 2**31 - 1))
     done = dict(done or {})
     out: dict[str, list[AnnealingResult]] = {ground_truth.factor_names[i]: [] for i in chosen}

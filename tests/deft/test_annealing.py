@@ -169,7 +169,7 @@ def test_settle_plateaus_that_hit_the_cap_are_reported_not_settled():
     assert len(result.betas) == sum(p["steps"] for p in result.plateaus)
     with pytest.raises(ValueError, match="settle_window=50 exceeds the plateau cap"):
         AN.annealing_test(linear_vae(), line_data(20.0), 800, schedule=AN.SETTLE, mi_every=10, settle_window=50)
-    with pytest.raises(ValueError, match="level_beta: need beta_high >= beta_low > 0"):
+    with pytest.raises(ValueError, match="annealing_test: need beta_high >= beta_low > 0"):
         AN.annealing_test(linear_vae(), line_data(20.0), 800, schedule=AN.SETTLE, mi_every=10, settle_window=40,
                           beta_low=0.0)
     with pytest.raises(ValueError, match="multiple of mi_every"):
@@ -229,3 +229,55 @@ def test_plots_are_written(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 1000
     AN.plot_ifp_histograms({"big": [40.0, 50.0, None], "small": [10.0]}, tmp_path / "h.png")
     assert (tmp_path / "a.png").stat().st_size > 1000 and (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_ifp_rule_refuses_a_threshold_at_or_below_the_collapse_level():
+    """threshold <= collapse let one value count as collapsed and crossed at once; the crossing was
+    then interpolated from the value before it (extrapolating) or, at index 0, from the last one."""
+    betas = [100.0, 50.0, 25.0]
+    for threshold, collapse in ((0.0, 0.01), (0.01, 0.01), (float("nan"), 0.01), (0.1, -0.5), (0.1, float("nan"))):
+        with pytest.raises(ValueError, match="information_freezing_point: need finite 0 <= collapse < threshold"):
+            AN.information_freezing_point(betas, [0.005, 0.5, 1.0], threshold, collapse)
+    with pytest.raises(ValueError, match="2 betas for 3 I"):
+        AN.information_freezing_point(betas[:2], [0.5, 0.0, 0.2])
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(beta_high=1.0, beta_low=200.0), "beta_high >= beta_low > 0"),
+    (dict(beta_low=0.0), "beta_high >= beta_low > 0"),
+    (dict(beta_high=float("nan")), "beta_high >= beta_low > 0"),
+    (dict(threshold=0.0), "collapse < threshold"),
+    (dict(threshold=float("nan")), "collapse < threshold"),
+    (dict(schedule="staircase", levels=11), r"levels=11, expected 1 <= levels <= steps=10"),
+    (dict(schedule="staircase", levels=0), r"levels=0"),
+    (dict(schedule=AN.SETTLE, levels=2, settle_window=2, settle_tol=float("nan")), "settle_tol=nan"),
+    (dict(lr=0.0), "lr=0.0"),
+    (dict(lr=float("inf")), "lr=inf"),
+    (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(mi_points=0), "mi_points must be >= 1"),
+])
+def test_annealing_test_refuses_bad_settings_before_training(kw, match):
+    model = linear_vae()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=match):
+        AN.annealing_test(model, line_data(20.0), 10, **kw)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not a single step taken
+
+
+def test_annealing_test_refuses_a_single_observation():
+    with pytest.raises(ValueError, match="data has 1 observation"):
+        AN.annealing_test(linear_vae(), line_data(20.0)[:1], 10)
+
+
+def test_factor_annealing_runs_refuses_bad_factors_and_repeats_before_training():
+    gt, made = TwoLines(), []
+
+    def make():
+        made.append(1)
+        return linear_vae()
+
+    for factors, repeats, match in (([0, 0], 1, "distinct"), ([0, 2], 1, "distinct indices in"), ([-1], 1, "factors=.-1."),
+                                    (None, 0, "repeats must be >= 1")):
+        with pytest.raises(ValueError, match=match):
+            AN.factor_annealing_runs(gt, make, 10, repeats, np.random.RandomState(0), factors)
+    assert not made  # refused before any model was built

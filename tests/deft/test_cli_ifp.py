@@ -42,13 +42,34 @@ def test_ifp_cli_settle_records_plateaus(tmp_path, tc_op, capsys):
 
 def test_ifp_cli_rejects_bad_flags(tmp_path, capsys):
     assert main(["ifp", "--factors", "7", "--out", str(tmp_path)]) == 2
-    assert "argument --factors: expected indices in [0, 5)" in capsys.readouterr().err
+    assert "argument --factors: expected distinct indices in [0, 5)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:  # a flag's range is checked at parse time
         main(["ifp", "--steps", "1", "--out", str(tmp_path)])
     assert info.value.code == 2 and "argument --steps: expected an integer >= 2" in capsys.readouterr().err
     assert main(["ifp", "--unsupervised", "--schedule", "settle", "--steps", "400", "--settle-window", "25",
                  "--out", str(tmp_path)]) == 2
     assert "argument --settle-window: expected a multiple of --mi-every=10 from 20 to the plateau cap" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--beta-high", "1", "--beta-low", "200"], "argument --beta-high: expected >= --beta-low=200 (beta anneals down), got 1"),
+    (["--schedule", "staircase", "--steps", "5"], "argument --levels: expected at most --steps=5 plateaus, got 20"),
+    (["--factors", "0", "0"], "argument --factors: expected distinct indices in [0, 3)"),
+])
+def test_ifp_cli_refuses_settings_without_a_meaningful_ifp(tmp_path, capsys, flags, message):
+    """Each ran before (a traceback after the data was built, or, for a repeated factor, every test
+    counted twice: "2/2 froze" from one repeat)."""
+    assert main(["ifp", "--data", "triangle", "--repeats", "1", "--out", str(tmp_path / "o"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("threshold", ["0", "0.01", "nan"])
+def test_ifp_cli_threshold_must_exceed_the_collapse_level(tmp_path, capsys, threshold):
+    """--threshold 0 ran and reported an IFP extrapolated from a value above the collapse level."""
+    with pytest.raises(SystemExit) as info:
+        main(["ifp", "--threshold", threshold, "--out", str(tmp_path)])
+    assert info.value.code == 2 and "argument --threshold: expected a finite number in (0.01, inf)" in capsys.readouterr().err
 
 
 IFP_SMALL = ["ifp", "--data", "dsprites", "--factors", "0", "2", "--steps", "4", "--mi-every", "2", "--encoder", "lite",
