@@ -140,6 +140,19 @@ def check_factors(metric: str, name: str, factors, num_rows: int, codes_name: st
     return arr
 
 
+def check_train_test(metric: str, codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray,
+                     factors_test: np.ndarray) -> None:
+    """Test arrays with the train arrays' latents (d) and factors (F): a classifier fit on d latents
+    cannot score other latents, and factor j of the test set must be factor j of the training set
+    (with fewer test columns the extra training factors were scored against nothing; with more,
+    the extra test factors were silently left out)."""
+    if codes_test.shape[1] != codes_train.shape[1]:
+        raise ValueError(f"{metric}: codes_test has {codes_test.shape[1]} latents, codes_train has {codes_train.shape[1]}")
+    if factors_test.shape[1] != factors_train.shape[1]:
+        raise ValueError(f"{metric}: factors_test has {factors_test.shape[1]} factors, factors_train has "
+                         f"{factors_train.shape[1]}")
+
+
 def represent(representation_fn: RepresentationFn, observations: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """``representation_fn`` applied in chunks of ``batch_size`` rows, concatenated to (n, d)."""
     parts = [np.asarray(representation_fn(observations[i:i + batch_size]))

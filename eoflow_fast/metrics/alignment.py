@@ -85,8 +85,16 @@ def apply_alignment(matrix, permutation, signs=None) -> np.ndarray:
     Reference dims left unmatched (permutation -1) get a row of zeros.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
-    permutation = np.asarray(permutation, dtype=np.int64)
+    permutation = np.asarray(permutation)
+    matched = permutation[permutation >= 0] if permutation.ndim == 1 else permutation
+    if (permutation.ndim != 1 or not np.issubdtype(permutation.dtype, np.integer) or matrix.ndim < 1
+            or len(np.unique(matched)) != len(matched) or (matched >= matrix.shape[0]).any()):
+        rows = matrix.shape[0] if matrix.ndim else 0
+        raise ValueError(f"apply_alignment: permutation must be 1-D, each entry a distinct row of matrix "
+                         f"(0 .. {rows - 1}) or -1 (unmatched), got {permutation.tolist()}")
     signs = np.ones(len(permutation)) if signs is None else np.asarray(signs, dtype=np.float64)
+    if signs.shape != permutation.shape:
+        raise ValueError(f"apply_alignment: signs has shape {signs.shape}, permutation {permutation.shape}")
     out = np.zeros((len(permutation),) + matrix.shape[1:])
     matched = permutation >= 0
     out[matched] = matrix[permutation[matched]] * signs[matched].reshape((-1,) + (1,) * (matrix.ndim - 1))

@@ -38,7 +38,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 
 from eoflow_fast import progress
 
-from ._common import check_codes, check_factors, sample_codes_factors
+from ._common import check_codes, check_factors, check_train_test, sample_codes_factors
 
 NUM_TRAIN = 10_000
 NUM_TEST = 5_000
@@ -123,8 +123,7 @@ def dci(codes_train, factors_train, codes_test, factors_test, random_state=0, n_
                                   varying=True)
     codes_test = check_codes("dci", "codes_test", codes_test)
     factors_test = check_factors("dci", "factors_test", factors_test, codes_test.shape[0], "codes_test")
-    if codes_test.shape[1] != codes_train.shape[1]:
-        raise ValueError(f"dci: codes_test has {codes_test.shape[1]} latents, codes_train has {codes_train.shape[1]}")
+    check_train_test("dci", codes_train, factors_train, codes_test, factors_test)
     if not (isinstance(n_jobs, (int, np.integer)) and (n_jobs >= 1 or n_jobs == -1)):
         raise ValueError(f"dci: n_jobs must be an int >= 1 or -1 (all cores), got {n_jobs!r}")
     importance, train_acc, test_acc = importance_matrix_gbt(

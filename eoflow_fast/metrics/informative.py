@@ -34,8 +34,14 @@ def per_dimension_kl(mu, logvar) -> np.ndarray:
 
 
 def informative_dimensions(kl, threshold: float = THRESHOLD) -> np.ndarray:
-    """Boolean mask (d,): KL_k > threshold."""
-    return np.asarray(kl) > check_number("informative", "threshold", threshold)
+    """Boolean mask (d,): KL_k > threshold. ``kl`` must be 1-D and finite (NaN > threshold is False:
+    a NaN KL would read as an uninformative dimension)."""
+    kl = np.asarray(kl)
+    if kl.ndim != 1 or not np.issubdtype(kl.dtype, np.number):
+        raise ValueError(f"informative_dimensions: kl must be a 1-D numeric array (d,), got shape {kl.shape}, dtype {kl.dtype}")
+    if not np.all(np.isfinite(kl)):
+        raise ValueError(f"informative_dimensions: kl holds NaN or inf at dims {np.nonzero(~np.isfinite(kl))[0].tolist()}")
+    return kl > check_number("informative", "threshold", threshold)
 
 
 def false_discovery_rate(flagged, num_factors: int | None = None, association=None,

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from ._common import check_codes, check_factors, sample_codes_factors
+from ._common import check_codes, check_factors, check_train_test, sample_codes_factors
 from .discrete_mi import mutual_info_matrix
 from .discretize import NUM_BINS
 
@@ -66,6 +66,7 @@ def modularity_explicitness(codes_train, factors_train, codes_test, factors_test
                                   varying=True)
     codes_test = check_codes("modularity", "codes_test", codes_test)
     factors_test = check_factors("modularity", "factors_test", factors_test, codes_test.shape[0], "codes_test")
+    check_train_test("modularity", codes_train, factors_train, codes_test, factors_test)
     mi, _ = mutual_info_matrix(codes_train, factors_train, num_bins)
     mean = codes_train.mean(axis=0)
     std = codes_train.std(axis=0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.svm import LinearSVC
 
-from ._common import check_codes, check_factors, sample_codes_factors
+from ._common import check_codes, check_factors, check_train_test, sample_codes_factors
 
 NUM_TRAIN = 10_000
 NUM_TEST = 5_000
@@ -63,6 +63,7 @@ def sap(codes_train, factors_train, codes_test=None, factors_test=None, continuo
             raise ValueError("sap: codes_test and factors_test are required for discrete factors")
         codes_test = check_codes("sap", "codes_test", codes_test)
         factors_test = check_factors("sap", "factors_test", factors_test, codes_test.shape[0], "codes_test")
+        check_train_test("sap", codes_train, factors_train, codes_test, factors_test)
     score = sap_score_matrix(codes_train, factors_train, codes_test, factors_test, continuous_factors, random_state)
     top = np.sort(score, axis=0)
     per_factor = top[-1] - top[-2]

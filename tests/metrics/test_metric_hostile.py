@@ -221,3 +221,56 @@ def test_a_metrics_json_that_is_not_a_mapping_is_kept_aside(tmp_path, content):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["metrics"] == {"mig": {"mig": 0.5}} and saved["earlier"] == {}
     assert (tmp_path / "metrics.unreadable.json").read_bytes() == content
+
+
+TRAIN_TEST = {
+    "dci": lambda ct, ft, ce, fe: metrics.dci(ct, ft, ce, fe, n_jobs=1, quick=True),
+    "sap": lambda ct, ft, ce, fe: metrics.sap(ct, ft, ce, fe),
+    "modularity": lambda ct, ft, ce, fe: metrics.modularity_explicitness(ct, ft, ce, fe),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN_TEST))
+@pytest.mark.parametrize("train_cols, test_cols, message", [
+    (slice(0, 1), slice(0, 2), "factors_test has 2 factors, factors_train has 1"),
+    (slice(0, 2), slice(1, 2), "factors_test has 1 factors, factors_train has 2"),
+])
+def test_train_and_test_factor_columns_must_match(name, train_cols, test_cols, message):
+    """One training factor and two test factors scored (dci: NaN disentanglement, sap 0.0,
+    modularity NaN) with the second test factor silently left out; the reverse was an IndexError."""
+    codes, factors = _data()
+    with pytest.raises(ValueError, match=f"{'modularity' if name == 'modularity' else name}: {message}"):
+        TRAIN_TEST[name](codes, factors[:, train_cols], codes, factors[:, test_cols])
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN_TEST))
+@pytest.mark.parametrize("test_latents", [3, 4])
+def test_train_and_test_latents_must_match(name, test_latents):
+    """sap fit one classifier per latent on 3 train latents and scored 3 of 4 test latents silently;
+    modularity failed inside numpy broadcasting."""
+    codes, factors = _data()
+    train, test = (codes[:, :3], codes) if test_latents == 4 else (codes, codes[:, :3])
+    with pytest.raises(ValueError, match=f"codes_test has {test.shape[1]} latents, codes_train has {train.shape[1]}"):
+        TRAIN_TEST[name](train, factors, test, factors)
+
+
+@pytest.mark.parametrize("permutation, signs, message", [
+    ([0, 0, 1], None, r"each entry a distinct row of matrix \(0 .. 2\) or -1 \(unmatched\), got \[0, 0, 1\]"),
+    ([0, 3, 1], None, r"got \[0, 3, 1\]"),
+    ([0, 1, 2], [1, 1], r"signs has shape \(2,\), permutation \(3,\)"),
+])
+def test_apply_alignment_refuses_a_non_permutation(permutation, signs, message):
+    """[0, 0, 1] copied row 0 twice and dropped row 2 without a word."""
+    with pytest.raises(ValueError, match=message):
+        metrics.apply_alignment(np.ones((3, 2)), np.array(permutation), None if signs is None else np.array(signs))
+    matrix = np.arange(6.0).reshape(3, 2)
+    assert np.array_equal(metrics.apply_alignment(matrix, np.array([2, -1, 0]), np.array([1, 0, -1])),
+                          [[4.0, 5.0], [0.0, 0.0], [0.0, -1.0]])
+
+
+@pytest.mark.parametrize("kl, message", [([0.5, np.nan], r"NaN or inf at dims \[1\]"), ([[0.5, 0.2]], "1-D")])
+def test_informative_dimensions_refuses_nan_or_matrix_kl(kl, message):
+    """A NaN KL compared False with the threshold: the dimension read as uninformative."""
+    with pytest.raises(ValueError, match=f"informative_dimensions: .*{message}"):
+        metrics.informative_dimensions(np.array(kl))
+    assert metrics.informative_dimensions(np.array([0.5, 0.05])).tolist() == [True, False]
