@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from eoflow_fast.train.argtypes import out_folder
+
 from .common import UsageError, suggest
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
@@ -60,6 +62,6 @@ def register(subparsers) -> None:
     p.add_argument("--list", action="store_true", help="list the available benchmarks")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--out", type=Path, default=Path("runs/bench"),
+    p.add_argument("--out", type=lambda text: Path(out_folder(text)), default=Path("runs/bench"),
                    help="folder for the result JSON (the README's committed results: bench/results)")
     p.set_defaults(func=run)

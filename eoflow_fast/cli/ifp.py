@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from eoflow_fast.deft.annealing import COLLAPSE, SETTLE_TOL, SETTLE_WINDOW, THRESHOLD
-from eoflow_fast.train.argtypes import device, float_in, int_at_least
+from eoflow_fast.train.argtypes import device, float_in, int_at_least, out_folder
 from eoflow_fast.train.logging import append_record
 
 from .common import UsageError, add_cpu_threads, add_json, add_no_progress, apply_cpu_threads, print_summary
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("ifp", help="annealing test: information freezing points per factor",
                               description=__doc__)
     p.add_argument("--data", default="dsprites", help="ground-truth dataset spec (dsprites, dsprites_color, ...)")
-    p.add_argument("--out", default="runs/ifp", help="output folder")
+    p.add_argument("--out", type=out_folder, default="runs/ifp", help="output folder")
     p.add_argument("--factors", type=int_at_least(0), nargs="*", default=None, help="factor indices (default: all)")
     p.add_argument("--repeats", type=int_at_least(1), default=50, help="random base samples per factor")
     p.add_argument("--unsupervised", action="store_true", help="one test on the whole dataset")

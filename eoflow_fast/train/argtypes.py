@@ -86,6 +86,22 @@ def out_file(text: str) -> str:
 out_file = _named(out_file, "file path")
 
 
+def out_folder(text: str) -> str:
+    """A folder a command writes into: an existing folder, or a path that can be made one (no part
+    of it an existing file); checked when the flags are parsed, so a file given as the folder fails
+    at once, not with a traceback after the work is done."""
+    path = os.path.abspath(text)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        what = "is a file" if path == os.path.abspath(text) else f"lies under the file {path!r}"
+        raise argparse.ArgumentTypeError(f"expected a folder, got {text!r}, which {what}")
+    return text
+
+
+out_folder = _named(out_folder, "folder")
+
+
 def set_default(parser: argparse.ArgumentParser, dest: str, default, help: str) -> None:
     """Give the flag ``dest`` (added elsewhere) a new default and the help that states it."""
     action = next(a for a in parser._actions if a.dest == dest)

@@ -104,3 +104,18 @@ def test_subprocess_misspelled_dataset(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "unknown dataset spec 'digitz'; did you mean 'digits'?" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["bench", "--list"], ["ifp", "--data", "triangle", "--repeats", "1", "--steps", "4"]])
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_out_folder_that_is_a_file_is_refused_at_parse_time(command, under, tmp_path, capsys):
+    """ifp ran every test and then died in os.makedirs with a FileExistsError / NotADirectoryError
+    traceback; bench ran the benchmarks and failed writing the result."""
+    blocker = tmp_path / "results.json"
+    blocker.write_text("{}")
+    out = blocker / under if under else blocker
+    status, _, err = _run([*command, "--out", str(out)], capsys)
+    assert status == 2 and "Traceback" not in err
+    what = "is a file" if not under else f"lies under the file {str(blocker)!r}"
+    assert f"argument --out: expected a folder, got {str(out)!r}, which {what}" in err
+    assert blocker.read_text() == "{}"
