@@ -38,7 +38,9 @@ _INVOCATION: dict = {"out": None, "flags": None, "argv": None}
 def parse_args(parser, argv=None):
     """``parser.parse_args(argv)`` plus the shared ``--out DIR``; remembers the flags for
     :func:`write_result` so each result file records how it was produced."""
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+    from eoflow_fast.train.argtypes import out_folder
+
+    parser.add_argument("--out", type=lambda text: Path(out_folder(text)), default=None, metavar="DIR",
                         help=f"folder for the result JSON (default: ${OUT_ENV}, else runs/bench, untracked; "
                              "pass --out bench/results to update the committed figures)")
     args = parser.parse_args(argv)

@@ -39,3 +39,14 @@ def test_default_run_leaves_tracked_results_alone_and_records_its_flags(tmp_path
 
     bench.main([*argv, "--out", str(tmp_path / "x")])
     assert json.loads(next((tmp_path / "x").glob("*.json")).read_text())["flags"]["out"] == str(tmp_path / "x")
+
+
+def test_a_bench_script_refuses_a_file_as_its_out_folder_before_any_work(tmp_path, capsys):
+    import pytest
+
+    bench = _load("bench_affine_coupling")
+    (tmp_path / "f").write_text("x")
+    for out in (tmp_path / "f", tmp_path / "f" / "sub"):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(["--device", "cpu", "--quick", "--out", str(out)])
+        assert exc.value.code == 2 and "argument --out: expected a folder" in capsys.readouterr().err
