@@ -96,6 +96,10 @@ def build(config: dict):
     _check(config)
     labelled = config.get("condition", "none") == "label"
     train_set, test_set = (_dataset(config["data"], split, labelled) for split in ("train", "test"))
+    if len(test_set) == 0:  # before training, not a traceback in its final evaluation
+        raise ValueError(f"eoflow: {config['data']} has an empty 'test' split ({len(train_set)} training items; "
+                         f"`eoflow-fast data info {config['data']}` shows the split rule): the evaluation of a flow "
+                         f"(bits/dim, PSNR, denoising) needs held-out items; give more rows")
     item = train_set[0]
     x = item[0] if isinstance(item, (tuple, list)) else item
     shape = tuple(x.shape)

@@ -95,6 +95,21 @@ def test_mlp_arch_refuses_large_flat_dims_and_warns_in_between():
         family._check_mlp_dim(config, (1, 8, 8))
 
 
+def test_train_refuses_data_without_a_test_split_before_training(tmp_path, capsys):
+    """2 CSV rows give round(2 * 0.2) = 0 test rows: refused up front (was a traceback from the final
+    evaluation, after training), and no run folder is made."""
+    (tmp_path / "two.csv").write_text("a,b,c\n1,2,3\n4,5,7\n")
+    argv = ["train", "eoflow", "--data", f"csv:{tmp_path / 'two.csv'}", "--steps", "2", "--batch-size", "2",
+            "--blocks", "1", "--hidden", "8", "--no-progress", "--run-dir", str(tmp_path / "run")]
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2 and "has an empty 'test' split (2 training items" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_denoise_core_auto_uses_the_noise_floor(run_dir, capsys):
     from eoflow_fast.flows.eoflow import noise_entropy_floor
     from eoflow_fast.flows.family import open_eoflow_run
