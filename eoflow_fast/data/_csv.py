@@ -97,6 +97,8 @@ def _parse(path: str, name: str, body, j: int, strict: bool) -> np.ndarray | Non
             out[i] = np.nan
             continue
         try:
+            if "_" in cell:  # float() reads "1_000" as 1000 (Python literal syntax); a CSV cell means text
+                raise ValueError(cell)
             value = float(cell)
         except ValueError:
             if strict:

@@ -13,7 +13,9 @@ THRESHOLD = 0.1
 
 def failure_rate(mig_scores, threshold: float = THRESHOLD) -> dict:
     """Percentage of runs whose MIG is below ``threshold``; mig_scores is a 1-D sequence (R,)."""
-    scores = np.asarray(mig_scores, dtype=np.float64).reshape(-1)
+    scores = np.asarray(mig_scores, dtype=np.float64)
+    if scores.ndim != 1:
+        raise ValueError(f"failure_rate: mig_scores must be a 1-D sequence of per-run MIG, got shape {scores.shape}")
     if scores.size == 0:
         raise ValueError("failure_rate: mig_scores is empty")
     if not np.all(np.isfinite(scores)):

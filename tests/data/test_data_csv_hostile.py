@@ -54,6 +54,14 @@ def test_explicit_columns_name_the_text_cell_and_an_empty_column(tmp_path):
         read_csv(str(path), columns=["a", "c"])
 
 
+def test_an_underscored_number_is_text_not_a_python_literal(tmp_path):
+    """float("1_000") is 1000.0 (Python literal syntax); in a CSV cell it is text."""
+    path = tmp_path / "u.csv"
+    path.write_text("a,b\n1,2\n1_000,4\n5,6\n")
+    with pytest.raises(CsvError, match=r"column 'a', line 3: '1_000' is not a number"):
+        read_csv(str(path), columns=["a", "b"])
+
+
 def load(path, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -104,6 +104,8 @@ def test_failure_rate():
     assert out == {"failure_rate": 40.0, "num_failed": 2, "num_runs": 5}
     with pytest.raises(ValueError, match="mig_scores"):
         metrics.failure_rate([])
+    with pytest.raises(ValueError, match=r"1-D sequence of per-run MIG, got shape \(2, 2\)"):
+        metrics.failure_rate([[0.05, 0.2], [0.3, 0.4]])  # was flattened into 4 "runs"
 
 
 def test_errors_name_the_argument():
