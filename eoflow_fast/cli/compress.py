@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from eoflow_fast.train.argtypes import device, int_at_least, out_file
 from eoflow_fast.train.checkpoint import CheckpointError
 
 from .common import UsageError, add_cpu_threads, add_json, apply_cpu_threads, check_run_folder, print_summary
-from .common import run_folder_error
+from .common import fail, run_folder_error
 
 
 def _core_size(text: str):
@@ -119,12 +118,6 @@ def save_grid(path: Path, rows: list[torch.Tensor], title: str, row_labels: list
     plt.close(fig)
 
 
-def non_finite_exit(prog: str, exc: Exception):
-    """A model output with NaN/inf (``NonFiniteOutputError``): one line naming the count, exit 1."""
-    print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-    sys.exit(1)
-
-
 def run(args) -> int:
     from eoflow_fast.flows.eoflow import NonFiniteOutputError, mean_psnr
 
@@ -136,7 +129,7 @@ def run(args) -> int:
     try:
         score = mean_psnr(rec, x, f"compress: PSNR at C = {args.core}")
     except NonFiniteOutputError as exc:  # before: "psnr (dB)  nan" in the table, and a file of NaN codes saved
-        non_finite_exit(parser.prog, exc)
+        fail(parser.prog, exc, 1)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"compressed_C{args.core}.pt"
     torch.save({"z_core": z_core.cpu(), "core_dims": model.latent_order[:args.core].cpu()}, out)
     result = {"C": args.core, "D": model.dim, "ratio": model.dim / args.core, "n": x.shape[0],

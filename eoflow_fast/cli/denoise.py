@@ -17,8 +17,8 @@ import torch
 
 from eoflow_fast.train.argtypes import float_in, int_at_least
 
-from .common import print_summary
-from .compress import add_common_args, load, non_finite_exit, save_grid
+from .common import fail, print_summary
+from .compress import add_common_args, load, save_grid
 
 
 def run(args) -> int:
@@ -45,7 +45,7 @@ def run(args) -> int:
                                "entropy_floor": noise_entropy_floor(args.sigma), "C_best": best,
                                "psnr_best": searched[best]})
     except NonFiniteOutputError as exc:  # before: "psnr denoised (dB)  nan" in the table
-        non_finite_exit(parser.prog, exc)
+        fail(parser.prog, exc, 1)
     if args.grid and len(model.input_shape) == 3:
         path = Path(args.run_dir) / f"denoised_C{core}_s{args.sigma:g}.png"
         save_grid(path, [x[:16], noisy[:16], den[:16]], f"clean / noisy (sigma {args.sigma:g}) / denoised (C = {core})",
