@@ -43,21 +43,26 @@ def _shape(x) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
-def declared_input(param_map) -> str | None:
-    """The z1 shape ``param_map`` declares, from its first module that declares one: ``"(B, n)"``
-    for a Linear (``in_features`` n; it reads the last dim of a 2-D input), ``"(B, n, ...)"`` for a
-    Conv (``in_channels`` n); None when no module declares one."""
+def declared_input(param_map) -> tuple[int, bool] | None:
+    """(n, spatial) of the z1 ``param_map`` declares, from its first module that declares one: a
+    Linear's ``in_features`` n (z1 is (B, n)), or a Conv's ``in_channels`` n (z1 is (B, n, ...),
+    spatial True); None when no module declares one."""
     for module in param_map.modules():
         if isinstance(getattr(module, "in_features", None), int):
-            return f"(B, {module.in_features})"
+            return module.in_features, False
         if isinstance(getattr(module, "in_channels", None), int):
-            return f"(B, {module.in_channels}, ...)"
+            return module.in_channels, True
     return None
 
 
-def _matches(shape: tuple, declared: str) -> bool:
-    width = int(declared[4:].split(",")[0].rstrip(")"))
-    return len(shape) >= 2 and shape[1] == width and (declared.endswith("...)") or len(shape) == 2)
+def _declared_shape(declared: tuple[int, bool]) -> str:
+    width, spatial = declared
+    return f"(B, {width}, ...)" if spatial else f"(B, {width})"
+
+
+def _matches(shape: tuple, declared: tuple[int, bool]) -> bool:
+    width, spatial = declared
+    return len(shape) >= 2 and shape[1] == width and (spatial or len(shape) == 2)
 
 
 class AffineCoupling(_nf.flows.AffineCoupling):
@@ -82,7 +87,8 @@ class AffineCoupling(_nf.flows.AffineCoupling):
                              f"and spatial sizes, got {_shape(z1)} and {_shape(z2)}")
         declared = declared_input(self.param_map)
         if declared is not None and not _matches(tuple(z1.shape), declared):
-            raise ValueError(f"{name}: param_map takes z1 of shape {declared}, got z1 {_shape(z1)} (z2 {_shape(z2)}): "
+            raise ValueError(f"{name}: param_map takes z1 of shape {_declared_shape(declared)}, got z1 {_shape(z1)} "
+                             f"(z2 {_shape(z2)}): "
                              f"the input of the block has other dims than its param_map was built for")
         out = (subnet or self.param_map)(z1)
         param = out[0] if isinstance(out, tuple) else out
