@@ -341,7 +341,7 @@ def factor_annealing_runs(ground_truth, make_model: Callable[[], VAE], steps: in
     return out
 
 
-def plot_annealing(result: AnnealingResult, path: str, threshold: float = 0.1) -> None:
+def plot_annealing(result: AnnealingResult, path: str, threshold: float = THRESHOLD) -> None:
     """Against the training step: I(x; z), the KL proxy and the threshold (left axis, nats) and
     beta_t (right axis, log), the IFP marked at its step. Steps, not beta, on the x axis: plateau
     schedules (staircase, settle) hold beta for many steps, which a beta axis stacks into one line."""
@@ -354,7 +354,7 @@ def plot_annealing(result: AnnealingResult, path: str, threshold: float = 0.1) -
     steps = np.arange(len(result.betas))
     ax.plot(steps, result.kl, lw=0.8, alpha=0.5, color="C0", label="KL proxy (minibatch)")
     ax.plot(result.mi_steps, result.mi, lw=1.2, color="C1", label="I(x; z) (MWS, dataset)")
-    if result.ifp_points:
+    if 0 < len(result.ifp_points) < len(result.mi):  # plateau schedules: the IFP reads plateau ends only
         ax.plot([result.mi_steps[i] for i in result.ifp_points], [result.mi[i] for i in result.ifp_points], "o",
                 ms=3, color="C1", label="I(x; z) read at plateau ends")
     ax.axhline(threshold, color="grey", ls=":", lw=0.8, label=f"threshold {threshold:g} nats")
