@@ -9,9 +9,10 @@ from backend_cases import case_params
 from eoflow_fast import ops
 from eoflow_fast.reference import kink_select as ref
 
-CASES = case_params([("torch", "cpu", torch.float32, 0), ("cpp", "cpu", torch.float32, 0),
-                     ("cpp", "cpu", torch.float64, 0), ("triton", "cpu", torch.float32, 0),
-                     ("triton", "cpu", torch.float64, 0), ("triton", "cuda", torch.float32, 0)])
+# (backend, device, dtype); no tolerance: a selection is compared exactly
+CASES = case_params([("torch", "cpu", torch.float32), ("cpp", "cpu", torch.float32), ("cpp", "cpu", torch.float64),
+                     ("triton", "cpu", torch.float32), ("triton", "cpu", torch.float64),
+                     ("triton", "cuda", torch.float32)])
 
 
 def _planted(gen, shape, dtype, rel):
@@ -44,9 +45,9 @@ def test_reference_matches_definition(gen, dtype):
     assert torch.equal(values, x.reshape(-1)[want]) and threshold.item() == t
 
 
-@pytest.mark.parametrize("backend,device,dtype,_", CASES)
+@pytest.mark.parametrize("backend,device,dtype", CASES)
 @pytest.mark.parametrize("shape", [(1,), (7,), (4, 257), (3, 40000)])
-def test_backend_equals_reference(gen, backend, device, dtype, _, shape):
+def test_backend_equals_reference(gen, backend, device, dtype, shape):
     """Exact equality: a selection has no rounding (chunk and vector tails included: 257, 40000)."""
     rel = 3e-3
     x = _planted(gen, shape, dtype, rel) if math.prod(shape) >= 6 else torch.randn(*shape, generator=gen).to(dtype)
@@ -58,8 +59,8 @@ def test_backend_equals_reference(gen, backend, device, dtype, _, shape):
         assert torch.equal(g.cpu(), w.cpu())
 
 
-@pytest.mark.parametrize("backend,device,dtype,_", CASES)
-def test_nan_selects_nothing_and_empty_input(gen, backend, device, dtype, _):
+@pytest.mark.parametrize("backend,device,dtype", CASES)
+def test_nan_selects_nothing_and_empty_input(gen, backend, device, dtype):
     x = torch.randn(2, 300, generator=gen).to(dtype=dtype, device=device)
     x[1, 17] = math.nan
     idx, values, threshold = ops.kink_select(x, 0.1, backend=backend)
