@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from .deft_stages import load_runs
-from .rows import parse_budget, row, run_cli, write
+from .rows import parse_budget, previous_details, row, run_cli, write
 
 BUDGETS = {"toy": {"stage_steps": 4, "seeds": [0], "batch_size": 8, "group_sizes": [1],
                    "eval": ["--num-train", "200", "--num-test", "100"]},
@@ -183,11 +183,7 @@ def budget_breakdown() -> list[dict]:
 def previous(results_dir: Path, budget: str, b: dict) -> dict:
     """The details of an earlier run of this script at this budget (its JSON), or {} when there is
     none or it was run with other steps per stage, batch or evaluation sizes."""
-    path = results_dir / f"repro_deft_stage4_{budget}.json"
-    if not path.exists():
-        return {}
-    details = json.loads(path.read_text())["details"]
-    return details if all(details["budget"].get(key) == b[key] for key in SAME_RUNS) else {}
+    return previous_details(f"deft_stage4_{budget}", results_dir, b, SAME_RUNS)
 
 
 def collect(b: dict, root: Path, prev: dict, no_train: bool) -> tuple[dict, dict]:

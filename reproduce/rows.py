@@ -57,6 +57,17 @@ def write(name: str, rows: list[dict], details: dict, results_dir: Path = RESULT
     return path
 
 
+def previous_details(name: str, results_dir: Path, b: dict, same: tuple) -> dict:
+    """The ``details`` of ``results_dir/repro_<name>.json`` written earlier by the same script, or
+    {} when there is none or its budget differs from ``b`` in one of the keys ``same`` (runs of
+    other steps, batch or evaluation sizes are not reused)."""
+    path = results_dir / f"repro_{name}.json"
+    if not path.exists():
+        return {}
+    details = json.loads(path.read_text())["details"]
+    return details if all(details["budget"].get(key) == b[key] for key in same) else {}
+
+
 def run_cli(args: list[str]) -> str:
     """Runs ``eoflow-fast ARGS`` (of this interpreter's environment) in the repository root; returns
     its stdout, or exits with the command and the end of its stderr when it fails."""

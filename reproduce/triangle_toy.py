@@ -108,7 +108,7 @@ import numpy as np
 
 from eoflow_fast.train import checkpoint
 
-from .rows import parse_budget, row, run_cli, write
+from .rows import parse_budget, previous_details, row, run_cli, write
 
 BUDGETS = {"toy": {"steps": 20, "stage_steps": 6, "batch": 64, "seeds": [0], "device": "cpu",
                    "eval": ["--num-train", "1000"]},
@@ -185,14 +185,9 @@ def previous(results_dir: Path, budget: str, b: dict) -> dict:
     """{method: {seed: {nmi_matrix, kl_per_dim, escape_step}}} of the runs in an earlier results
     JSON of this script at this budget, or {} when there is none or it was run with other steps,
     steps per stage, batch or evaluation sizes. Lets the committed runs stand without their folders."""
-    path = results_dir / f"repro_triangle_{budget}.json"
-    if not path.exists():
-        return {}
-    details = json.loads(path.read_text())["details"]
-    if any(details["budget"].get(key) != b[key] for key in SAME_RUNS):
-        return {}
+    details = previous_details(f"triangle_{budget}", results_dir, b, SAME_RUNS)
     return {m: {s: {k: res[k] for k in RESULT_KEYS} for s, res in runs.items() if res is not None}
-            for m, runs in details["runs"].items()}
+            for m, runs in details.get("runs", {}).items()}
 
 
 def judge(m, kl) -> dict:
